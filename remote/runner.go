@@ -1,0 +1,79 @@
+// Package remote is lifeline's transport to hosts.
+//
+// # The one primitive
+//
+// Everything lifeline does on a host goes through [Runner.Run]: start one
+// command with a context, optional stdin, and stdout/stderr writers. Upload,
+// sudo and output capture are layered on top of it, so an SSH connection, a
+// local exec (tests, the helper itself) and the command-matching mock in
+// remotetest all behave alike.
+//
+// # Errors
+//
+// A command that ran and exited non-zero returns an [*ExitError] carrying the
+// exit status and the tail of stderr; callers read those fields instead of
+// matching strings. Transport failures (dial, handshake, host key, auth)
+// are wrapped with the host's name and the cause.
+package remote
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Cmd is one command to run on a host. Command is a POSIX shell command
+// line, interpreted by the host's login shell (SSH) or /bin/sh (local).
+type Cmd struct {
+	Command string
+	Stdin   io.Reader // nil: empty stdin
+	Stdout  io.Writer // nil: discarded
+	Stderr  io.Writer // nil: kept only in the ExitError's tail
+}
+
+// Runner starts commands on one host.
+//
+// Run blocks until the command exits or ctx is done; when ctx is done the
+// command is signalled and Run returns ctx.Err() wrapped. Run is safe for
+// concurrent use (each call is its own SSH channel). Close releases the
+// connection; Run after Close fails.
+type Runner interface {
+	Run(ctx context.Context, cmd Cmd) error
+	// Host is the name the runner was opened for (inventory name or alias),
+	// used in every error message.
+	Host() string
+	Close() error
+}
+
+// ExitError is a command that ran and exited non-zero (or was killed by a
+// signal: Status is then -1 and Signal is set).
+type ExitError struct {
+	Host    string
+	Command string
+	Status  int
+	Signal  string
+	Stderr  string // last few KiB of stderr
+}
+
+func (e *ExitError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 && len(msg) > 400 {
+		msg = msg[i+1:]
+	}
+	how := fmt.Sprintf("exit status %d", e.Status)
+	if e.Signal != "" {
+		how = "killed by signal " + e.Signal
+	}
+	if msg == "" {
+		return fmt.Sprintf("%s: %q: %s", e.Host, shortCmd(e.Command), how)
+	}
+	return fmt.Sprintf("%s: %q: %s: %s", e.Host, shortCmd(e.Command), how, msg)
+}
+
+func shortCmd(c string) string {
+	if len(c) > 80 {
+		return c[:77] + "..."
+	}
+	return c
+}

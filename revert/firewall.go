@@ -1,0 +1,80 @@
+package revert
+
+import (
+	"context"
+	"time"
+)
+
+// Firewall drives every packet-filter family a host uses through the local
+// tools (nft, iptables-*-save/-restore) and netlink. The transaction engine
+// (tx.go) calls it; it keeps no transaction state of its own.
+//
+// Every method that changes the live ruleset is atomic per call as far as
+// the kernel allows: nft -f is one transaction; iptables-restore is atomic
+// per COMMIT block, so a multi-table iptables apply that fails part-way
+// returns an error wrapped around ErrPartialApply and the engine restores
+// the snapshot at once. Methods are not safe for concurrent use; the engine
+// serialises them under the host lock.
+type Firewall interface {
+	// Detect reports the backends present and in use. Changes nothing.
+	Detect(ctx context.Context) (*Detect, error)
+	// Snapshot captures every family in use, each in its own tool's format
+	// (native nft tables with nft, iptables-nft tables with
+	// iptables-nft-save, legacy tables with iptables-legacy-save; IPv6 too).
+	Snapshot(ctx context.Context) (*Snapshot, error)
+	// Validate trial-loads ruleset in a private, empty network namespace
+	// that mirrors the host's interface names. A ruleset that does not load
+	// returns an *Error with Code CodeInvalidRuleset and, when the tool
+	// names it, the offending Line and Text. Changes nothing live.
+	Validate(ctx context.Context, format Format, ruleset string) error
+	// ValidateSnapshot trial-loads a snapshot the same way (a snapshot
+	// that would not restore refuses the change: CodeSnapshot).
+	ValidateSnapshot(ctx context.Context, s *Snapshot) error
+	// Apply swaps the live ruleset for ruleset, with guard (if non-nil)
+	// merged in at the top of every base chain SSH traffic crosses, and
+	// with foreign chains (Docker, kube-proxy, ...) carried over as they
+	// are live at this moment.
+	Apply(ctx context.Context, format Format, ruleset string, guard *Guard) error
+	// Restore puts a snapshot back atomically (all families), carrying
+	// foreign chains over as they are live at this moment.
+	Restore(ctx context.Context, s *Snapshot) error
+	// Equal reports whether the live ruleset equals the snapshot (counters,
+	// handles and foreign chains ignored), with a unified diff when not.
+	Equal(ctx context.Context, s *Snapshot) (bool, string, error)
+	// Contains reports whether the live ruleset holds ruleset as applied
+	// (guard and foreign chains ignored), with a diff when not.
+	Contains(ctx context.Context, format Format, ruleset string) (bool, string, error)
+	// Diff is a unified diff from the live ruleset to what Apply(ruleset)
+	// would leave. Changes nothing.
+	Diff(ctx context.Context, format Format, ruleset string) (string, error)
+	// Persist writes ruleset where the host's boot-time loader reads it
+	// (e.g. /etc/nftables.conf, /etc/iptables/rules.v4), atomically, and
+	// returns the files written.
+	Persist(ctx context.Context, format Format, ruleset string) ([]string, error)
+}
+
+// Snapshot is a host's whole ruleset at one moment, one Part per family and
+// backend in use. It is stored as files in the tx folder (0600).
+type Snapshot struct {
+	Taken time.Time `json:"taken"`
+	Parts []Part    `json:"parts"`
+}
+
+// Part is one family's ruleset in its own tool's format.
+type Part struct {
+	Backend string `json:"backend"` // nft | iptables-nft | iptables-legacy | ip6tables-nft | ip6tables-legacy
+	Format  Format `json:"format"`
+	Text    string `json:"text"`
+}
+
+// Guard is the kernel guard: accept the operator's SSH path (input: from
+// Addr to Port; output: from Port to Addr) only once the deadline has
+// passed, so that the kernel itself re-opens the path if every userspace
+// mechanism on the host dies.
+type Guard struct {
+	TxID      string        // names the guard's set/comment, e.g. lifeline-guard-<tx>
+	Addr      string        // operator address as the host sees it (v4 or v6)
+	Port      int           // sshd port
+	Deadline  time.Time     // absolute, host clock (iptables -m time, UTC)
+	Remaining time.Duration // relative countdown (nft set element timeout)
+}
