@@ -44,3 +44,13 @@ type Group struct {
 	Vars     map[string]string `json:"vars,omitempty"`
 	Ruleset  string            `json:"ruleset,omitempty"` // absolute path
 }
+
+// Lookup returns the host called name, or nil.
+func (inv *Inventory) Lookup(name string) *Host {
+	for _, h := range inv.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}

@@ -1,0 +1,450 @@
+package inventory
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// A value is one setting as written in the file, before precedence is applied.
+type value struct {
+	v   string
+	src string // human description: "host h01 (inventory.yaml:12)"
+	pos string // "inventory.yaml:12", for errors
+}
+
+// settings maps a setting key ("address", "port", "vars.NAME",
+// "labels.NAME", ...) to its value at one level (defaults, a group, a host).
+type settings map[string]value
+
+type rawHost struct {
+	name string
+	pos  string
+	set  settings
+}
+
+type rawGroup struct {
+	name     string
+	pos      string
+	hosts    []string
+	children []string
+	set      settings
+}
+
+// builder collects what a parser read; resolve turns it into an Inventory.
+type builder struct {
+	path   string // as given to Parse
+	file   string // base name, used in sources
+	dir    string // folder relative paths are resolved against
+	format string
+
+	defaults settings
+	hosts    []*rawHost
+	hostIdx  map[string]*rawHost
+	groups   map[string]*rawGroup
+	gorder   []string // groups in order of first appearance
+
+	sshConfig, knownHosts string
+	visits                int // group definitions read, to bound alias blow-ups
+}
+
+func newBuilder(name, format string) *builder {
+	return &builder{
+		path:     name,
+		file:     filepath.Base(name),
+		dir:      filepath.Dir(name),
+		format:   format,
+		defaults: settings{},
+		hostIdx:  map[string]*rawHost{},
+		groups:   map[string]*rawGroup{},
+	}
+}
+
+func (b *builder) at(line int) string { return fmt.Sprintf("%s:%d", b.file, line) }
+
+// errorf returns an error that starts with file:line, the way compilers do.
+func (b *builder) errorf(line int, format string, a ...any) error {
+	return fmt.Errorf("%s:%d: %s", b.path, line, fmt.Sprintf(format, a...))
+}
+
+// host returns the host called name, adding it (in file order) when new.
+func (b *builder) host(name string, line int) *rawHost {
+	if h, ok := b.hostIdx[name]; ok {
+		return h
+	}
+	h := &rawHost{name: name, pos: b.at(line), set: settings{}}
+	b.hosts = append(b.hosts, h)
+	b.hostIdx[name] = h
+	return h
+}
+
+// group returns the group called name, adding it when new.
+func (b *builder) group(name string, line int) *rawGroup {
+	if g, ok := b.groups[name]; ok {
+		return g
+	}
+	pos := b.file
+	if line > 0 {
+		pos = b.at(line)
+	}
+	g := &rawGroup{name: name, pos: pos, set: settings{}}
+	b.groups[name] = g
+	b.gorder = append(b.gorder, name)
+	return g
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// absPath resolves a path written in the inventory against its folder.
+// Paths starting with "~" are kept: the SSH layer expands them the way
+// ssh_config's IdentityFile is expanded.
+func (b *builder) absPath(p string) string {
+	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+		return p
+	}
+	return filepath.Join(b.dir, p)
+}
+
+var backends = []string{"nft", "iptables-nft", "iptables-legacy"}
+
+func checkBackend(v string) error {
+	if v == "" {
+		return nil
+	}
+	for _, b := range backends {
+		if v == b {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown backend %q: use one of %s, or leave it unset to detect it", v, strings.Join(backends, ", "))
+}
+
+func checkPort(v string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", v)
+	}
+	return p, nil
+}
+
+// resolve applies precedence (host > groups by depth, then name > defaults)
+// and returns the finished inventory.
+func (b *builder) resolve() (*Inventory, error) {
+	all := b.group("all", 0)
+	// Hosts that are in no group but all are in ungrouped, like Ansible.
+	member := map[string]bool{}
+	for _, g := range b.groups {
+		if g.name == "all" {
+			continue
+		}
+		for _, h := range g.hosts {
+			member[h] = true
+		}
+	}
+	for _, h := range b.hosts {
+		if !member[h.name] {
+			u := b.group("ungrouped", 0)
+			u.hosts = appendUnique(u.hosts, h.name)
+		}
+	}
+	for _, name := range append([]string(nil), b.gorder...) {
+		g := b.groups[name]
+		for _, h := range g.hosts {
+			if _, ok := b.hostIdx[h]; !ok {
+				return nil, fmt.Errorf("%s: group %s lists host %s, which is not defined", b.path, g.name, h)
+			}
+		}
+		for _, c := range g.children {
+			if c == "all" {
+				return nil, fmt.Errorf("%s: group %s cannot have all as a child", b.path, g.name)
+			}
+			if _, ok := b.groups[c]; !ok {
+				b.group(c, 0)
+			}
+		}
+	}
+	// all's children are the groups nobody else claims.
+	parents := map[string][]string{}
+	for _, name := range b.gorder {
+		for _, c := range b.groups[name].children {
+			parents[c] = appendUnique(parents[c], name)
+		}
+	}
+	for _, name := range b.gorder {
+		if name != "all" && len(parents[name]) == 0 {
+			all.children = appendUnique(all.children, name)
+			parents[name] = []string{"all"}
+		}
+	}
+	depth, err := b.depths(parents)
+	if err != nil {
+		return nil, err
+	}
+
+	inv := &Inventory{
+		Path:       b.path,
+		Format:     b.format,
+		Groups:     map[string]*Group{},
+		SSHConfig:  b.sshConfig,
+		KnownHosts: b.knownHosts,
+	}
+	for _, name := range b.gorder {
+		g := b.groups[name]
+		out := &Group{Name: name, Hosts: g.hosts, Children: g.children}
+		for k, v := range g.set {
+			if n, ok := strings.CutPrefix(k, "vars."); ok {
+				if out.Vars == nil {
+					out.Vars = map[string]string{}
+				}
+				out.Vars[n] = v.v
+			}
+		}
+		if r, ok := g.set["ruleset"]; ok {
+			out.Ruleset = r.v
+		} else if r, ok := g.set["vars.lifeline_ruleset"]; ok && b.format != "lifeline" {
+			out.Ruleset = b.absPath(r.v)
+		}
+		inv.Groups[name] = out
+	}
+
+	for _, rh := range b.hosts {
+		// Every group the host is in, directly or through children.
+		in := map[string]bool{}
+		var walk func(string)
+		walk = func(g string) {
+			if in[g] {
+				return
+			}
+			in[g] = true
+			for _, p := range parents[g] {
+				walk(p)
+			}
+		}
+		for _, name := range b.gorder {
+			for _, h := range b.groups[name].hosts {
+				if h == rh.name {
+					walk(name)
+				}
+			}
+		}
+		walk("all")
+		groups := make([]string, 0, len(in))
+		for g := range in {
+			groups = append(groups, g)
+		}
+		sort.Slice(groups, func(i, j int) bool {
+			if depth[groups[i]] != depth[groups[j]] {
+				return depth[groups[i]] < depth[groups[j]]
+			}
+			return groups[i] < groups[j]
+		})
+		merged := settings{}
+		for k, v := range b.defaults {
+			merged[k] = v
+		}
+		for _, g := range groups {
+			for k, v := range b.groups[g].set {
+				merged[k] = v
+			}
+		}
+		for k, v := range rh.set {
+			merged[k] = v
+		}
+		h, err := b.finish(rh.name, merged)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range groups {
+			if g != "all" {
+				h.Groups = append(h.Groups, g)
+			}
+		}
+		sort.Strings(h.Groups)
+		inv.Hosts = append(inv.Hosts, h)
+	}
+	return inv, nil
+}
+
+// depths gives each group its longest distance from all (all = 0) and
+// refuses cycles.
+func (b *builder) depths(parents map[string][]string) (map[string]int, error) {
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	depth := map[string]int{"all": 0}
+	var stack []string
+	var visit func(string) error
+	visit = func(g string) error {
+		switch state[g] {
+		case done:
+			return nil
+		case visiting:
+			i := 0
+			for stack[i] != g {
+				i++
+			}
+			cycle := append(append([]string{}, stack[i:]...), g)
+			return fmt.Errorf("%s: group %s is its own descendant (%s): remove one of these children", b.path, g, strings.Join(cycle, " -> "))
+		}
+		state[g] = visiting
+		stack = append(stack, g)
+		for _, c := range b.groups[g].children {
+			if err := visit(c); err != nil {
+				return err
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[g] = done
+		return nil
+	}
+	for _, name := range b.gorder {
+		if err := visit(name); err != nil {
+			return nil, err
+		}
+	}
+	// Longest path from all, in a DAG: relax until stable (bounded by the
+	// number of groups, since there is no cycle).
+	for range len(b.gorder) + 1 {
+		changed := false
+		for _, name := range b.gorder {
+			if name == "all" {
+				continue
+			}
+			d := 0
+			for _, p := range parents[name] {
+				if depth[p]+1 > d {
+					d = depth[p] + 1
+				}
+			}
+			if depth[name] != d {
+				depth[name] = d
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return depth, nil
+}
+
+// finish turns a host's merged settings into a Host.
+func (b *builder) finish(name string, m settings) (*Host, error) {
+	h := &Host{Name: name, Sources: map[string]string{}}
+	if b.format != "lifeline" {
+		if err := b.mapAnsible(name, m); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range m {
+		h.Sources[k] = v.src
+		switch k {
+		case "address":
+			h.Address = v.v
+		case "user":
+			h.User = v.v
+		case "port":
+			p, err := checkPort(v.v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: host %s: %w", v.pos, name, err)
+			}
+			h.Port = p
+		case "jump":
+			h.Jump = v.v
+		case "identity_file":
+			h.IdentityFile = v.v
+		case "backend":
+			if err := checkBackend(v.v); err != nil {
+				return nil, fmt.Errorf("%s: host %s: %w", v.pos, name, err)
+			}
+			h.Backend = v.v
+		case "ruleset":
+			h.Ruleset = v.v
+		default:
+			if n, ok := strings.CutPrefix(k, "vars."); ok {
+				if h.Vars == nil {
+					h.Vars = map[string]string{}
+				}
+				h.Vars[n] = v.v
+			} else if n, ok := strings.CutPrefix(k, "labels."); ok {
+				if h.Labels == nil {
+					h.Labels = map[string]string{}
+				}
+				h.Labels[n] = v.v
+			} else {
+				return nil, fmt.Errorf("%s: internal error: unknown setting %q", v.pos, k)
+			}
+		}
+	}
+	if len(h.Sources) == 0 {
+		h.Sources = nil
+	}
+	return h, nil
+}
+
+// ansibleVars maps Ansible connection variables to lifeline settings, in
+// order of preference: the first one set wins.
+var ansibleVars = []struct{ setting, v string }{
+	{"address", "ansible_host"},
+	{"address", "ansible_ssh_host"},
+	{"user", "ansible_user"},
+	{"user", "ansible_ssh_user"},
+	{"port", "ansible_port"},
+	{"port", "ansible_ssh_port"},
+	{"identity_file", "ansible_ssh_private_key_file"},
+	{"identity_file", "ansible_private_key_file"},
+	{"backend", "lifeline_backend"},
+	{"ruleset", "lifeline_ruleset"},
+}
+
+// mapAnsible moves the Ansible connection variables of a host's resolved
+// vars into lifeline's settings. It runs after precedence so that, as in
+// Ansible, a host's ansible_ssh_common_args replaces its group's whole.
+func (b *builder) mapAnsible(name string, m settings) error {
+	for _, a := range ansibleVars {
+		key := "vars." + a.v
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
+		delete(m, key)
+		if _, done := m[a.setting]; done {
+			continue
+		}
+		v.src = a.v + " " + v.src
+		if a.setting == "identity_file" || a.setting == "ruleset" {
+			v.v = b.absPath(v.v)
+		}
+		m[a.setting] = v
+	}
+	// ssh's first value wins: common args come before extra args on its
+	// command line.
+	for _, a := range []string{"ansible_ssh_common_args", "ansible_ssh_extra_args"} {
+		v, ok := m["vars."+a]
+		if !ok {
+			continue
+		}
+		jump, found, err := jumpFromSSHArgs(v.v)
+		if err != nil {
+			return fmt.Errorf("%s: host %s: %s: %w", v.pos, name, a, err)
+		}
+		if found {
+			if jump != "" {
+				m["jump"] = value{v: jump, src: a + " " + v.src, pos: v.pos}
+			}
+			break
+		}
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package inventory
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// shellSplit splits s into words the way a POSIX shell does for quoting:
+// single quotes, double quotes (with \" \\ \$ \` escapes) and backslashes.
+// It does not expand anything.
+func shellSplit(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case c == '\'':
+			in = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			in = true
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in %q", s)
+			}
+		case c == '\\':
+			in = true
+			if i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+			}
+		default:
+			in = true
+			cur.WriteByte(c)
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// jumpFromSSHArgs finds the jump host in extra ssh arguments, as Ansible
+// users write them in ansible_ssh_common_args: "-J X", "-o ProxyJump=X",
+// "-o ProxyJump X", or "-o ProxyCommand=\"ssh -W %h:%p -q user@bastion\"".
+// found reports whether the arguments name a jump at all; jump is "" for
+// ProxyJump=none. A ProxyCommand that is not an ssh forwarding to %h:%p is
+// an error, because lifeline cannot follow it and connecting directly
+// instead would be a surprise.
+func jumpFromSSHArgs(args string) (jump string, found bool, err error) {
+	words, err := shellSplit(args)
+	if err != nil {
+		return "", false, err
+	}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var opt string
+		switch {
+		case w == "-J" && i+1 < len(words):
+			i++
+			return jumpValue(words[i]), true, nil
+		case strings.HasPrefix(w, "-J") && len(w) > 2:
+			return jumpValue(w[2:]), true, nil
+		case w == "-o" && i+1 < len(words):
+			i++
+			opt = words[i]
+		case strings.HasPrefix(w, "-o") && len(w) > 2:
+			opt = w[2:]
+		default:
+			continue
+		}
+		key, val := splitOption(opt)
+		if val == "" && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
+			// "-o ProxyJump X": the value as a separate word.
+			i++
+			val = words[i]
+		}
+		switch strings.ToLower(key) {
+		case "proxyjump":
+			return jumpValue(val), true, nil
+		case "proxycommand":
+			if strings.EqualFold(val, "none") {
+				return "", true, nil
+			}
+			j, err := jumpFromProxyCommand(val)
+			return j, true, err
+		}
+	}
+	return "", false, nil
+}
+
+// splitOption splits an ssh -o argument: "Key=Value", "Key Value", "Key = Value".
+func splitOption(opt string) (key, val string) {
+	opt = strings.TrimSpace(opt)
+	i := strings.IndexAny(opt, "= \t")
+	if i < 0 {
+		return opt, ""
+	}
+	key = opt[:i]
+	val = strings.TrimSpace(opt[i:])
+	val = strings.TrimSpace(strings.TrimPrefix(val, "="))
+	return key, val
+}
+
+func jumpValue(v string) string {
+	if strings.EqualFold(v, "none") {
+		return ""
+	}
+	return v
+}
+
+// sshArgFlags are ssh's options that take an argument (from ssh(1)).
+const sshArgFlags = "BbcDEeFIiJLlmOopQRSWw"
+
+// jumpFromProxyCommand reads "ssh [opts] [user@]bastion -W %h:%p" (or
+// "... bastion nc %h %p") and returns the jump spec "user@bastion:port",
+// with any -J inside it prepended.
+func jumpFromProxyCommand(cmd string) (string, error) {
+	words, err := shellSplit(cmd)
+	if err != nil {
+		return "", err
+	}
+	unsupported := fmt.Errorf("ProxyCommand %q is not \"ssh -W %%h:%%p HOST\": lifeline cannot follow it; use -o ProxyJump=HOST instead", cmd)
+	if len(words) == 0 || path.Base(words[0]) != "ssh" {
+		return "", unsupported
+	}
+	var (
+		user, port, dest, inner string
+		forwards             bool
+	)
+	for i := 1; i < len(words); i++ {
+		w := words[i]
+		if !strings.HasPrefix(w, "-") || len(w) < 2 {
+			if dest == "" {
+				dest = w
+				// "bastion nc %h %p" / "bastion -W %h:%p" after the host.
+				rest := strings.Join(words[i+1:], " ")
+				if strings.Contains(rest, "%h") {
+					forwards = true
+				}
+				continue
+			}
+			continue
+		}
+		// Flags may be bundled: -qAW %h:%p.
+		for k := 1; k < len(w); k++ {
+			f := w[k]
+			if strings.IndexByte(sshArgFlags, f) < 0 {
+				continue
+			}
+			arg := w[k+1:]
+			if arg == "" {
+				if i+1 >= len(words) {
+					return "", unsupported
+				}
+				i++
+				arg = words[i]
+			}
+			switch f {
+			case 'W':
+				if strings.Contains(arg, "%h") {
+					forwards = true
+				}
+			case 'p':
+				port = arg
+			case 'l':
+				user = arg
+			case 'J':
+				inner = arg
+			case 'o':
+				k, v := splitOption(arg)
+				switch strings.ToLower(k) {
+				case "port":
+					port = v
+				case "user":
+					user = v
+				case "proxyjump":
+					inner = v
+				}
+			}
+			break
+		}
+	}
+	if dest == "" || !forwards {
+		return "", unsupported
+	}
+	if user != "" && !strings.Contains(dest, "@") {
+		dest = user + "@" + dest
+	}
+	if port != "" {
+		dest += ":" + port
+	}
+	if inner != "" && !strings.EqualFold(inner, "none") {
+		dest = inner + "," + dest
+	}
+	return dest, nil
+}
