@@ -1,0 +1,52 @@
+# lifeline — build, demo and test. See README.md.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+HELPER_FLAGS := -trimpath -ldflags='-s -w'
+HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
+GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
+
+.PHONY: all build helper deps demo demo-down test test-short vet bench clean
+
+all: build
+
+## build: the helpers (linux/amd64, linux/arm64; static, stripped) embedded into bin/lifeline
+build: bin/lifeline
+
+helper: $(HELPERS)
+
+internal/helperbin/bin/lifeline-helper-linux-%: $(GOFILES) go.mod go.sum
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build $(HELPER_FLAGS) -o $@ ./cmd/lifeline-helper
+	@ls -l $@ | awk '{printf "helper linux/%s: %d bytes\n", "$*", $$5}'
+
+bin/lifeline: $(HELPERS) $(GOFILES) go.mod go.sum
+	$(GO) build -trimpath -o $@ ./cmd/lifeline
+
+## deps: Debian packages the lab and the tests need (root)
+deps:
+	@scripts/deps.sh
+
+## demo: a 3-host lab, a guarded apply that confirms, one that locks out and reverts
+demo: deps build
+	@scripts/demo.sh
+
+demo-down:
+	bin/lifeline lab down --dir lab
+
+## test: vet, gofmt, and every test (unit + end-to-end lab tests, as root)
+test: deps build vet
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+test-short: build
+	$(GO) test -count=1 -short ./...
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: lifeline vs Ansible on 1..100 lab hosts (see docs/benchmarks.md)
+bench: deps build
+	bench/run.sh
+
+clean:
+	rm -rf bin $(HELPERS)
