@@ -1,0 +1,945 @@
+package revert
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrPartialApply means an iptables ruleset with several tables failed
+// after its first COMMIT: iptables-restore is atomic per table block only,
+// so the tables before the failing one are live. Not worth retrying: the
+// engine restores the snapshot at once.
+var ErrPartialApply = errors.New("ruleset applied only in part")
+
+// FirewallExec runs one host tool with stdin and returns its output. A
+// tool that runs but fails returns a *ToolError.
+type FirewallExec func(ctx context.Context, stdin []byte, name string, args ...string) (stdout, stderr []byte, err error)
+
+// ToolError is a host tool that exited non-zero.
+type ToolError struct {
+	Tool     string
+	Args     []string
+	ExitCode int
+	Stderr   string
+}
+
+func (e *ToolError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return fmt.Sprintf("%s exited %d: %s", e.Tool, e.ExitCode, msg)
+}
+
+// FirewallOptions configures NewFirewall. The zero value drives the local
+// host's tools.
+type FirewallOptions struct {
+	// Exec runs the tools; nil runs them locally (os/exec, WaitDelay set).
+	// Tests point it at a network namespace (ip netns exec NS ...).
+	Exec FirewallExec
+	// LookPath finds a tool; nil is exec.LookPath.
+	LookPath func(string) (string, error)
+	// Tools overrides a tool's path by name ("nft", "iptables-nft-save", ...).
+	Tools map[string]string
+	// Root prefixes the paths Persist writes ("" is "/").
+	Root string
+	// Foreign adds chain/table name prefixes of other owners whose chains
+	// survive Apply and Restore (besides DOCKER*, KUBE-*, cali-*).
+	Foreign []string
+	// Log receives diagnostics; nil discards them.
+	Log func(format string, args ...any)
+	// Timeout bounds each tool run (0: 30s).
+	Timeout time.Duration
+}
+
+// NewFirewall returns the Firewall that drives the host's nft and iptables
+// tools. See buildNft and buildIPTables for the rules about foreign chains.
+func NewFirewall(opts FirewallOptions) Firewall {
+	f := &hostFirewall{opts: opts}
+	if f.opts.LookPath == nil {
+		f.opts.LookPath = exec.LookPath
+	}
+	if f.opts.Log == nil {
+		f.opts.Log = func(string, ...any) {}
+	}
+	if f.opts.Timeout == 0 {
+		f.opts.Timeout = 30 * time.Second
+	}
+	if f.opts.Exec == nil {
+		f.opts.Exec = localExec
+	}
+	return f
+}
+
+var _ Firewall = (*hostFirewall)(nil)
+
+type hostFirewall struct {
+	opts FirewallOptions
+}
+
+func localExec(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, []byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		err = &ToolError{Tool: name, Args: args, ExitCode: ee.ExitCode(), Stderr: errb.String()}
+	}
+	return out.Bytes(), errb.Bytes(), err
+}
+
+func (f *hostFirewall) tool(name string) string {
+	if p, ok := f.opts.Tools[name]; ok {
+		return p
+	}
+	return name
+}
+
+func (f *hostFirewall) has(name string) bool {
+	if _, ok := f.opts.Tools[name]; ok {
+		return true
+	}
+	_, err := f.opts.LookPath(name)
+	return err == nil
+}
+
+func (f *hostFirewall) run(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	out, _, err := f.opts.Exec(ctx, stdin, f.tool(name), args...)
+	if err != nil {
+		return string(out), fmt.Errorf("run %s: %w", name, err)
+	}
+	return string(out), nil
+}
+
+// ---- foreign owners ----
+
+var defaultForeign = []string{"DOCKER-", "KUBE-", "cali-", "docker", "kube-", "calico"}
+
+func (f *hostFirewall) isForeign(name string) bool {
+	if name == "DOCKER" {
+		return true
+	}
+	for _, p := range slices.Concat(defaultForeign, f.opts.Foreign) {
+		if p != "" && strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- detect ----
+
+// backend names an iptables family + mode ("iptables-nft", ...).
+type iptBackend struct {
+	name   string // iptables-nft
+	format Format
+	v6     bool
+}
+
+func (b iptBackend) save() string    { return b.name + "-save" }
+func (b iptBackend) restore() string { return b.name + "-restore" }
+
+var iptBackends = []iptBackend{
+	{"iptables-nft", FormatIPTables, false},
+	{"iptables-legacy", FormatIPTables, false},
+	{"ip6tables-nft", FormatIP6Tables, true},
+	{"ip6tables-legacy", FormatIP6Tables, true},
+}
+
+func (f *hostFirewall) Detect(ctx context.Context) (*Detect, error) {
+	d := &Detect{UID: os.Getuid(), Arch: runtime.GOARCH, Backends: []string{}, Active: []string{}}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err == nil {
+		d.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if exe, err := os.Readlink("/proc/1/exe"); err == nil && filepath.Base(exe) == "systemd" {
+		d.Systemd = true
+	} else if comm, err := os.ReadFile("/proc/1/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+		d.Systemd = true
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		d.BootID = strings.TrimSpace(string(b))
+	}
+	if f.has("nft") {
+		d.Backends = append(d.Backends, "nft")
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(native) > 0 {
+			d.Active = append(d.Active, "nft")
+		}
+	}
+	for _, b := range iptBackends {
+		if !f.has(b.name) || !f.has(b.save()) || !f.has(b.restore()) {
+			continue
+		}
+		d.Backends = append(d.Backends, b.name)
+		ts, err := f.iptSave(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		if iptInUse(ts) {
+			d.Active = append(d.Active, b.name)
+		}
+	}
+	return d, nil
+}
+
+// iptInUse reports whether tables hold anything: a rule, a user chain or a
+// policy other than ACCEPT.
+func iptInUse(ts []*iptTable) bool {
+	for _, t := range ts {
+		if len(t.rules) > 0 {
+			return true
+		}
+		for _, c := range t.chains {
+			if c.policy != "ACCEPT" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// defaultMode returns "nft" or "legacy" from `iptables --version`.
+func (f *hostFirewall) defaultMode(ctx context.Context, v6 bool) string {
+	name := "iptables"
+	if v6 {
+		name = "ip6tables"
+	}
+	if !f.has(name) {
+		return ""
+	}
+	out, err := f.run(ctx, nil, name, "--version")
+	if err != nil {
+		return ""
+	}
+	switch {
+	case strings.Contains(out, "(nf_tables)"):
+		return "nft"
+	case strings.Contains(out, "(legacy)"):
+		return "legacy"
+	}
+	return "legacy" // iptables before 1.8 had no mode and was legacy
+}
+
+// backendFor picks the backend the host uses for a family: the one in use;
+// when both or none are, the mode of the default iptables binary.
+func (f *hostFirewall) backendFor(ctx context.Context, format Format) (iptBackend, error) {
+	v6 := format == FormatIP6Tables
+	var avail, used []iptBackend
+	for _, b := range iptBackends {
+		if b.v6 != v6 || !f.has(b.save()) || !f.has(b.restore()) {
+			continue
+		}
+		avail = append(avail, b)
+		ts, err := f.iptSave(ctx, b)
+		if err != nil {
+			return iptBackend{}, err
+		}
+		if iptInUse(ts) {
+			used = append(used, b)
+		}
+	}
+	if len(avail) == 0 {
+		return iptBackend{}, &Error{Code: CodeBackend, Message: fmt.Sprintf("no %s backend on this host: install iptables", format)}
+	}
+	if len(used) == 1 {
+		return used[0], nil
+	}
+	mode := f.defaultMode(ctx, v6)
+	if len(used) > 1 {
+		f.opts.Log("both %s backends hold rules, using the default %s one", format, mode)
+	}
+	for _, b := range avail {
+		if strings.HasSuffix(b.name, "-"+mode) {
+			return b, nil
+		}
+	}
+	return avail[0], nil
+}
+
+func (f *hostFirewall) iptSave(ctx context.Context, b iptBackend) ([]*iptTable, error) {
+	out, err := f.run(ctx, nil, b.save())
+	if err != nil {
+		return nil, fmt.Errorf("save %s: %w", b.name, err)
+	}
+	ts, err := parseIPTables(out)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s output: %w", b.save(), err)
+	}
+	return ts, nil
+}
+
+// ---- nft tables ----
+
+var xtablesNames = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
+
+// nftTables lists live tables: native non-foreign ones (lifeline's to
+// snapshot and replace) and the others (iptables-nft's and foreign ones,
+// never touched by nft).
+func (f *hostFirewall) nftTables(ctx context.Context) (native, other []nftTableID, err error) {
+	out, err := f.run(ctx, nil, "nft", "list", "tables")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list nft tables: %w", err)
+	}
+	var all []nftTableID
+	for _, l := range strings.Split(out, "\n") {
+		fs := strings.Fields(l)
+		if len(fs) == 3 && fs[0] == "table" {
+			all = append(all, nftTableID{fs[1], fs[2]})
+		}
+	}
+	if len(all) == 0 {
+		return nil, nil, nil
+	}
+	chainsOut, err := f.run(ctx, nil, "nft", "list", "chains")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list nft chains: %w", err)
+	}
+	type info struct{ xt, foreign bool }
+	infos := map[nftTableID]*info{}
+	for _, blk := range splitNftTables(chainsOut) {
+		in := &info{xt: xtablesNames[blk.id.name] && (blk.id.family == "ip" || blk.id.family == "ip6")}
+		_, chains := nftScan(blk.text)
+		for _, c := range chains {
+			if c.chain != strings.ToUpper(c.hook) {
+				in.xt = false
+			}
+		}
+		toks := nftTokens(blk.text)
+		for i := 0; i+1 < len(toks); i++ {
+			if toks[i].s == "chain" && f.isForeign(toks[i+1].s) {
+				in.foreign = true
+			}
+		}
+		infos[blk.id] = in
+	}
+	for _, t := range all {
+		in := infos[t]
+		xt := xtablesNames[t.name] && (t.family == "ip" || t.family == "ip6")
+		if in != nil {
+			xt = in.xt
+		}
+		if t.family == "arp" || t.family == "bridge" && (t.name == "filter" || t.name == "nat" || t.name == "broute") {
+			xt = true // arptables-nft / ebtables-nft
+		}
+		if xt || f.isForeign(t.name) || (in != nil && in.foreign) {
+			other = append(other, t)
+		} else {
+			native = append(native, t)
+		}
+	}
+	return native, other, nil
+}
+
+func (f *hostFirewall) nftListNative(ctx context.Context, native []nftTableID) ([]nftBlock, error) {
+	var blocks []nftBlock
+	for _, t := range native {
+		out, err := f.run(ctx, nil, "nft", "list", "table", t.family, t.name)
+		if err != nil {
+			return nil, fmt.Errorf("list nft table %s: %w", t, err)
+		}
+		blocks = append(blocks, splitNftTables(out)...)
+	}
+	return blocks, nil
+}
+
+// ---- snapshot ----
+
+func (f *hostFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
+	s := &Snapshot{Taken: time.Now().UTC()}
+	if f.has("nft") {
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot nft: %w", err)
+		}
+		blocks, err := f.nftListNative(ctx, native)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot nft: %w", err)
+		}
+		var b strings.Builder
+		for _, blk := range blocks {
+			b.WriteString(blk.text)
+		}
+		s.Parts = append(s.Parts, Part{Backend: "nft", Format: FormatNft, Text: b.String()})
+	}
+	for _, format := range []Format{FormatIPTables, FormatIP6Tables} {
+		def, err := f.backendFor(ctx, format)
+		var fe *Error
+		if errors.As(err, &fe) && fe.Code == CodeBackend {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", format, err)
+		}
+		for _, b := range iptBackends {
+			if b.format != format || !f.has(b.save()) || !f.has(b.restore()) {
+				continue
+			}
+			out, err := f.run(ctx, nil, b.save())
+			if err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w", b.name, err)
+			}
+			ts, err := parseIPTables(out)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w", b.name, err)
+			}
+			if b == def || iptInUse(ts) {
+				s.Parts = append(s.Parts, Part{Backend: b.name, Format: format, Text: out})
+			}
+		}
+	}
+	if len(s.Parts) == 0 {
+		return nil, &Error{Code: CodeBackend, Message: "no firewall tool on this host: install nftables or iptables"}
+	}
+	return s, nil
+}
+
+// ---- validation: trial loads in a private network namespace ----
+
+// scratchScript runs, in a fresh network namespace with dummy links named
+// like the host's, one load of stdin by loadCmd, then (if non-empty) listCmd.
+func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listCmd []string) (string, error) {
+	ifaces, err := f.interfaces(ctx)
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	s.WriteString("for i in")
+	for _, i := range ifaces {
+		s.WriteString(" " + shQuote(i))
+	}
+	s.WriteString("; do " + shQuote(f.tool("ip")) + " link add name \"$i\" type dummy >/dev/null 2>&1; done; ")
+	s.WriteString(shJoin(loadCmd) + " || exit $?")
+	if len(listCmd) > 0 {
+		s.WriteString("; exec " + shJoin(listCmd))
+	}
+	return f.run(ctx, stdin, "unshare", "--net", "--", "sh", "-c", s.String())
+}
+
+func (f *hostFirewall) interfaces(ctx context.Context) ([]string, error) {
+	out, err := f.run(ctx, nil, "ip", "-o", "link", "show")
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		fs := strings.SplitN(l, ": ", 3)
+		if len(fs) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSpace(fs[1]), "@")
+		if name != "" && name != "lo" {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func shJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+var (
+	nftErrRE     = regexp.MustCompile(`(?m)^[^\n:]*:(\d+):\d+(?:-\d+)?: (Error: .*)$`)
+	iptLineRE    = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
+	iptNoChainRE = regexp.MustCompile(`Chain '([^']+)' does not exist`)
+)
+
+// loadError turns a failed load of lf into an *Error with code, pointing at
+// the operator's line when the tool names one.
+func loadError(code string, format Format, lf *loadFile, err error) *Error {
+	var te *ToolError
+	if !errors.As(err, &te) {
+		return &Error{Code: code, Message: err.Error()}
+	}
+	stderr := strings.TrimSpace(te.Stderr)
+	e := &Error{Code: code, Message: firstLine(stderr)}
+	line := 0
+	if format == FormatNft {
+		if m := nftErrRE.FindStringSubmatch(stderr); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			e.Message = m[2]
+		}
+	} else {
+		for _, l := range strings.Split(stderr, "\n") {
+			if !strings.Contains(l, "Try `") && !strings.HasPrefix(l, "Error occurred") && e.Message == firstLine(stderr) {
+				e.Message = strings.TrimSpace(l)
+				break
+			}
+		}
+		if m := iptLineRE.FindStringSubmatch(stderr); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		// iptables-nft names the COMMIT line for a jump to a missing chain:
+		// point at the jump instead.
+		if m := iptNoChainRE.FindStringSubmatch(stderr); m != nil && line > 0 && line <= len(lf.lines) && strings.TrimSpace(lf.lines[line-1].text) == "COMMIT" {
+			for i := line - 2; i >= 0 && !strings.HasPrefix(lf.lines[i].text, "*"); i-- {
+				if ruleTarget(lf.lines[i].text) == m[1] {
+					line = i + 1
+					break
+				}
+			}
+		}
+	}
+	if line > 0 && line <= len(lf.lines) {
+		l := lf.lines[line-1]
+		e.Line, e.Text = l.origin, l.text
+		if l.origin == 0 {
+			e.Message += " (in a line lifeline added: foreign chains or guard)"
+		}
+	}
+	return e
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(l)
+}
+
+func (f *hostFirewall) Validate(ctx context.Context, format Format, ruleset string) error {
+	lf, b, err := f.build(ctx, format, ruleset, nil)
+	if err != nil {
+		return err
+	}
+	if err := f.trialLoad(ctx, format, b, lf); err != nil {
+		return loadError(CodeInvalidRuleset, format, lf, err)
+	}
+	return nil
+}
+
+// trialLoad loads lf into a scratch namespace with the backend's tool.
+func (f *hostFirewall) trialLoad(ctx context.Context, format Format, b iptBackend, lf *loadFile) error {
+	_, err := f.scratch(ctx, []byte(lf.String()), f.loadCmd(format, b), nil)
+	return err
+}
+
+func (f *hostFirewall) loadCmd(format Format, b iptBackend) []string {
+	if format == FormatNft {
+		return []string{f.tool("nft"), "-f", "-"}
+	}
+	return []string{f.tool(b.restore()), "-w", "10"}
+}
+
+// build returns the load file for ruleset (with the live foreign chains,
+// the flush rewrite and guard) and, for iptables formats, the backend.
+func (f *hostFirewall) build(ctx context.Context, format Format, ruleset string, guard *Guard) (*loadFile, iptBackend, error) {
+	switch format {
+	case FormatNft:
+		if !f.has("nft") {
+			return nil, iptBackend{}, &Error{Code: CodeBackend, Message: "nft is not installed: install nftables or send an iptables ruleset"}
+		}
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, iptBackend{}, err
+		}
+		return buildNft(ruleset, native, guard, f.opts.Log), iptBackend{}, nil
+	case FormatIPTables, FormatIP6Tables:
+		b, err := f.backendFor(ctx, format)
+		if err != nil {
+			return nil, b, err
+		}
+		user, err := parseIPTables(ruleset)
+		if err != nil {
+			return nil, b, &Error{Code: CodeInvalidRuleset, Message: err.Error()}
+		}
+		live, err := f.iptSave(ctx, b)
+		if err != nil {
+			return nil, b, err
+		}
+		if guard != nil && strings.Contains(guard.Addr, ":") != b.v6 {
+			f.opts.Log("%s ruleset: operator address %s is of the other family, no guard needed", format, guard.Addr)
+			guard = nil
+		}
+		return buildIPTables(user, live, f.isForeign, guard, b.v6, f.opts.Log), b, nil
+	}
+	return nil, iptBackend{}, &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("unknown format %q: use nft, iptables or ip6tables", format)}
+}
+
+func (f *hostFirewall) ValidateSnapshot(ctx context.Context, s *Snapshot) error {
+	for _, p := range s.Parts {
+		lf, b, err := f.restoreFile(ctx, p)
+		if err != nil {
+			return err
+		}
+		if err := f.trialLoad(ctx, p.Format, b, lf); err != nil {
+			e := loadError(CodeSnapshot, p.Format, lf, err)
+			e.Message = p.Backend + " snapshot does not load: " + e.Message
+			return e
+		}
+	}
+	return nil
+}
+
+// ---- apply and restore ----
+
+func (f *hostFirewall) Apply(ctx context.Context, format Format, ruleset string, guard *Guard) error {
+	if guard != nil && format != FormatNft && guard.Deadline.After(time.Date(2038, 1, 19, 3, 14, 7, 0, time.UTC)) {
+		return &Error{Code: CodeInternal, Message: "guard deadline is past 2038-01-19, the limit of iptables -m time"}
+	}
+	lf, b, err := f.build(ctx, format, ruleset, guard)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", format, err)
+	}
+	return f.load(ctx, format, b, lf, CodeApplyFailed)
+}
+
+// load feeds lf to the live host.
+func (f *hostFirewall) load(ctx context.Context, format Format, b iptBackend, lf *loadFile, code string) error {
+	cmd := f.loadCmd(format, b)
+	_, err := f.run(ctx, []byte(lf.String()), cmd[0], cmd[1:]...)
+	if err == nil {
+		return nil
+	}
+	e := loadError(code, format, lf, err)
+	if format != FormatNft && len(lf.commits) > 1 {
+		var te *ToolError
+		line := 0
+		if errors.As(err, &te) {
+			if m := iptLineRE.FindStringSubmatch(te.Stderr); m != nil {
+				line, _ = strconv.Atoi(m[1])
+			}
+		}
+		if line == 0 || line > lf.commits[0] {
+			return fmt.Errorf("load %s: %w: %w", b.name, ErrPartialApply, e)
+		}
+	}
+	return fmt.Errorf("load %s: %w", format, e)
+}
+
+// restoreFile builds the load file that puts part back.
+//
+// nft: one file that deletes every live native, non-foreign table and
+// every table of the snapshot (idiom: works whether it exists) and
+// recreates the snapshot's non-foreign tables. iptables: every table of the
+// snapshot, plus empty blocks (ACCEPT, no rules) for tables live now but
+// absent from it, with the live foreign chains carried over.
+func (f *hostFirewall) restoreFile(ctx context.Context, p Part) (*loadFile, iptBackend, error) {
+	if p.Format == FormatNft {
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, iptBackend{}, err
+		}
+		lf := &loadFile{}
+		ids := slices.Clone(native)
+		blocks := splitNftTables(p.Text)
+		var keep []nftBlock
+		for _, blk := range blocks {
+			if f.isForeign(blk.id.name) {
+				f.opts.Log("snapshot table %s is foreign, leaving the live one", blk.id)
+				continue
+			}
+			keep = append(keep, blk)
+			if !slices.Contains(ids, blk.id) {
+				ids = append(ids, blk.id)
+			}
+		}
+		for _, id := range ids {
+			for _, l := range nftIdiom(id) {
+				lf.add(l, 0)
+			}
+		}
+		n := 0
+		for _, blk := range keep {
+			for _, l := range splitLines(blk.text) {
+				n++
+				lf.add(l, n)
+			}
+		}
+		return lf, iptBackend{}, nil
+	}
+	var b iptBackend
+	for _, c := range iptBackends {
+		if c.name == p.Backend {
+			b = c
+		}
+	}
+	if b.name == "" || !f.has(b.restore()) {
+		return nil, b, &Error{Code: CodeBackend, Message: fmt.Sprintf("backend %s of the snapshot is missing: install iptables", p.Backend)}
+	}
+	want, err := parseIPTables(p.Text)
+	if err != nil {
+		return nil, b, &Error{Code: CodeSnapshot, Message: fmt.Sprintf("parse %s snapshot: %v", p.Backend, err)}
+	}
+	live, err := f.iptSave(ctx, b)
+	if err != nil {
+		return nil, b, err
+	}
+	all := append(want, emptyTables(want, live)...)
+	return buildIPTables(all, live, f.isForeign, nil, b.v6, f.opts.Log), b, nil
+}
+
+func (f *hostFirewall) Restore(ctx context.Context, s *Snapshot) error {
+	var errs []error
+	for _, p := range s.Parts {
+		lf, b, err := f.restoreFile(ctx, p)
+		if err == nil {
+			err = f.load(ctx, p.Format, b, lf, CodeRevertFailed)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("restore %s snapshot: %w", p.Backend, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ---- compare ----
+
+// liveNorm returns the normalised live ruleset of one part's backend.
+func (f *hostFirewall) liveNorm(ctx context.Context, format Format, b iptBackend) (string, error) {
+	if format == FormatNft {
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return "", err
+		}
+		blocks, err := f.nftListNative(ctx, native)
+		if err != nil {
+			return "", err
+		}
+		return normNft(blocks), nil
+	}
+	ts, err := f.iptSave(ctx, b)
+	if err != nil {
+		return "", err
+	}
+	return normIPTables(ts, f.isForeign), nil
+}
+
+func (f *hostFirewall) partNorm(p Part) (string, error) {
+	if p.Format == FormatNft {
+		var keep []nftBlock
+		for _, blk := range splitNftTables(p.Text) {
+			if !f.isForeign(blk.id.name) {
+				keep = append(keep, blk)
+			}
+		}
+		return normNft(keep), nil
+	}
+	ts, err := parseIPTables(p.Text)
+	if err != nil {
+		return "", err
+	}
+	return normIPTables(ts, f.isForeign), nil
+}
+
+func (f *hostFirewall) Equal(ctx context.Context, s *Snapshot) (bool, string, error) {
+	var diffs strings.Builder
+	for _, p := range s.Parts {
+		var b iptBackend
+		for _, c := range iptBackends {
+			if c.name == p.Backend {
+				b = c
+			}
+		}
+		live, err := f.liveNorm(ctx, p.Format, b)
+		if err != nil {
+			return false, "", fmt.Errorf("compare %s: %w", p.Backend, err)
+		}
+		want, err := f.partNorm(p)
+		if err != nil {
+			return false, "", fmt.Errorf("compare %s: %w", p.Backend, err)
+		}
+		diffs.WriteString(unifiedDiff("live "+p.Backend, "snapshot "+p.Backend, live, want))
+	}
+	return diffs.Len() == 0, diffs.String(), nil
+}
+
+// applied returns, normalised, what loading ruleset leaves in a scratch
+// namespace (onTop: the live ruleset is loaded first, so the result is
+// what Apply would leave), and the live ruleset normalised the same way.
+func (f *hostFirewall) applied(ctx context.Context, format Format, ruleset string, onTop bool) (got, live map[string]string, order []string, err error) {
+	lf, b, err := f.build(ctx, format, ruleset, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	got, live = map[string]string{}, map[string]string{}
+	if format == FormatNft {
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		blocks, err := f.nftListNative(ctx, native)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var pre strings.Builder
+		for _, blk := range blocks {
+			live[blk.id.String()] = normNft([]nftBlock{blk})
+			order = append(order, blk.id.String())
+			if onTop {
+				pre.WriteString(blk.text)
+			}
+		}
+		out, err := f.scratch(ctx, []byte(pre.String()+lf.String()), f.loadCmd(format, b), []string{f.tool("nft"), "list", "ruleset"})
+		if err != nil {
+			return nil, nil, nil, loadError(CodeInvalidRuleset, format, lf, err)
+		}
+		for _, blk := range splitNftTables(out) {
+			if !f.isForeign(blk.id.name) {
+				got[blk.id.String()] = normNft([]nftBlock{blk})
+				if !slices.Contains(order, blk.id.String()) {
+					order = append(order, blk.id.String())
+				}
+			}
+		}
+		return got, live, order, nil
+	}
+	lts, err := f.iptSave(ctx, b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, t := range lts {
+		live[t.name] = normIPTables([]*iptTable{t}, f.isForeign)
+		order = append(order, t.name)
+		if onTop {
+			got[t.name] = live[t.name]
+		}
+	}
+	out, err := f.scratch(ctx, []byte(lf.String()), f.loadCmd(format, b), []string{f.tool(b.save())})
+	if err != nil {
+		return nil, nil, nil, loadError(CodeInvalidRuleset, format, lf, err)
+	}
+	user, _ := parseIPTables(ruleset)
+	sts, err := parseIPTables(out)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("parse trial %s: %w", b.save(), err)
+	}
+	for _, t := range sts {
+		if findTable(user, t.name) == nil {
+			continue // created by the save in the scratch namespace, not by the ruleset
+		}
+		got[t.name] = normIPTables([]*iptTable{t}, f.isForeign)
+		if !slices.Contains(order, t.name) {
+			order = append(order, t.name)
+		}
+	}
+	return got, live, order, nil
+}
+
+func (f *hostFirewall) Contains(ctx context.Context, format Format, ruleset string) (bool, string, error) {
+	got, live, order, err := f.applied(ctx, format, ruleset, false)
+	if err != nil {
+		return false, "", fmt.Errorf("compare %s ruleset with live: %w", format, err)
+	}
+	var a, b strings.Builder
+	for _, k := range order {
+		if w, ok := got[k]; ok {
+			a.WriteString(live[k])
+			b.WriteString(w)
+		}
+	}
+	d := unifiedDiff("live", "ruleset", a.String(), b.String())
+	return d == "", d, nil
+}
+
+func (f *hostFirewall) Diff(ctx context.Context, format Format, ruleset string) (string, error) {
+	got, live, order, err := f.applied(ctx, format, ruleset, true)
+	if err != nil {
+		return "", fmt.Errorf("diff %s ruleset with live: %w", format, err)
+	}
+	var a, b strings.Builder
+	for _, k := range order {
+		a.WriteString(live[k])
+		b.WriteString(got[k])
+	}
+	return unifiedDiff("live", "after apply", a.String(), b.String()), nil
+}
+
+// ---- persist ----
+
+func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset string) ([]string, error) {
+	root := f.opts.Root
+	if root == "" {
+		root = "/"
+	}
+	var path string
+	mode := os.FileMode(0o644)
+	text := ruleset
+	switch format {
+	case FormatNft:
+		path, mode = "/etc/nftables.conf", 0o755
+		if !strings.HasPrefix(text, "#!") {
+			text = "#!/usr/sbin/nft -f\n" + text
+		}
+	case FormatIPTables, FormatIP6Tables:
+		name := map[Format]string{FormatIPTables: "iptables", FormatIP6Tables: "ip6tables"}[format]
+		if st, err := os.Stat(filepath.Join(root, "etc/sysconfig")); err == nil && st.IsDir() {
+			path, mode = "/etc/sysconfig/"+name, 0o600
+		} else {
+			path = map[Format]string{FormatIPTables: "/etc/iptables/rules.v4", FormatIP6Tables: "/etc/iptables/rules.v6"}[format]
+		}
+	default:
+		return nil, fmt.Errorf("persist: unknown format %q", format)
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	full := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return nil, fmt.Errorf("persist %s: %w", path, err)
+	}
+	if st, err := os.Stat(full); err == nil {
+		mode = st.Mode().Perm()
+		old, err := os.ReadFile(full)
+		if err != nil {
+			return nil, fmt.Errorf("persist %s: keep previous file: %w", path, err)
+		}
+		if err := writeAtomic(full+".lifeline.bak", old, mode); err != nil {
+			return nil, fmt.Errorf("persist %s: keep previous file: %w", path, err)
+		}
+	}
+	if err := writeAtomic(full, []byte(text), mode); err != nil {
+		return nil, fmt.Errorf("persist %s: %w", path, err)
+	}
+	return []string{path}, nil
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
