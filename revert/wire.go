@@ -94,11 +94,15 @@ type Report struct {
 	Timer     string    `json:"timer,omitempty"`     // "systemd:UNIT" or "watchdog:PID"
 	Guard     string    `json:"guard,omitempty"`     // the kernel guard as installed
 	Detect    *Detect   `json:"detect,omitempty"`    // detect, begin
+	Snapshot  *Snapshot `json:"snapshot,omitempty"`  // begin: the snapshot taken (kept in the workstation's run folder)
 	Diff      string    `json:"diff,omitempty"`      // diff: unified diff live -> requested
 	Verified  *bool     `json:"verified,omitempty"`  // status/revert/abort: live equals snapshot; apply: live holds the ruleset
 	Persisted []string  `json:"persisted,omitempty"` // confirm: files written
 	Phases    []Phase   `json:"phases,omitempty"`    // host-side timings
 	Error     *Error    `json:"error,omitempty"`
+	// TimerAlive (status of an armed/applied tx): whether the revert timer
+	// or watchdog still runs. False means nothing will revert it by itself.
+	TimerAlive *bool `json:"timer_alive,omitempty"`
 }
 
 // Phase is one timed step on the host.
@@ -130,6 +134,8 @@ const (
 	CodeApplyFailed    = "apply-failed" // swap failed; snapshot restored at once
 	CodeRevertFailed   = "revert-failed"
 	CodeInternal       = "internal"
+	CodeBadRequest     = "bad-request" // the request is malformed (tx id, format, timeout, version)
+	CodeBadState       = "bad-state"   // the tx is not in the state the verb needs (e.g. confirm before apply)
 )
 
 // Error is a helper-side failure or refusal.

@@ -1,0 +1,115 @@
+// Command lifeline-helper is lifeline's on-host helper: a small static
+// binary the workstation uploads and runs over SSH.
+//
+//	lifeline-helper VERB [--state-dir /var/lib/lifeline] [--tx ID]
+//
+// Workstation verbs (detect, diff, begin, apply, confirm, status, abort)
+// read one revert.Request as JSON on stdin (empty stdin is an empty
+// request) and write one revert.Report as JSON on stdout. Internal verbs
+// (revert, watchdog) are started by the host's own timer and read nothing.
+//
+// Exit status: 0 whenever a Report was written, refusals included; 2 for a
+// usage error; 1 when no report could be produced (stderr says why).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/syslog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "usage: lifeline-helper VERB [--state-dir DIR] [--tx ID] < request.json")
+		return exitUsage
+	}
+	verb := args[0]
+	internal := verb == revert.VerbRevert || verb == revert.VerbWatchdog
+	if internal {
+		// the watchdog outlives the SSH session: a hangup must not end it
+		signal.Ignore(syscall.SIGHUP)
+	}
+	fs := flag.NewFlagSet("lifeline-helper "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", revert.DefaultStateDir, "state folder (lock, transactions)")
+	txID := fs.String("tx", "", "transaction id (internal verbs; overrides the request's)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lifeline-helper: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+
+	req := &revert.Request{}
+	if !internal {
+		if err := readRequest(stdin, req); err != nil {
+			fmt.Fprintf(stderr, "lifeline-helper: read request: %v\n", err)
+			return exitFailed
+		}
+	}
+	if *txID != "" {
+		req.TxID = *txID
+	}
+	if internal && req.TxID == "" {
+		fmt.Fprintf(stderr, "lifeline-helper: %s needs --tx ID\n", verb)
+		return exitUsage
+	}
+
+	// the watchdog runs in /: keep its state dir meaningful there
+	if abs, err := filepath.Abs(*stateDir); err == nil {
+		*stateDir = abs
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "lifeline-helper: find own binary: %v\n", err)
+		return exitFailed
+	}
+	env := revert.Env{
+		StateDir: *stateDir,
+		Firewall: newFirewall(),
+		Armer:    revert.NewArmer(revert.ArmerOptions{Exe: exe, StateDir: *stateDir, Env: os.Environ()}),
+	}
+	// syslog is a bonus: a host without /dev/log still gets the tx log
+	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "lifeline-helper"); err == nil {
+		defer w.Close()
+		env.Syslog = w
+	}
+	rep := revert.Handle(context.Background(), verb, req, env)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		fmt.Fprintf(stderr, "lifeline-helper: write report: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// readRequest decodes one Request; empty input is an empty Request.
+func readRequest(r io.Reader, req *revert.Request) error {
+	err := json.NewDecoder(r).Decode(req)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}

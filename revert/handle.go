@@ -1,0 +1,189 @@
+package revert
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Clock is the host's clock. Now must carry Go's monotonic reading when
+// real (time.Now does), so that durations measured with it ignore steps.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Syslogger is where loud messages go besides the tx log (a *syslog.Writer
+// satisfies it). Nil means no syslog.
+type Syslogger interface {
+	Info(m string) error
+	Warning(m string) error
+	Crit(m string) error
+}
+
+// Env is everything Handle needs from its host. Zero fields get defaults.
+type Env struct {
+	StateDir string   // default DefaultStateDir
+	Firewall Firewall // required
+	Armer    Armer    // required for begin/apply/confirm/abort/revert/status
+	Clock    Clock    // default: the real clock
+	// BootID returns the kernel's boot id (default: read
+	// /proc/sys/kernel/random/boot_id).
+	BootID   func() (string, error)
+	Hostname string    // default os.Hostname
+	Syslog   Syslogger // optional
+	Rand     io.Reader // token source, default crypto/rand
+	// LockWait bounds waiting for the host lock held by another helper
+	// process (default 30s); RevertLockWait does for the timer's revert
+	// (default 60s), which then proceeds without the lock: reverting late
+	// is worse than racing a hung helper.
+	LockWait       time.Duration
+	RevertLockWait time.Duration
+	// RestoreRetries is how many times a failed Restore is retried
+	// (default 2, 500ms apart).
+	RestoreRetries int
+}
+
+func (env Env) withDefaults() Env {
+	if env.StateDir == "" {
+		env.StateDir = DefaultStateDir
+	}
+	if env.Clock == nil {
+		env.Clock = realClock{}
+	}
+	if env.BootID == nil {
+		env.BootID = ReadBootID
+	}
+	if env.Hostname == "" {
+		env.Hostname, _ = os.Hostname()
+	}
+	if env.Rand == nil {
+		env.Rand = rand.Reader
+	}
+	if env.LockWait == 0 {
+		env.LockWait = 30 * time.Second
+	}
+	if env.RevertLockWait == 0 {
+		env.RevertLockWait = 60 * time.Second
+	}
+	if env.RestoreRetries == 0 {
+		env.RestoreRetries = 2
+	}
+	return env
+}
+
+// ReadBootID reads the kernel's boot id, which changes on every boot.
+func ReadBootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("read boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Handle runs one helper verb and always returns a Report: refusals and
+// failures are in Report.Error. req may be nil for verbs without input
+// (revert, watchdog take only req.TxID). Handle never panics on its own;
+// it blocks for the watchdog verb until the deadline.
+func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
+	env = env.withDefaults()
+	if req == nil {
+		req = &Request{}
+	}
+	e := &engine{env: env, st: store{dir: env.StateDir}, fw: env.Firewall, armer: env.Armer, clock: env.Clock}
+	rep := &Report{Version: ProtocolVersion, Verb: verb, Hostname: env.Hostname, TxID: req.TxID, State: StateNone}
+	var err error
+	switch {
+	case req.Version != 0 && req.Version != ProtocolVersion:
+		err = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protocol version %d, this helper speaks %d: upload the helper that matches the workstation", req.Version, ProtocolVersion)}
+	case env.Firewall == nil:
+		err = &Error{Code: CodeInternal, Message: "no firewall backend configured"}
+	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff:
+		err = &Error{Code: CodeInternal, Message: "no revert timer configured"}
+	default:
+		err = e.run(ctx, verb, req, rep)
+	}
+	if err != nil {
+		var pe *Error
+		if !errors.As(err, &pe) {
+			pe = &Error{Code: CodeInternal, Message: err.Error()}
+		}
+		rep.Error = pe
+	}
+	rep.Now = env.Clock.Now().UTC().Round(0)
+	return rep
+}
+
+func (e *engine) run(ctx context.Context, verb string, req *Request, rep *Report) error {
+	switch verb {
+	case VerbDetect:
+		return e.detect(ctx, rep)
+	case VerbDiff:
+		return e.diff(ctx, req, rep)
+	case VerbBegin:
+		return e.begin(ctx, req, rep)
+	case VerbApply:
+		return e.apply(ctx, req, rep)
+	case VerbConfirm:
+		return e.confirm(ctx, req, rep)
+	case VerbStatus:
+		return e.status(ctx, req, rep)
+	case VerbAbort:
+		return e.abort(ctx, req, rep)
+	case VerbRevert:
+		return e.revert(ctx, req, rep)
+	case VerbWatchdog:
+		return e.watchdog(ctx, req, rep)
+	}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown verb %q", verb)}
+}
+
+func (e *engine) detect(ctx context.Context, rep *Report) error {
+	var det *Detect
+	err := e.phase(rep, "detect", func() (err error) {
+		det, err = e.detectHost(ctx)
+		return err
+	})
+	rep.Detect = det
+	return err
+}
+
+func (e *engine) diff(ctx context.Context, req *Request, rep *Report) error {
+	if err := checkFormat(req.Format); err != nil {
+		return err
+	}
+	return e.phase(rep, "diff", func() error {
+		d, err := e.fw.Diff(ctx, req.Format, req.Ruleset)
+		if err != nil {
+			return fmt.Errorf("diff live ruleset against request: %w", err)
+		}
+		rep.Diff = d
+		return nil
+	})
+}
+
+func checkFormat(f Format) error {
+	switch f {
+	case FormatNft, FormatIPTables, FormatIP6Tables:
+		return nil
+	}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown ruleset format %q: use nft, iptables or ip6tables", f)}
+}
+
+// phase times fn into rep.Phases.
+func (e *engine) phase(rep *Report, name string, fn func() error) error {
+	start := e.clock.Now()
+	err := fn()
+	rep.Phases = append(rep.Phases, Phase{Name: name, Took: e.clock.Now().Sub(start)})
+	return err
+}

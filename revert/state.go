@@ -1,0 +1,293 @@
+package revert
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultStateDir is where the helper keeps its lock and transactions.
+const DefaultStateDir = "/var/lib/lifeline"
+
+// keepTx is how many transaction folders survive pruning.
+const keepTx = 20
+
+// Files inside the state dir and a tx folder.
+const (
+	lockFile     = "lock"
+	currentFile  = "current"
+	txDirName    = "tx"
+	recordFile   = "record.json"
+	snapshotFile = "snapshot.json"
+	rulesetFile  = "ruleset"
+	logFile      = "log"
+)
+
+// Steps refine a State inside record.json so that a crash between two
+// writes can be told apart (see the crash table in tx.go).
+const (
+	stepArming     = "arming"      // files written, timer not yet recorded
+	stepArmed      = "armed"       // timer recorded
+	stepApplying   = "applying"    // Firewall.Apply is (or was) running
+	stepApplied    = "applied"     // Apply returned and was verified
+	stepConfirming = "confirming"  // guard drop / disarm is (or was) running
+	stepConfirmed  = "confirmed"   // disarmed, state confirmed
+	stepPersisted  = "persisted"   // confirmed and written for boot
+	stepReverting  = "reverting"   // Restore is (or was) running
+	stepReverted   = "reverted"    // Restore finished (state says whether verified)
+	stepRefused    = "refused"     // nothing changed
+	stepRebootSeen = "reboot-seen" // another boot id found the tx non-terminal
+)
+
+// txRecord is record.json: everything needed to interpret a transaction
+// after any crash. It never holds the token, only its sha256.
+type txRecord struct {
+	ID             string       `json:"id"`
+	Origin         string       `json:"origin,omitempty"`
+	State          State        `json:"state"`
+	Step           string       `json:"step"`
+	Format         Format       `json:"format,omitempty"`
+	Persist        bool         `json:"persist,omitempty"`
+	Operator       Operator     `json:"operator"`
+	Created        time.Time    `json:"created"`
+	Deadline       time.Time    `json:"deadline,omitzero"` // UTC, host clock
+	ConfirmTimeout Duration     `json:"confirm_timeout,omitempty"`
+	TokenHash      string       `json:"token_sha256,omitempty"`
+	BootID         string       `json:"boot_id,omitempty"`
+	Timer          Timer        `json:"timer,omitzero"`
+	Guard          string       `json:"guard,omitempty"`
+	Transitions    []transition `json:"transitions"`
+	Outcome        string       `json:"outcome,omitempty"` // human summary of how it ended
+	Errors         []string     `json:"errors,omitempty"`
+	Diff           string       `json:"diff,omitempty"` // revert-failed: live vs snapshot
+	Persisted      []string     `json:"persisted,omitempty"`
+	Detect         *Detect      `json:"detect,omitempty"`
+}
+
+// transition is one write of record.json.
+type transition struct {
+	State State     `json:"state"`
+	Step  string    `json:"step"`
+	At    time.Time `json:"at"`
+	Note  string    `json:"note,omitempty"`
+}
+
+// errNoTx reports a transaction id with no folder (or no current tx).
+var errNoTx = errors.New("no such transaction")
+
+var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// validTxID reports whether id is safe as a folder and systemd unit name.
+func validTxID(id string) bool { return txIDPattern.MatchString(id) }
+
+// store is the on-disk layout under the state dir.
+type store struct{ dir string }
+
+func (s store) txRoot() string           { return filepath.Join(s.dir, txDirName) }
+func (s store) txDir(id string) string   { return filepath.Join(s.dir, txDirName, id) }
+func (s store) path(id, f string) string { return filepath.Join(s.dir, txDirName, id, f) }
+
+// init creates the state dir and tx root with mode 0700 (tightening an
+// existing dir's mode too).
+func (s store) init() error {
+	for _, d := range []string{s.dir, s.txRoot()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create state dir %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("chmod state dir %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (s store) createTx(id string) error {
+	if err := os.Mkdir(s.txDir(id), 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create tx folder %s: transaction id already used: %w", id, err)
+		}
+		return fmt.Errorf("create tx folder %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s store) load(id string) (*txRecord, error) {
+	b, err := os.ReadFile(s.path(id, recordFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("load tx %s: %w", id, errNoTx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load tx %s: %w", id, err)
+	}
+	var r txRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("load tx %s: parse %s: %w", id, recordFile, err)
+	}
+	return &r, nil
+}
+
+// save writes record.json atomically (temp, fsync, rename, fsync dir).
+func (s store) save(r *txRecord) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save tx %s: %w", r.ID, err)
+	}
+	if err := writeFileAtomic(s.path(r.ID, recordFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save tx %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+func (s store) saveSnapshot(id string, snap *Snapshot) error {
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("save snapshot of tx %s: %w", id, err)
+	}
+	return writeFileAtomic(s.path(id, snapshotFile), b, 0o600)
+}
+
+func (s store) loadSnapshot(id string) (*Snapshot, error) {
+	b, err := os.ReadFile(s.path(id, snapshotFile))
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot of tx %s: %w", id, err)
+	}
+	var snap Snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return nil, fmt.Errorf("load snapshot of tx %s: %w", id, err)
+	}
+	return &snap, nil
+}
+
+func (s store) loadRuleset(id string) (string, error) {
+	b, err := os.ReadFile(s.path(id, rulesetFile))
+	if err != nil {
+		return "", fmt.Errorf("load ruleset of tx %s: %w", id, err)
+	}
+	return string(b), nil
+}
+
+// current names the latest begun transaction, "" when there is none.
+func (s store) current() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, currentFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read current tx: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if !validTxID(id) {
+		return "", fmt.Errorf("read current tx: bad id %q in %s", id, filepath.Join(s.dir, currentFile))
+	}
+	return id, nil
+}
+
+func (s store) setCurrent(id string) error {
+	return writeFileAtomic(filepath.Join(s.dir, currentFile), []byte(id+"\n"), 0o600)
+}
+
+// prune removes the oldest terminal tx folders beyond keep, never keepID.
+func (s store) prune(keep int, keepID string) error {
+	ents, err := os.ReadDir(s.txRoot())
+	if err != nil {
+		return fmt.Errorf("prune tx folders: %w", err)
+	}
+	type old struct {
+		id      string
+		created time.Time
+	}
+	var olds []old
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == keepID {
+			continue
+		}
+		r, err := s.load(e.Name())
+		if err != nil {
+			// a folder without a readable record: age by mtime
+			fi, ierr := e.Info()
+			if ierr != nil {
+				continue
+			}
+			olds = append(olds, old{e.Name(), fi.ModTime()})
+			continue
+		}
+		if !r.State.Terminal() {
+			continue
+		}
+		olds = append(olds, old{r.ID, r.Created})
+	}
+	if len(olds) <= keep-1 {
+		return nil
+	}
+	sort.Slice(olds, func(i, j int) bool { return olds[i].created.Before(olds[j].created) })
+	var errs []error
+	for _, o := range olds[:len(olds)-(keep-1)] {
+		if err := os.RemoveAll(s.txDir(o.id)); err != nil {
+			errs = append(errs, fmt.Errorf("prune tx %s: %w", o.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// appendLog adds one line to the tx log (0600).
+func (s store) appendLog(id, line string) error {
+	f, err := os.OpenFile(s.path(id, logFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(line + "\n")
+	cerr := f.Close()
+	return errors.Join(werr, cerr)
+}
+
+// writeFileAtomic writes data to path via a temp file in the same folder,
+// fsyncs it, renames it over path and fsyncs the folder, so that a crash
+// leaves either the old or the new content, never a torn file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	clean := func() { _ = os.Remove(tmp.Name()) }
+	if err := tmp.Chmod(perm); err != nil {
+		_ = tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: open folder for fsync: %w", path, err)
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	if err := errors.Join(serr, cerr); err != nil {
+		return fmt.Errorf("write %s: fsync folder: %w", path, err)
+	}
+	return nil
+}
