@@ -50,8 +50,9 @@ type Env struct {
 	LockWait       time.Duration
 	RevertLockWait time.Duration
 	// RestoreRetries is how many times a failed Restore is retried
-	// (default 2, 500ms apart).
-	RestoreRetries int
+	// (default 2), RestoreRetryDelay apart (default 500ms).
+	RestoreRetries    int
+	RestoreRetryDelay time.Duration
 }
 
 func (env Env) withDefaults() Env {
@@ -78,6 +79,9 @@ func (env Env) withDefaults() Env {
 	}
 	if env.RestoreRetries == 0 {
 		env.RestoreRetries = 2
+	}
+	if env.RestoreRetryDelay == 0 {
+		env.RestoreRetryDelay = 500 * time.Millisecond
 	}
 	return env
 }

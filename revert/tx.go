@@ -275,10 +275,12 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		if err := e.st.saveSnapshot(r.ID, snap); err != nil {
 			return err
 		}
-		if err := e.save(r, "begin by "+req.Origin); err != nil {
+		// current first: a record it names is never missed by the next
+		// begin; a current without a record is ignored
+		if err := e.st.setCurrent(r.ID); err != nil {
 			return err
 		}
-		return e.st.setCurrent(r.ID)
+		return e.save(r, "begin by "+req.Origin)
 	})
 	if err != nil {
 		return fmt.Errorf("write tx %s: %w", r.ID, err)
@@ -388,7 +390,7 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) boo
 			e.logf(r.ID, "warning", "restore snapshot (attempt %d): %v", i+1, err)
 			select {
 			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(e.env.RestoreRetryDelay):
 			}
 		}
 		if err != nil {
