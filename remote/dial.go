@@ -159,6 +159,9 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return context.DeadlineExceeded
+		}
 		return timeoutError{after: timeout.String()}
 	}
 
@@ -204,9 +207,7 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 	// x/crypto's Timeout covers only TCP connect: bound the handshake by
 	// closing the connection when tctx ends (works for jump channels,
 	// which do not support deadlines).
-	if dl, ok := tctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(tctx, func() { conn.Close() })
 	sconn, chans, reqs, err := ssh.NewClientConn(conn, hc.Addr(), cfg)
 	interrupted := !stop()
