@@ -1,0 +1,160 @@
+package revert
+
+import (
+	"testing"
+)
+
+// crashSignal is panicked by a hook to model the helper dying right there:
+// the deferred unlock runs like the kernel dropping a dead process's flock.
+type crashSignal struct{ point string }
+
+// TestCrashPoints kills the helper at each point of begin → apply →
+// confirm (and of the timer's revert), then lets the world go on in two
+// ways — the revert timer fires if it is still alive, or the host reboots —
+// and checks that the next status/begin end the tx in a terminal state
+// with the live ruleset that state promises. It is the executable form of
+// the crash table in tx.go.
+func TestCrashPoints(t *testing.T) {
+	const (
+		none      = StateNone
+		reverted  = StateReverted
+		confirmed = StateConfirmed
+	)
+	tests := []struct {
+		verb, point string
+		timerState  State // after the timer fires (if alive) and a new begin
+		timerLive   string
+		rebootState State // after a reboot and a new begin
+		rebootLive  string
+	}{
+		{VerbBegin, "fw:Detect", none, oldRules, none, oldRules},
+		{VerbBegin, "fw:Validate", none, oldRules, none, oldRules},
+		{VerbBegin, "fw:Snapshot", none, oldRules, none, oldRules},
+		{VerbBegin, "fw:ValidateSnapshot", none, oldRules, none, oldRules},
+		{VerbBegin, "save:armed/arming", reverted, oldRules, reverted, oldRules},
+		{VerbBegin, "arm", reverted, oldRules, reverted, oldRules},
+		{VerbBegin, "save:armed/armed", reverted, oldRules, reverted, oldRules},
+		{VerbApply, "save:applied/applying", reverted, oldRules, reverted, oldRules},
+		{VerbApply, "fw:Apply", reverted, oldRules, reverted, oldRules},
+		{VerbApply, "fw:Contains", reverted, oldRules, reverted, oldRules},
+		{VerbApply, "save:applied/applied", reverted, oldRules, reverted, oldRules},
+		{VerbConfirm, "save:applied/confirming", reverted, oldRules, reverted, oldRules},
+		{VerbConfirm, "fw:Apply", reverted, oldRules, reverted, oldRules},
+		{VerbConfirm, "save:confirmed/confirmed", confirmed, newRules, confirmed, oldRules},
+		{VerbConfirm, "fw:Persist", confirmed, newRules, confirmed, oldRules},
+		{VerbConfirm, "save:confirmed/persisted", confirmed, newRules, confirmed, newRules},
+		{VerbRevert, "save:applied/reverting", reverted, oldRules, reverted, oldRules},
+		{VerbRevert, "fw:Restore", reverted, oldRules, reverted, oldRules},
+		{VerbRevert, "fw:Equal", reverted, oldRules, reverted, oldRules},
+		{VerbRevert, "save:reverted/reverted", reverted, oldRules, reverted, oldRules},
+	}
+	for _, tt := range tests {
+		for _, reboot := range []bool{false, true} {
+			then := "timer"
+			if reboot {
+				then = "reboot"
+			}
+			t.Run(tt.verb+"/"+tt.point+"/"+then, func(t *testing.T) {
+				h := newHarness(t)
+				crashAt(t, h, tt.verb, tt.point)
+				wantState, wantLive := tt.timerState, tt.timerLive
+				if reboot {
+					wantState, wantLive = tt.rebootState, tt.rebootLive
+					h.boot = "boot-2"
+					h.armer.kill("tx1")
+					h.fw.S.Guard = nil
+					h.fw.S.Live = map[Format]string{FormatNft: oldRules}
+					if p, ok := h.fw.S.Persisted[FormatNft]; ok {
+						h.fw.S.Live[FormatNft] = p
+					}
+				} else if h.armer.kill("tx1") {
+					h.do(VerbRevert, &Request{TxID: "tx1"}) // the timer fires
+				}
+				// the next begin must never find the host stuck
+				h.mustOK(h.do(VerbBegin, beginReq("tx2")), StateArmed)
+				st := h.do(VerbStatus, &Request{TxID: "tx1"})
+				if st.State != wantState {
+					t.Fatalf("tx1 ended %s (%v), want %s", st.State, st.Error, wantState)
+				}
+				if wantState == none && code(st) != CodeNoTx {
+					t.Fatalf("status of a tx that never got a record: %v", st.Error)
+				}
+				if h.live() != wantLive {
+					t.Fatalf("live ruleset is the %s one, want the %s one", name(h.live()), name(wantLive))
+				}
+				if st.Verified != nil && *st.Verified != (h.live() == oldRules) {
+					t.Fatalf("status verified %v with live %s", *st.Verified, name(h.live()))
+				}
+			})
+		}
+	}
+}
+
+func name(rules string) string {
+	switch rules {
+	case oldRules:
+		return "old"
+	case newRules:
+		return "new"
+	}
+	return "unknown"
+}
+
+// crashAt runs begin → apply → confirm (or begin → apply → timer revert)
+// and kills the helper at point during verb.
+func crashAt(t *testing.T, h *harness, verb, point string) {
+	t.Helper()
+	current, crashed := "", false
+	hit := func(p string) {
+		if current == verb && p == point && !crashed {
+			crashed = true
+			panic(crashSignal{p})
+		}
+	}
+	testHookSave = func(r *txRecord) { hit("save:" + string(r.State) + "/" + r.Step) }
+	t.Cleanup(func() { testHookSave = nil })
+	h.fw.Hook = func(m string) { hit("fw:" + m) }
+	h.armer.afterArm = func() { hit("arm") }
+	defer func() { h.fw.Hook, h.armer.afterArm = nil, nil }()
+
+	steps := []string{VerbBegin, VerbApply, VerbConfirm}
+	if verb == VerbRevert {
+		steps[2] = VerbRevert
+	}
+	var token string
+	for _, step := range steps {
+		current = step
+		req := &Request{TxID: "tx1", Token: token}
+		if step == VerbBegin {
+			req = beginReq("tx1")
+		}
+		if step == VerbRevert {
+			h.armer.kill("tx1") // the timer fired: it is spent
+		}
+		var rep *Report
+		if died := runCrashing(func() { rep = h.do(step, req) }); died {
+			return
+		}
+		if rep.Error != nil {
+			t.Fatalf("%s before the crash point: %v", step, rep.Error)
+		}
+		if step == VerbBegin {
+			token = rep.Token
+		}
+	}
+	t.Fatalf("crash point %s in %s never reached", point, verb)
+}
+
+// runCrashing runs fn and reports whether it died of a crashSignal.
+func runCrashing(fn func()) (died bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(crashSignal); !ok {
+				panic(r)
+			}
+			died = true
+		}
+	}()
+	fn()
+	return false
+}
