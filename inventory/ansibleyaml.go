@@ -41,6 +41,9 @@ func (b *builder) ansibleGroup(p pair, level int) error {
 	if level > maxGroupNesting {
 		return b.errorf(p.k.Line, "groups nest deeper than %d levels", maxGroupNesting)
 	}
+	if err := checkName("group", p.key); err != nil {
+		return b.errorf(p.k.Line, "%v", err)
+	}
 	g := b.group(p.key, p.k.Line)
 	where := "group " + p.key
 	ps, err := b.mapping(p.v, where)
@@ -59,7 +62,7 @@ func (b *builder) ansibleGroup(p pair, level int) error {
 				if err != nil {
 					return err
 				}
-				g.set["vars."+v.key] = value{v: s, src: "in group " + p.key + " vars (" + b.at(v.k.Line) + ")", pos: b.at(v.k.Line)}
+				g.set["vars."+v.key] = value{v: s, src: "in group " + p.key + " vars (" + b.at(v.k.Line) + ")", pos: b.loc(v.k.Line)}
 			}
 		case "hosts":
 			hs, err := b.mapping(q.v, where+" hosts")
@@ -76,6 +79,9 @@ func (b *builder) ansibleGroup(p pair, level int) error {
 					return err
 				}
 				for _, n := range names {
+					if err := checkName("host", n); err != nil {
+						return b.errorf(h.k.Line, "%v", err)
+					}
 					rh := b.host(n, h.k.Line)
 					g.hosts = appendUnique(g.hosts, n)
 					for _, v := range vs {
@@ -83,7 +89,7 @@ func (b *builder) ansibleGroup(p pair, level int) error {
 						if err != nil {
 							return err
 						}
-						rh.set["vars."+v.key] = value{v: s, src: "on host " + n + " (" + b.at(v.k.Line) + ")", pos: b.at(v.k.Line)}
+						rh.set["vars."+v.key] = value{v: s, src: "on host " + n + " (" + b.at(v.k.Line) + ")", pos: b.loc(v.k.Line)}
 					}
 				}
 			}

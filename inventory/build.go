@@ -62,11 +62,25 @@ func newBuilder(name, format string) *builder {
 	}
 }
 
-func (b *builder) at(line int) string { return fmt.Sprintf("%s:%d", b.file, line) }
+// at names a line for Sources (base name); loc names it for errors (path).
+func (b *builder) at(line int) string  { return fmt.Sprintf("%s:%d", b.file, line) }
+func (b *builder) loc(line int) string { return fmt.Sprintf("%s:%d", b.path, line) }
 
 // errorf returns an error that starts with file:line, the way compilers do.
 func (b *builder) errorf(line int, format string, a ...any) error {
 	return fmt.Errorf("%s:%d: %s", b.path, line, fmt.Sprintf(format, a...))
+}
+
+// checkName refuses host and group names that target patterns could not
+// name: empty, with spaces or commas, or starting with a pattern operator.
+func checkName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("empty %s name", kind)
+	}
+	if strings.ContainsAny(name, ", \t\r\n\"'") || strings.ContainsAny(name[:1], "!&~@") {
+		return fmt.Errorf("%s name %q cannot be targeted: use letters, digits, '.', '-' and '_'", kind, name)
+	}
+	return nil
 }
 
 // host returns the host called name, adding it (in file order) when new.
@@ -74,7 +88,7 @@ func (b *builder) host(name string, line int) *rawHost {
 	if h, ok := b.hostIdx[name]; ok {
 		return h
 	}
-	h := &rawHost{name: name, pos: b.at(line), set: settings{}}
+	h := &rawHost{name: name, pos: b.loc(line), set: settings{}}
 	b.hosts = append(b.hosts, h)
 	b.hostIdx[name] = h
 	return h

@@ -48,8 +48,8 @@ func parseINI(name string, data []byte) (*Inventory, error) {
 					return nil, b.errorf(line, "unknown section kind %q in [%s]: use [%s], [%s:vars] or [%s:children]", k, head, g, g, g)
 				}
 			}
-			if group == "" || strings.ContainsAny(group, " \t") {
-				return nil, b.errorf(line, "bad group name %q", group)
+			if err := checkName("group", group); err != nil {
+				return nil, b.errorf(line, "%v", err)
 			}
 			b.group(group, line)
 			continue
@@ -68,12 +68,15 @@ func parseINI(name string, data []byte) (*Inventory, error) {
 			b.groups[group].set["vars."+k] = value{
 				v:   unquote(strings.TrimSpace(v)),
 				src: "in group " + group + ":vars (" + b.at(line) + ")",
-				pos: b.at(line),
+				pos: b.loc(line),
 			}
 		case "children":
 			child := strings.TrimSpace(stripComment(text))
 			if strings.ContainsAny(child, " \t=") {
 				return nil, b.errorf(line, "expected a group name in [%s:children], got %q", group, text)
+			}
+			if err := checkName("group", child); err != nil {
+				return nil, b.errorf(line, "%v", err)
 			}
 			if child == group {
 				return nil, b.errorf(line, "group %s lists itself as a child", group)
@@ -105,16 +108,19 @@ func (b *builder) iniHostLine(group, text string, line int) error {
 	}
 	vars := settings{}
 	if port != "" {
-		vars["vars.ansible_port"] = value{v: port, pos: b.at(line)}
+		vars["vars.ansible_port"] = value{v: port, pos: b.loc(line)}
 	}
 	for _, w := range words[1:] {
 		k, v, ok := strings.Cut(w, "=")
 		if !ok || k == "" {
 			return b.errorf(line, "expected key=value after host %s, got %q", words[0], w)
 		}
-		vars["vars."+k] = value{v: v, pos: b.at(line)}
+		vars["vars."+k] = value{v: v, pos: b.loc(line)}
 	}
 	for _, n := range names {
+		if err := checkName("host", n); err != nil {
+			return b.errorf(line, "%v", err)
+		}
 		h := b.host(n, line)
 		for k, v := range vars {
 			v.src = "on host " + n + " (" + b.at(line) + ")"

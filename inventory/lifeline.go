@@ -66,6 +66,9 @@ func parseLifeline(name string, top *yaml.Node) (*Inventory, error) {
 		return nil, err
 	}
 	for _, p := range hps {
+		if err := checkName("host", p.key); err != nil {
+			return nil, b.errorf(p.k.Line, "%v", err)
+		}
 		h := b.host(p.key, p.k.Line)
 		who := "host " + p.key
 		if err := b.lifelineSettings(p.v, h.set, who, who, hostKeys); err != nil {
@@ -82,6 +85,9 @@ func parseLifeline(name string, top *yaml.Node) (*Inventory, error) {
 		}
 		if _, ok := b.hostIdx[p.key]; ok {
 			return nil, b.errorf(p.k.Line, "group %s has the name of a host: patterns could not tell them apart", p.key)
+		}
+		if err := checkName("group", p.key); err != nil {
+			return nil, b.errorf(p.k.Line, "%v", err)
 		}
 		g := b.group(p.key, p.k.Line)
 		who := "group " + p.key
@@ -114,6 +120,9 @@ func parseLifeline(name string, top *yaml.Node) (*Inventory, error) {
 					return nil, err
 				}
 				for i, n := range names {
+					if err := checkName("group", n); err != nil {
+						return nil, b.errorf(lines[i], "%v", err)
+					}
 					if _, ok := b.hostIdx[n]; ok {
 						return nil, b.errorf(lines[i], "group %s lists %s as a child group, but it is a host: put it under hosts", p.key, n)
 					}
@@ -167,7 +176,7 @@ func (b *builder) lifelineSettings(n *yaml.Node, set settings, where, who string
 					return err
 				}
 				vsrc := fmt.Sprintf("%s (%s)", label, b.at(v.k.Line))
-				set[p.key+"."+v.key] = value{v: s, src: vsrc, pos: b.at(v.k.Line)}
+				set[p.key+"."+v.key] = value{v: s, src: vsrc, pos: b.loc(v.k.Line)}
 			}
 			continue
 		}
@@ -187,7 +196,7 @@ func (b *builder) lifelineSettings(n *yaml.Node, set settings, where, who string
 		case "ruleset", "identity_file":
 			s = b.absPath(s)
 		}
-		set[p.key] = value{v: s, src: src, pos: b.at(p.k.Line)}
+		set[p.key] = value{v: s, src: src, pos: b.loc(p.k.Line)}
 	}
 	return nil
 }

@@ -81,17 +81,15 @@ func looksLikeAnsibleYAML(top *yaml.Node) bool {
 	if err != nil || len(ps) == 0 {
 		return false
 	}
-	allLifeline := true
 	for _, p := range ps {
 		if p.key == "all" {
 			return true
 		}
-		if !contains(topKeys, p.key) {
-			allLifeline = false
-		}
 	}
-	if allLifeline {
-		return false
+	for _, p := range ps {
+		if contains(topKeys, p.key) {
+			return false
+		}
 	}
 	for _, p := range ps {
 		gp, err := pairs(p.v)

@@ -92,9 +92,12 @@ func jumpFromSSHArgs(args string) (jump string, found bool, err error) {
 		}
 		key, val := splitOption(opt)
 		if val == "" && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
-			// "-o ProxyJump X": the value as a separate word.
+			// "-o ProxyJump X" or "-o ProxyJump = X": the value as separate words.
 			i++
-			val = words[i]
+			if words[i] == "=" && i+1 < len(words) {
+				i++
+			}
+			val = strings.TrimPrefix(words[i], "=")
 		}
 		switch strings.ToLower(key) {
 		case "proxyjump":
@@ -147,7 +150,7 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 	}
 	var (
 		user, port, dest, inner string
-		forwards             bool
+		forwards                bool
 	)
 	for i := 1; i < len(words); i++ {
 		w := words[i]

@@ -5,18 +5,18 @@ import (
 	"strings"
 )
 
-// closest returns up to max candidates that look like a typo of name: a
+// closest returns up to n candidates that look like a typo of name: a
 // small edit distance, or one being a prefix of the other. Closer ones come
 // first; ties keep the candidates' order.
-func closest(name string, candidates []string, max int) []string {
+func closest(name string, candidates []string, n int) []string {
 	type scored struct {
 		s    string
 		dist int
 		i    int
 	}
-	limit := len(name) / 3
-	if limit < 1 {
-		limit = 1
+	limit := 1
+	if len(name) > 3 {
+		limit = max(2, len(name)/4)
 	}
 	lname := strings.ToLower(name)
 	var found []scored
@@ -40,29 +40,34 @@ func closest(name string, candidates []string, max int) []string {
 		return found[a].i < found[b].i
 	})
 	var out []string
-	for i := 0; i < len(found) && i < max; i++ {
+	for i := 0; i < len(found) && i < n; i++ {
 		out = append(out, found[i].s)
 	}
 	return out
 }
 
-// editDistance is the Levenshtein distance between a and b, in bytes.
+// editDistance is the optimal string alignment distance between a and b
+// (Levenshtein plus swaps of two neighbours: "wbe" is 1 from "web"), in bytes.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

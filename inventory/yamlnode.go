@@ -217,4 +217,3 @@ func (b *builder) unknownKey(p pair, where string, known []string) error {
 	}
 	return b.errorf(p.k.Line, "%s", msg)
 }
-
