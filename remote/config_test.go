@@ -1,0 +1,105 @@
+package remote_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lifeline-dev/lifeline/remote"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestResolveGolden resolves the hosts named on each config's first line
+// ("# hosts: a b") and compares the HostConfigs with the .golden JSON.
+// TESTDATA in a config stands for the folder it is copied to; the home
+// folder and user are written as $HOME and $USER in the golden files.
+func TestResolveGolden(t *testing.T) {
+	confs, err := filepath.Glob("testdata/ssh_config/*.conf")
+	if err != nil || len(confs) == 0 {
+		t.Fatalf("no configs in testdata/ssh_config: %v", err)
+	}
+	home, _ := os.UserHomeDir()
+	u, _ := user.Current()
+	for _, conf := range confs {
+		name := strings.TrimSuffix(filepath.Base(conf), ".conf")
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			abs, _ := filepath.Abs("testdata/ssh_config")
+			raw, err := os.ReadFile(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.ReplaceAll(string(raw), "TESTDATA", abs)
+			p := filepath.Join(dir, "config")
+			if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(text, "\n")
+			hosts := strings.Fields(strings.TrimPrefix(first, "# hosts:"))
+			d := remote.NewDialer(remote.Options{ConfigFiles: []string{p}})
+			got := map[string]*remote.HostConfig{}
+			for _, h := range hosts {
+				hc, err := d.Resolve(remote.Target{Name: h})
+				if err != nil {
+					t.Fatalf("Resolve(%s): %v", h, err)
+				}
+				hc.FallbackReason = strings.ReplaceAll(hc.FallbackReason, p, "CONFIG")
+				got[h] = hc
+			}
+			b, _ := json.MarshalIndent(got, "", "  ")
+			b = bytes.ReplaceAll(b, []byte(abs), []byte("TESTDATA"))
+			b = bytes.ReplaceAll(b, []byte(home+"/"), []byte("$HOME/"))
+			b = bytes.ReplaceAll(b, []byte(`"`+u.Username+`"`), []byte(`"$USER"`))
+			b = append(b, '\n')
+			golden := strings.TrimSuffix(conf, ".conf") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestResolveGolden -update)", err)
+			}
+			if !bytes.Equal(b, want) {
+				t.Errorf("Resolve differs from %s (rerun with -update if intended):\n%s", golden, lineDiff(string(want), string(b)))
+			}
+		})
+	}
+}
+
+func lineDiff(want, got string) string {
+	var out strings.Builder
+	ws := bufio.NewScanner(strings.NewReader(want))
+	gs := bufio.NewScanner(strings.NewReader(got))
+	for {
+		wok, gok := ws.Scan(), gs.Scan()
+		if !wok && !gok {
+			break
+		}
+		if ws.Text() != gs.Text() {
+			out.WriteString("- " + ws.Text() + "\n+ " + gs.Text() + "\n")
+		}
+	}
+	return out.String()
+}
+
+func TestTargetOverrides(t *testing.T) {
+	p := writeConfig(t, "Host h1\n  HostName 10.0.0.1\n  User a\n  Port 2222\n  ProxyJump j1\n")
+	d := remote.NewDialer(remote.Options{ConfigFiles: []string{p}, KnownHosts: []string{"/kh"}, AcceptNew: true})
+	hc, err := d.Resolve(remote.Target{Name: "h1", Address: "10.9.9.9", User: "b", Port: 22, Jump: "none", IdentityFile: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc.HostName != "10.9.9.9" || hc.User != "b" || hc.Port != 22 || len(hc.ProxyJump) != 0 || hc.IdentityFiles[0] != "/k" ||
+		hc.UserKnownHostsFiles[0] != "/kh" || hc.StrictHostKeyChecking != "accept-new" {
+		t.Fatalf("overrides not applied: %+v", hc)
+	}
+}
