@@ -73,7 +73,7 @@ type HostConfig struct {
 	UserKnownHostsFiles   []string      `json:"user_known_hosts_files,omitempty"`
 	GlobalKnownHostsFiles []string      `json:"global_known_hosts_files,omitempty"`
 	HostKeyAlias          string        `json:"host_key_alias,omitempty"`
-	Resolver              string        `json:"resolver"`                 // ResolverLibrary or ResolverSSHG
+	Resolver              string        `json:"resolver"`                  // ResolverLibrary or ResolverSSHG
 	FallbackReason        string        `json:"fallback_reason,omitempty"` // why the library was not used
 }
 

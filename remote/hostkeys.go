@@ -287,4 +287,3 @@ var probeKey = func() []byte {
 	}
 	return b
 }()
-

@@ -96,7 +96,7 @@ func Output(ctx context.Context, r Runner, command string, stdin []byte) ([]byte
 }
 
 // Quote quotes s for a POSIX shell: unchanged when it holds only safe
-// characters, else in single quotes with ' written as '\''.
+// characters, else in single quotes with ' written as '\”.
 func Quote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
 		return s
