@@ -1,0 +1,213 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dev/lifeline/internal/lab"
+)
+
+func init() { subcommands = append(subcommands, newLabCmd) }
+
+func newLabCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run a disposable fleet of real SSH hosts on this machine (root, Linux)",
+		Long: `The lab starts N disposable hosts on this machine: each is its own network,
+mount, uts and pid namespace with a real OpenSSH sshd, its own host keys and
+an /etc overlay, on a private bridge (198.18.0.0/16, never your routes). Hosts
+cycle through the nft, iptables-nft and iptables-legacy backends; h02 logs in
+as the sudo user ops; with 3 hosts or more the last one is reachable only
+through h01 (ProxyJump). The lab writes an inventory, ssh_config, known_hosts
+and key into its folder, and never touches this machine's firewall.
+
+Needs root and: apt-get install openssh-server iptables nftables iproute2 sudo`,
+	}
+	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g))
+	return cmd
+}
+
+type labUpOptions struct {
+	dir     string
+	hosts   int
+	backend string
+}
+
+func newLabUpCmd(g *globals) *cobra.Command {
+	o := &labUpOptions{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the lab's hosts (an earlier lab in the same folder is replaced)",
+		Example: `  lifeline lab up
+  lifeline lab up --dir /tmp/lab --hosts 10 --backend iptables-legacy
+  lifeline lab up --hosts 3 --json
+  lifeline -i lab/inventory.yaml run all -- hostname`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runLabUp(cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", "lab", "lab folder: inventory, ssh_config, known_hosts, key and host state")
+	f.IntVar(&o.hosts, "hosts", 3, fmt.Sprintf("number of hosts (1..%d)", lab.MaxHosts))
+	f.StringVar(&o.backend, "backend", lab.BackendMixed, "firewall backend of the hosts: nft, iptables-nft, iptables-legacy or mixed (cycles the three)")
+	return cmd
+}
+
+func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
+	if o.hosts < 1 || o.hosts > lab.MaxHosts {
+		return usagef("--hosts %d: want 1..%d", o.hosts, lab.MaxHosts)
+	}
+	switch o.backend {
+	case lab.BackendNft, lab.BackendIptablesNft, lab.BackendIptablesLegacy, lab.BackendMixed:
+	default:
+		return usagef("--backend %q: want nft, iptables-nft, iptables-legacy or mixed", o.backend)
+	}
+	var log io.Writer
+	if g.verbose {
+		log = g.stderr
+	}
+	l, err := lab.Up(cmd.Context(), lab.Options{Dir: o.dir, Hosts: o.hosts, Backend: o.backend, Log: log})
+	if errors.Is(err, lab.ErrPrereq) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w (hint: logs are in %s; remove the rest with `lifeline lab down --dir %s`)", err, filepath.Join(o.dir, "hosts"), o.dir)
+	}
+	if g.jsonOut {
+		return printLabHostsJSON(g.stdout, l)
+	}
+	fmt.Fprintf(g.stdout, "lab %s is up in %s: %d hosts on %s (bridge %s)\n\n", l.ID, l.Dir, len(l.Hosts), l.Subnet4, l.Bridge)
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tBACKEND\tUSER\tVIA")
+	for _, h := range l.Hosts {
+		via := "-"
+		if h.Jump != "" {
+			via = h.Jump
+		}
+		addr := h.Address
+		if h.Port != 22 {
+			addr = fmt.Sprintf("%s:%d", h.Address, h.Port)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, addr, h.Backend, h.User, via)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "\nnext: lifeline -i %s run all -- hostname\n      ssh -F %s %s\n", l.Inventory, l.SSHConfig, l.Hosts[len(l.Hosts)-1].Name)
+	return nil
+}
+
+// labHostJSON is one host in `lab up --json`.
+type labHostJSON struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Address6 string `json:"address6"`
+	Netns    string `json:"netns"`
+	Backend  string `json:"backend"`
+	User     string `json:"user"`
+	Port     int    `json:"port"`
+	Jump     string `json:"jump"`
+}
+
+func printLabHostsJSON(w io.Writer, l *lab.Lab) error {
+	out := make([]labHostJSON, 0, len(l.Hosts))
+	for _, h := range l.Hosts {
+		out = append(out, labHostJSON{h.Name, h.Address, h.Address6, h.Netns, h.Backend, h.User, h.Port, h.Jump})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func newLabDownCmd(g *globals) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove the lab: processes, namespaces, links and files (also after a crash)",
+		Example: `  lifeline lab down
+  lifeline lab down --dir /tmp/lab`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.Down(cmd.Context(), dir); err != nil {
+				return err
+			}
+			if !g.jsonOut {
+				fmt.Fprintf(g.stdout, "lab in %s removed\n", dir)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "lab", "lab folder")
+	return cmd
+}
+
+func newLabStatusCmd(g *globals) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show whether each lab host's init and sshd run and its SSH port answers",
+		Example: `  lifeline lab status
+  lifeline lab status --dir /tmp/lab --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lab.Load(dir)
+			if err != nil {
+				return err
+			}
+			st, err := l.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			down := 0
+			for _, s := range st {
+				if !s.Reachable {
+					down++
+				}
+			}
+			if g.jsonOut {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tINIT\tSSHD\tSSH PORT")
+				for _, s := range st {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, upDown(s.InitAlive), upDown(s.SSHDAlive), answers(s.Reachable))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if down > 0 {
+				fmt.Fprintf(g.stderr, "lifeline: %d of %d lab hosts do not answer (hint: lifeline lab up --dir %s starts a fresh lab)\n", down, len(st), dir)
+				return failedError{msg: "lab hosts down"}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "lab", "lab folder")
+	return cmd
+}
+
+func upDown(b bool) string {
+	if b {
+		return "running"
+	}
+	return "stopped"
+}
+
+func answers(b bool) string {
+	if b {
+		return "answers"
+	}
+	return "no answer"
+}
