@@ -1,0 +1,227 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dev/lifeline/inventory"
+)
+
+func init() { subcommands = append(subcommands, newInventoryCmd) }
+
+func newInventoryCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "Show the hosts and groups an inventory defines",
+		Long: `Show what an inventory (-i FILE or $LIFELINE_INVENTORY) resolves to: lifeline's
+own YAML, an Ansible INI inventory or an Ansible YAML inventory.
+
+Targets use Ansible's patterns: all, web, web:db (union), web:&prod
+(intersection), web:!web03 (exclusion), web* (glob), ~web0[1-3] (regex).`,
+	}
+	cmd.AddCommand(newInventoryListCmd(g), newInventoryGraphCmd(g))
+	return cmd
+}
+
+type inventoryListOptions struct {
+	limit   string
+	sources bool
+}
+
+func newInventoryListCmd(g *globals) *cobra.Command {
+	o := &inventoryListOptions{}
+	cmd := &cobra.Command{
+		Use:   "list [TARGET]",
+		Short: "List the hosts a target selects, with their resolved settings",
+		Example: `  lifeline -i hosts.yaml inventory list
+  lifeline -i hosts.ini inventory list 'web:!web03' --sources
+  lifeline -i hosts.ini inventory list prod --limit 'db*' --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := "all"
+			if len(args) == 1 {
+				target = args[0]
+			}
+			return runInventoryList(g, o, target)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.limit, "limit", "", "further limit the hosts (same pattern grammar)")
+	f.BoolVar(&o.sources, "sources", false, "show where each setting came from (also with -v)")
+	return cmd
+}
+
+func newInventoryGraphCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "graph [GROUP]",
+		Short: "Draw the group tree, like ansible-inventory --graph",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			group := "all"
+			if len(args) == 1 {
+				group = args[0]
+			}
+			return runInventoryGraph(g, group)
+		},
+	}
+}
+
+// openInventory loads -i; every failure is a usage error (exit 2).
+func openInventory(g *globals) (*inventory.Inventory, error) {
+	if g.inventory == "" {
+		return nil, usagef("no inventory: give -i FILE or set $LIFELINE_INVENTORY")
+	}
+	inv, err := inventory.Load(g.inventory)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return inv, nil
+}
+
+func runInventoryList(g *globals, o *inventoryListOptions, target string) error {
+	inv, err := openInventory(g)
+	if err != nil {
+		return err
+	}
+	hosts, err := inv.Select(target, o.limit)
+	if err != nil {
+		return usageError{err}
+	}
+	if g.jsonOut {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(hosts)
+	}
+	writeHostTable(g.stdout, hosts)
+	if o.sources || g.verbose {
+		writeHostSources(g.stdout, hosts)
+	}
+	return nil
+}
+
+func runInventoryGraph(g *globals, group string) error {
+	inv, err := openInventory(g)
+	if err != nil {
+		return err
+	}
+	out, err := inv.GraphFrom(group)
+	if err != nil {
+		var ue *inventory.UnknownError
+		if errors.As(err, &ue) {
+			return usagef("unknown group %q%s", ue.Name, didYouMean(ue.Suggestions))
+		}
+		return usageError{err}
+	}
+	if g.jsonOut {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(inv.Groups)
+	}
+	_, err = io.WriteString(g.stdout, out)
+	return err
+}
+
+func didYouMean(s []string) string {
+	if len(s) == 0 {
+		return " (lifeline inventory graph shows them)"
+	}
+	return " (did you mean " + strings.Join(s, ", ") + "?)"
+}
+
+func writeHostTable(w io.Writer, hosts []*inventory.Host) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tADDRESS\tUSER\tPORT\tJUMP\tBACKEND\tRULESET\tGROUPS")
+	for _, h := range hosts {
+		port := ""
+		if h.Port != 0 {
+			port = strconv.Itoa(h.Port)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, dash(h.Address), dash(h.User),
+			dash(port), dash(h.Jump), dash(h.Backend), dash(displayPath(h.Ruleset)), dash(strings.Join(h.Groups, ",")))
+	}
+	tw.Flush()
+}
+
+// writeHostSources prints every setting of every host with where it came from.
+func writeHostSources(w io.Writer, hosts []*inventory.Host) {
+	for _, h := range hosts {
+		fmt.Fprintf(w, "\n%s:\n", h.Name)
+		if len(h.Sources) == 0 {
+			fmt.Fprintln(w, "  (nothing set: ssh_config and OpenSSH defaults decide)")
+			continue
+		}
+		keys := make([]string, 0, len(h.Sources))
+		for k := range h.Sources {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, k := range keys {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", k, dash(settingValue(h, k)), h.Sources[k])
+		}
+		tw.Flush()
+	}
+}
+
+func settingValue(h *inventory.Host, key string) string {
+	switch key {
+	case "address":
+		return h.Address
+	case "user":
+		return h.User
+	case "port":
+		if h.Port == 0 {
+			return ""
+		}
+		return strconv.Itoa(h.Port)
+	case "jump":
+		return h.Jump
+	case "identity_file":
+		return displayPath(h.IdentityFile)
+	case "backend":
+		return h.Backend
+	case "ruleset":
+		return displayPath(h.Ruleset)
+	}
+	if n, ok := strings.CutPrefix(key, "vars."); ok {
+		return h.Vars[n]
+	}
+	if n, ok := strings.CutPrefix(key, "labels."); ok {
+		return h.Labels[n]
+	}
+	return ""
+}
+
+// displayPath shows an absolute path relative to the working directory when
+// it lies below it, so tables stay readable.
+func displayPath(p string) string {
+	if !filepath.IsAbs(p) {
+		return p
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	rel, err := filepath.Rel(wd, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return p
+	}
+	return rel
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
