@@ -89,7 +89,10 @@ func (f *FakeFirewall) saveLocked() error {
 	return writeFileAtomic(f.Path, b, 0o600)
 }
 
-// call loads the state, counts the call, runs fn and saves the state.
+// call loads the state, counts the call, runs fn and, for a method that
+// changes the "kernel" (Apply, Restore, Persist), saves the state. Read-only
+// calls do not save, so a concurrent reader process never overwrites a
+// writer's change (their counts are then not persisted).
 func (f *FakeFirewall) call(name string, fn func() error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -118,6 +121,9 @@ func (f *FakeFirewall) call(name string, fn func() error) error {
 	}
 	f.S.Calls[name]++
 	err := fn()
+	if name != "Apply" && name != "Restore" && name != "Persist" {
+		return err
+	}
 	if serr := f.saveLocked(); serr != nil {
 		return errors.Join(err, fmt.Errorf("fake firewall: %w", serr))
 	}

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+// The helper is built once: fakeHelper with the file-backed fake firewall
+// (-tags lifeline_fakefw), realHelper as shipped.
+var fakeHelper, realHelper string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lifeline-helper-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fakeHelper = filepath.Join(dir, "helper-fake")
+	realHelper = filepath.Join(dir, "helper")
+	for _, b := range [][]string{
+		{"build", "-tags", "lifeline_fakefw", "-o", fakeHelper, "."},
+		{"build", "-o", realHelper, "."},
+	} {
+		cmd := exec.Command("go", b...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %s: %v\n%s", strings.Join(b, " "), err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	oldRules = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n}\n"
+	newRules = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tiif \"lo\" accept\n\t\ttcp dport 22 accept\n\t}\n}\n"
+)
+
+// lab is one throwaway network namespace with a state dir and, for the
+// fake helper, the fake firewall's state file.
+type lab struct {
+	t      *testing.T
+	ns     string
+	state  string
+	fwFile string
+	helper string
+}
+
+func newLab(t *testing.T, helper string) *lab {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("ip(8) not found: apt-get install iproute2")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("needs root to create a network namespace (CI runs as root)")
+	}
+	l := &lab{t: t, ns: fmt.Sprintf("lleng-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6), helper: helper}
+	dir := t.TempDir()
+	l.state = filepath.Join(dir, "state")
+	l.fwFile = filepath.Join(dir, "fw.json")
+	if out, err := exec.Command("ip", "netns", "add", l.ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", l.ns, err, out)
+	}
+	t.Cleanup(func() {
+		l.killWatchdogs()
+		if out, err := exec.Command("ip", "netns", "delete", l.ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns delete %s: %v: %s", l.ns, err, out)
+		}
+	})
+	fw := revert.OpenFakeFirewall(l.fwFile)
+	fw.S.Live[revert.FormatNft] = oldRules
+	if err := fw.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// killWatchdogs ends watchdogs a failed test left behind (by the pid and
+// start time recorded for them).
+func (l *lab) killWatchdogs() {
+	ents, _ := os.ReadDir(filepath.Join(l.state, "tx"))
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(l.state, "tx", e.Name(), "record.json"))
+		if err != nil {
+			continue
+		}
+		var r struct {
+			Timer revert.Timer `json:"timer"`
+		}
+		if json.Unmarshal(b, &r) == nil && r.Timer.Kind == "watchdog" && watchdogAlive(r.Timer) {
+			_ = syscall.Kill(r.Timer.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// run executes the helper inside the namespace and decodes its report.
+func (l *lab) run(verb string, req *revert.Request) (*revert.Report, time.Duration) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.ns, l.helper, verb, "--state-dir", l.state)
+	cmd.WaitDelay = 2 * time.Second
+	cmd.Env = append(os.Environ(), "LIFELINE_FAKE_FIREWALL="+l.fwFile)
+	if req != nil {
+		b, _ := json.Marshal(req)
+		cmd.Stdin = bytes.NewReader(b)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		l.t.Fatalf("helper %s: %v\nstderr: %s", verb, err, stderr.String())
+	}
+	took := time.Since(start)
+	var rep revert.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		l.t.Fatalf("helper %s: report: %v\n%s", verb, err, stdout.String())
+	}
+	return &rep, took
+}
+
+func (l *lab) must(verb string, req *revert.Request, want revert.State) *revert.Report {
+	l.t.Helper()
+	rep, _ := l.run(verb, req)
+	if rep.Error != nil || rep.State != want {
+		l.t.Fatalf("helper %s: state %s error %v, want %s", verb, rep.State, rep.Error, want)
+	}
+	return rep
+}
+
+func (l *lab) live() string {
+	l.t.Helper()
+	fw := revert.OpenFakeFirewall(l.fwFile)
+	if _, _, err := fw.Equal(context.Background(), &revert.Snapshot{}); err != nil {
+		l.t.Fatal(err)
+	}
+	return fw.S.Live[revert.FormatNft]
+}
+
+func beginReq(id string, timeout time.Duration) *revert.Request {
+	return &revert.Request{Version: revert.ProtocolVersion, TxID: id, Origin: "test@ws", Format: revert.FormatNft,
+		Ruleset: newRules, ConfirmTimeout: revert.Duration(timeout), Operator: revert.Operator{Addr: "192.0.2.1", SSHPort: 22}}
+}
+
+// watchdogOf parses "watchdog:PID" and reads the pid's start time.
+func watchdogOf(t *testing.T, rep *revert.Report) revert.Timer {
+	t.Helper()
+	pidText, ok := strings.CutPrefix(rep.Timer, "watchdog:")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil {
+		t.Fatalf("timer %q is not a watchdog (systemd is not PID 1 here)", rep.Timer)
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		t.Fatalf("watchdog %d is not running: %v", pid, err)
+	}
+	return revert.Timer{Kind: "watchdog", PID: pid, StartTicks: st.start}
+}
+
+type stat struct {
+	state                string
+	ppid, session, ttyNr int
+	start                uint64
+}
+
+func readStat(pid int) (stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var s stat
+	s.state = f[0]
+	s.ppid, _ = strconv.Atoi(f[1])
+	s.session, _ = strconv.Atoi(f[3])
+	s.ttyNr, _ = strconv.Atoi(f[4])
+	s.start, _ = strconv.ParseUint(f[19], 10, 64)
+	return s, nil
+}
+
+func watchdogAlive(t revert.Timer) bool {
+	s, err := readStat(t.PID)
+	return err == nil && s.start == t.StartTicks && s.state != "Z" && s.state != "X"
+}
+
+// waitFor polls cond every 50ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+func TestWatchdogDetachedRevertsAtDeadline(t *testing.T) {
+	l := newLab(t, fakeHelper)
+	b, took := l.run(revert.VerbBegin, beginReq("tx1", 3*time.Second))
+	if b.Error != nil || b.State != revert.StateArmed {
+		t.Fatalf("begin: %s %v", b.State, b.Error)
+	}
+	// the helper returned at once: the watchdog does not hold its stdout
+	if took > 5*time.Second {
+		t.Fatalf("begin took %s: the watchdog kept the helper's pipes open", took)
+	}
+	wd := watchdogOf(t, b)
+	st, _ := readStat(wd.PID)
+	if st.session != wd.PID || st.ttyNr != 0 {
+		t.Fatalf("watchdog %d: session %d tty %d, want its own session and no tty", wd.PID, st.session, st.ttyNr)
+	}
+	if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", wd.PID)); cwd != "/" {
+		t.Fatalf("watchdog cwd %q, want /", cwd)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", wd.PID, fd)); target != "/dev/null" {
+			t.Fatalf("watchdog fd %d is %q, want /dev/null", fd, target)
+		}
+	}
+	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", wd.PID))
+	self, _ := os.Readlink("/proc/self/ns/net")
+	if ns == self {
+		t.Fatalf("watchdog runs in the test's network namespace, want %s", l.ns)
+	}
+
+	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	if l.live() != newRules {
+		t.Fatalf("apply did not change the live ruleset")
+	}
+	// a hangup (the SSH session ending) must not end it
+	if err := syscall.Kill(wd.PID, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !watchdogAlive(wd) {
+		t.Fatalf("watchdog died of SIGHUP")
+	}
+	s := l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	if s.TimerAlive == nil || !*s.TimerAlive {
+		t.Fatalf("status: timer_alive %v", s.TimerAlive)
+	}
+
+	var final *revert.Report
+	if !waitFor(b.Deadline.Sub(time.Now())+5*time.Second, func() bool {
+		final, _ = l.run(revert.VerbStatus, &revert.Request{TxID: "tx1"})
+		return final.State.Terminal()
+	}) {
+		t.Fatalf("no revert 5s after the deadline: state %s", final.State)
+	}
+	if final.State != revert.StateReverted || final.Verified == nil || !*final.Verified || l.live() != oldRules {
+		t.Fatalf("after the deadline: state %s verified %v", final.State, final.Verified)
+	}
+	if !waitFor(2*time.Second, func() bool { return !watchdogAlive(wd) }) {
+		t.Fatalf("watchdog %d still running after its revert", wd.PID)
+	}
+	late := revertedAt(t, l, "tx1").Sub(b.Deadline)
+	t.Logf("watchdog reverted %s after the deadline", late)
+	if late < 0 || late > 2*time.Second {
+		t.Fatalf("revert ran %s after the deadline, want within [0, 2s]", late)
+	}
+}
+
+// revertedAt reads the time of the "reverted" transition from record.json.
+func revertedAt(t *testing.T, l *lab, id string) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.state, "tx", id, "record.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Transitions []struct {
+			State revert.State `json:"state"`
+			At    time.Time    `json:"at"`
+		} `json:"transitions"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range r.Transitions {
+		if tr.State == revert.StateReverted {
+			return tr.At
+		}
+	}
+	t.Fatalf("no reverted transition in %s", b)
+	return time.Time{}
+}
+
+func TestConfirmStopsWatchdog(t *testing.T) {
+	l := newLab(t, fakeHelper)
+	b := l.must(revert.VerbBegin, beginReq("tx1", 30*time.Second), revert.StateArmed)
+	wd := watchdogOf(t, b)
+	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
+	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
+		t.Fatalf("watchdog %d still running after confirm", wd.PID)
+	}
+	if l.live() != newRules {
+		t.Fatalf("confirmed ruleset is not live")
+	}
+	l.must(revert.VerbStatus, &revert.Request{}, revert.StateConfirmed)
+}
+
+func TestKilledWatchdogLeavesRecordApplied(t *testing.T) {
+	l := newLab(t, fakeHelper)
+	b := l.must(revert.VerbBegin, beginReq("tx1", 30*time.Second), revert.StateArmed)
+	wd := watchdogOf(t, b)
+	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	if err := syscall.Kill(wd.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
+		t.Fatalf("watchdog survived SIGKILL")
+	}
+	s := l.must(revert.VerbStatus, &revert.Request{}, revert.StateApplied)
+	if s.TxID != "tx1" || s.TimerAlive == nil || *s.TimerAlive {
+		t.Fatalf("status after the watchdog died: tx %s timer_alive %v", s.TxID, s.TimerAlive)
+	}
+	// the next begin reverts the orphan before arming its own
+	b2 := l.must(revert.VerbBegin, beginReq("tx2", 30*time.Second), revert.StateArmed)
+	if l.live() != oldRules {
+		t.Fatalf("orphaned tx1 was not reverted by the next begin")
+	}
+	l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateReverted)
+	wd2 := watchdogOf(t, b2)
+	l.must(revert.VerbAbort, &revert.Request{TxID: "tx2"}, revert.StateReverted)
+	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd2) }) {
+		t.Fatalf("watchdog %d still running after abort", wd2.PID)
+	}
+}
