@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"go.yaml.in/yaml/v3"
+	"io/fs"
 )
 
 var ansibleGroupKeys = []string{"hosts", "children", "vars"}
@@ -15,8 +16,9 @@ var ansibleGroupKeys = []string{"hosts", "children", "vars"}
 //	      hosts:
 //	        web[01:03]:
 //	          ansible_host: 10.0.0.1
-func parseAnsibleYAML(name string, top *yaml.Node) (*Inventory, error) {
+func parseAnsibleYAML(name string, top *yaml.Node, varsFS fs.FS) (*Inventory, error) {
 	b := newBuilder(name, "ansible-yaml")
+	b.varsFS = varsFS
 	ps, err := b.mapping(top, "the inventory")
 	if err != nil {
 		return nil, err

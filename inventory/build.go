@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -47,7 +48,8 @@ type builder struct {
 	gorder   []string // groups in order of first appearance
 
 	sshConfig, knownHosts string
-	visits                int // group definitions read, to bound alias blow-ups
+	visits                int   // group definitions read, to bound alias blow-ups
+	varsFS                fs.FS // the inventory's folder, for Ansible's host_vars/ and group_vars/; nil: none
 }
 
 func newBuilder(name, format string) *builder {
@@ -153,6 +155,11 @@ func checkPort(v string) (int, error) {
 // resolve applies precedence (host > groups by depth, then name > defaults)
 // and returns the finished inventory.
 func (b *builder) resolve() (*Inventory, error) {
+	if b.varsFS != nil && b.format != "lifeline" {
+		if err := b.readVarDirs(); err != nil {
+			return nil, err
+		}
+	}
 	all := b.group("all", 0)
 	// Hosts that are in no group but all are in ungrouped, like Ansible.
 	member := map[string]bool{}

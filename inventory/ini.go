@@ -3,6 +3,7 @@ package inventory
 import (
 	"bufio"
 	"bytes"
+	"io/fs"
 	"strings"
 )
 
@@ -15,8 +16,9 @@ import (
 //	ansible_port = 2222
 //	[prod:children]
 //	web
-func parseINI(name string, data []byte) (*Inventory, error) {
+func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 	b := newBuilder(name, "ansible-ini")
+	b.varsFS = varsFS
 	// kind of the current section: "hosts", "vars", "children".
 	// group is "" before the first section: those hosts end up ungrouped.
 	group, kind := "", "hosts"

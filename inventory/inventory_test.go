@@ -544,7 +544,7 @@ func FuzzParseINI(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		inv, err := parseINI("/f/hosts", data)
+		inv, err := parseINI("/f/hosts", data, nil)
 		if err != nil {
 			return
 		}

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ func Load(path string) (*Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read inventory: %w", err)
 	}
-	return Parse(abs, data)
+	return parse(abs, data, os.DirFS(filepath.Dir(abs)))
 }
 
 // Parse parses an inventory. name is the file's path: it names the file in
@@ -40,24 +41,30 @@ func Load(path string) (*Inventory, error) {
 // like an Ansible group (only hosts, children and vars), is an Ansible YAML
 // inventory; anything else is lifeline's own YAML, which refuses unknown keys.
 func Parse(name string, data []byte) (*Inventory, error) {
+	return parse(name, data, nil)
+}
+
+// parse is Parse that also reads Ansible's host_vars/ and group_vars/ from
+// varsFS (the inventory's folder) when it is not nil.
+func parse(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 	if looksLikeINI(data) {
-		return parseINI(name, data)
+		return parseINI(name, data, varsFS)
 	}
 	top, err := parseYAML(name, data)
 	if err != nil {
 		if ext := strings.ToLower(filepath.Ext(name)); ext == ".yaml" || ext == ".yml" {
 			return nil, err
 		}
-		return parseINI(name, data)
+		return parseINI(name, data, varsFS)
 	}
 	if top != nil && top.Kind != yaml.MappingNode {
 		if ext := strings.ToLower(filepath.Ext(name)); ext == ".yaml" || ext == ".yml" {
 			return nil, fmt.Errorf("%s:%d: an inventory must be a mapping (hosts:, groups:, ... or all:), got %s", name, top.Line, kindName(top))
 		}
-		return parseINI(name, data)
+		return parseINI(name, data, varsFS)
 	}
 	if top != nil && looksLikeAnsibleYAML(top) {
-		return parseAnsibleYAML(name, top)
+		return parseAnsibleYAML(name, top, varsFS)
 	}
 	return parseLifeline(name, top)
 }
