@@ -1,6 +1,52 @@
 // Package inventory resolves which hosts a command targets and with which
 // settings: lifeline's own YAML inventory, Ansible INI and YAML inventories
-// (read-only), and bare ssh_config aliases. It is pure: no network, no SSH.
+// (read-only), and bare ssh_config aliases. It is pure: no network, no SSH,
+// no subprocess; only [Load] reads files.
+//
+// # Formats
+//
+// [Parse] sniffs the format. lifeline's own YAML:
+//
+//	ssh_config: ssh_config        # optional, relative to this file
+//	known_hosts: known_hosts      # optional
+//	defaults: {user: root, port: 22, jump: bastion, identity_file: ~/.ssh/id_ed25519,
+//	           backend: nft, ruleset: rules/default.nft, vars: {k: v}, labels: {k: v}}
+//	hosts:
+//	  h01: {address: 10.0.0.1, jump: "b1,b2", labels: {role: web}, ruleset: rules/h01.nft}
+//	  h02: {}                     # nothing set: ssh_config decides
+//	groups:
+//	  web: {hosts: [h01], children: [db], vars: {k: v}, ruleset: rules/web.nft}
+//
+// Groups may also set user, port, jump, identity_file, backend and labels.
+// Unknown keys are errors naming file:line. An empty value ("") clears an
+// inherited one, e.g. jump: "" on the bastion itself.
+//
+// Ansible INI and YAML inventories are read as Ansible reads them (ranges
+// such as web[01:20] and db-[a:c], [group:vars], [group:children], and, in
+// [Load], host_vars/ and group_vars/ next to the file). Connection variables
+// map to settings: ansible_host → Address, ansible_user → User,
+// ansible_port → Port, ansible_ssh_private_key_file → IdentityFile, a jump
+// in ansible_ssh_common_args or ansible_ssh_extra_args (-J X, -o
+// ProxyJump=X, -o ProxyCommand="ssh -W %h:%p X") → Jump, lifeline_backend
+// → Backend, lifeline_ruleset → Ruleset; every other variable stays in Vars.
+//
+// # Precedence
+//
+// The most specific value wins: the host's own, then its groups' — a child
+// group beats its parent, groups at the same depth apply in name order, the
+// later winning (Ansible's rule) — then defaults (or Ansible's all vars).
+// Every resolved setting names its origin in [Host.Sources].
+//
+// # Paths
+//
+// Relative paths (ruleset, ssh_config, known_hosts, identity_file) are
+// resolved against the inventory file's folder. Paths starting with "~" are
+// kept as written: the SSH layer expands them, as it does ssh_config's.
+//
+// # Targets
+//
+// [Inventory.Select] takes Ansible's patterns (see there); without an
+// inventory, [FromAliases] turns a list of names into hosts.
 package inventory
 
 // Host is one resolved target. Empty fields mean "not set here": the SSH
@@ -11,7 +57,7 @@ type Host struct {
 	User         string            `json:"user,omitempty"`
 	Port         int               `json:"port,omitempty"`
 	Jump         string            `json:"jump,omitempty"`          // ProxyJump spec: "h1,user@h2:2222"
-	IdentityFile string            `json:"identity_file,omitempty"` // absolute path
+	IdentityFile string            `json:"identity_file,omitempty"` // absolute path, or "~/..." as written
 	Backend      string            `json:"backend,omitempty"`       // nft | iptables-nft | iptables-legacy | "" (auto)
 	Ruleset      string            `json:"ruleset,omitempty"`       // absolute path of this host's ruleset file, if any
 	Labels       map[string]string `json:"labels,omitempty"`
