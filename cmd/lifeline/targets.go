@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/lifeline-dev/lifeline/inventory"
+	"github.com/lifeline-dev/lifeline/remote"
+)
+
+// resolveTargets loads the inventory (-i or $LIFELINE_INVENTORY, may be
+// absent) and selects the hosts pattern and limit name. Without an
+// inventory the pattern is a list of ssh_config aliases or host names. With
+// one, a name the inventory does not know is still accepted when ssh_config
+// has a Host entry for it. Errors are usage errors (exit 2).
+func resolveTargets(g *globals, pattern, limit string) (*inventory.Inventory, []*inventory.Host, error) {
+	if g.inventory == "" {
+		if limit != "" {
+			return nil, nil, usagef("--limit needs an inventory: give -i FILE or set $LIFELINE_INVENTORY")
+		}
+		hosts, err := inventory.FromAliases(pattern)
+		if err != nil {
+			return nil, nil, usageError{err}
+		}
+		return nil, hosts, nil
+	}
+	inv, err := inventory.Load(g.inventory)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	hosts, err := inv.Select(pattern, limit)
+	var ue *inventory.UnknownError
+	if errors.As(err, &ue) && limit == "" {
+		if alt, ok := aliasesInSSHConfig(g, inv, pattern); ok {
+			return inv, alt, nil
+		}
+	}
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return inv, hosts, nil
+}
+
+// aliasesInSSHConfig selects pattern as plain names when each is an
+// inventory host or a Host alias in the ssh_config in use.
+func aliasesInSSHConfig(g *globals, inv *inventory.Inventory, pattern string) ([]*inventory.Host, bool) {
+	hosts, err := inventory.FromAliases(pattern)
+	if err != nil {
+		return nil, false
+	}
+	known := map[string]*inventory.Host{}
+	for _, h := range inv.Hosts {
+		known[h.Name] = h
+	}
+	aliases := sshConfigAliases(configFiles(g, inv))
+	var out []*inventory.Host
+	for _, h := range hosts {
+		if ih, ok := known[h.Name]; ok && h.User == "" {
+			out = append(out, ih)
+			continue
+		}
+		if !aliases[h.Name] {
+			return nil, false
+		}
+		out = append(out, h)
+	}
+	return out, true
+}
+
+// sshConfigAliases lists the literal (pattern-free) names of Host lines.
+func sshConfigAliases(files []string) map[string]bool {
+	out := map[string]bool{}
+	if files == nil {
+		if home, err := os.UserHomeDir(); err == nil {
+			files = append(files, home+"/.ssh/config")
+		}
+		files = append(files, "/etc/ssh/ssh_config")
+	}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(strings.ReplaceAll(sc.Text(), "=", " "))
+			if len(fields) < 2 || !strings.EqualFold(fields[0], "host") {
+				continue
+			}
+			for _, n := range fields[1:] {
+				if !strings.ContainsAny(n, "*?!") {
+					out[n] = true
+				}
+			}
+		}
+		fh.Close()
+	}
+	return out
+}
+
+func configFiles(g *globals, inv *inventory.Inventory) []string {
+	switch {
+	case g.sshConfig != "":
+		return []string{g.sshConfig}
+	case inv != nil && inv.SSHConfig != "":
+		return []string{inv.SSHConfig}
+	}
+	return nil
+}
+
+// newDialer builds the Dialer for a command: -F wins over the inventory's
+// ssh_config, which wins over the user's defaults; the inventory's
+// known_hosts replaces the user's; -v logs diagnostics on stderr.
+func newDialer(g *globals, inv *inventory.Inventory) *remote.Dialer {
+	o := remote.Options{ConfigFiles: configFiles(g, inv), AcceptNew: g.acceptNew}
+	if inv != nil && inv.KnownHosts != "" {
+		o.KnownHosts = []string{inv.KnownHosts}
+	}
+	if g.verbose {
+		w := &lockedWriter{w: g.stderr}
+		o.Log = func(format string, args ...any) {
+			fmt.Fprintf(w, "lifeline: "+format+"\n", args...)
+		}
+	}
+	return remote.NewDialer(o)
+}
+
+// targetOf maps an inventory host to what the transport dials.
+func targetOf(h *inventory.Host) remote.Target {
+	return remote.Target{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
+}
