@@ -107,8 +107,15 @@ func (e *ExecError) Error() string {
 
 func (e *ExecError) Unwrap() error { return e.Err }
 
-// ErrUnknownHost is returned for a host name the lab does not have.
-var ErrUnknownHost = errors.New("no such lab host")
+// Errors of the lab's host operations. Neither is worth retrying as is.
+var (
+	// ErrUnknownHost is returned for a host name the lab does not have.
+	ErrUnknownHost = errors.New("no such lab host")
+	// ErrSSHDExited is returned by StartSSHD and Boot when sshd quits
+	// instead of listening (e.g. a broken sshd_config); the init does not
+	// restart it.
+	ErrSSHDExited = errors.New("sshd exited instead of listening")
+)
 
 // LabID returns the lab ID of a lab folder: the first 6 hex digits of
 // sha256 of its absolute path.
@@ -231,7 +238,7 @@ func (l *Lab) StartSSHD(ctx context.Context, host string) error {
 	if err := syscall.Kill(pid, sigStartSSHD); err != nil {
 		return fmt.Errorf("start sshd on lab host %s: signal init %d: %w", host, pid, err)
 	}
-	return l.waitListening(ctx, h)
+	return l.waitSSHD(ctx, h)
 }
 
 // RotateHostKeys gives the host new host keys and restarts its sshd.
@@ -294,7 +301,7 @@ func (l *Lab) Boot(ctx context.Context, host string) error {
 	if err != nil {
 		return fmt.Errorf("boot lab host %s: record pid: %w", host, err)
 	}
-	return l.waitListening(ctx, h)
+	return l.waitSSHD(ctx, h)
 }
 
 // Status reports, per host in order, whether its init and sshd run and
@@ -360,6 +367,39 @@ func (l *Lab) waitListening(ctx context.Context, h *Host) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// waitSSHD is waitListening that fails fast when no sshd runs for a few
+// seconds (a broken sshd_config makes it exit at once; the init restarts
+// nothing).
+func (l *Lab) waitSSHD(ctx context.Context, h *Host) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pid := l.initPID(h)
+	go func() {
+		// Before exec the child still has the init's name: allow a grace.
+		var gone time.Time
+		for ctx.Err() == nil {
+			switch {
+			case len(sshdChildren(pid)) > 0:
+				gone = time.Time{}
+			case gone.IsZero():
+				gone = time.Now()
+			case time.Since(gone) > 3*time.Second:
+				cancel(fmt.Errorf("lab host %s: %w (see %s)", h.Name, ErrSSHDExited, filepath.Join(h.Dir, "sshd.log")))
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	err := l.waitListening(ctx, h)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrSSHDExited) {
+		return cause
+	}
+	return err
 }
 
 func pollUntil(ctx context.Context, limit time.Duration, cond func() bool, what string) error {

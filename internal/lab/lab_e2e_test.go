@@ -116,6 +116,17 @@ func TestLabHosts(t *testing.T) {
 		if st[1].SSHDAlive || st[1].Reachable || !st[1].InitAlive {
 			t.Errorf("status of h02 with sshd stopped: %+v", st[1])
 		}
+		// a broken config: StartSSHD reports it fast instead of timing out
+		if _, err := l.Exec(ctx, "h02", "sh", "-c", "cp /etc/ssh/sshd_config /tmp/good && echo 'NoSuchOption yes' >> /etc/ssh/sshd_config"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := l.StartSSHD(ctx, "h02"); !errors.Is(err, lab.ErrSSHDExited) || time.Since(start) > 10*time.Second {
+			t.Fatalf("StartSSHD with a broken sshd_config: %v after %v, want ErrSSHDExited soon", err, time.Since(start))
+		}
+		if _, err := l.Exec(ctx, "h02", "cp", "/tmp/good", "/etc/ssh/sshd_config"); err != nil {
+			t.Fatal(err)
+		}
 		if err := l.StartSSHD(ctx, "h02"); err != nil {
 			t.Fatal(err)
 		}

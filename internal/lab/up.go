@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -459,7 +460,8 @@ func teardown(ctx context.Context, id, dir string, files bool) error {
 	}
 	for _, ln := range links {
 		if strings.HasPrefix(ln.Name, "llv"+id) || ln.Name == bridgeName(id) {
-			if err := runIP(ctx, nil, "link", "delete", ln.Name); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			// A veth also vanishes by itself when its peer's netns goes.
+			if err := runIP(ctx, nil, "link", "delete", ln.Name); err != nil && linkExists(ln.Name) {
 				errs = append(errs, err)
 			}
 		}
@@ -486,4 +488,10 @@ func isLabInit(pid int, hostDir string) bool {
 	}
 	return bytes.Contains(env, []byte("\x00"+hostDirEnv+"="+hostDir+"\x00")) ||
 		bytes.HasPrefix(env, []byte(hostDirEnv+"="+hostDir+"\x00"))
+}
+
+// linkExists reports whether the root netns has an interface of that name.
+func linkExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
 }
