@@ -332,6 +332,7 @@ func TestParseErrors(t *testing.T) {
 		{"lifeline unknown host key", "/i/inv.yaml", "hosts:\n  h1:\n    adress: 1.2.3.4\n", `/i/inv.yaml:3: unknown key "adress" in host h1 (did you mean address?)`},
 		{"lifeline unknown defaults key", "/i/inv.yaml", "defaults: {address: x}\n", `/i/inv.yaml:1: unknown key "address" in defaults`},
 		{"lifeline bad port", "/i/inv.yaml", "hosts:\n  h1: {port: 99999}\n", `/i/inv.yaml:2: host h1: port "99999" is not a number`},
+		{"lifeline jump with spaces", "/i/inv.yaml", "hosts:\n  h1: {jump: b1 b2}\n", `/i/inv.yaml:2: host h1: jump "b1 b2" has spaces`},
 		{"lifeline bad backend", "/i/inv.yaml", "defaults:\n  backend: pf\n", `/i/inv.yaml:2: defaults: unknown backend "pf"`},
 		{"lifeline group lists unknown host", "/i/inv.yaml", "hosts: {h1: {}}\ngroups:\n  g:\n    hosts: [h1, h9]\n", `/i/inv.yaml:4: group g lists host h9, which is not under hosts`},
 		{"lifeline group lists unknown child", "/i/inv.yaml", "groups:\n  g: {children: [x]}\n", `group g lists child group x, which is not under groups`},
@@ -421,12 +422,24 @@ func TestSelect(t *testing.T) {
 		{pattern: "!prod", want: "bastion h02"},
 		{pattern: "!web01:prod", want: "web02 db01 db02"},
 		{pattern: "web*", want: "web01 web02"},
-		{pattern: "*0[12]", want: "web01 web02 db01 db02 h02"},
+		{pattern: "*0[!3]", want: "web01 web02 db01 db02 h02"},
 		{pattern: "d?", want: "db01 db02"}, // group db
 		{pattern: "~db0[12]", want: "db01 db02"},
 		{pattern: "~(web|db)01", want: "web01 db01"},
 		{pattern: "ungrouped", want: "bastion h02"},
-		{pattern: "a*", wantErr: `"a*" matches no host or group`}, // not all
+		{pattern: "prod[0]", want: "web01"},
+		{pattern: "prod[-1]", want: "db02"},
+		{pattern: "prod[1:2]", want: "web02 db01"},
+		{pattern: "prod[2:]", want: "db01 db02"},
+		{pattern: "prod[:0]", want: "web01"},
+		{pattern: "web*[1]:db[0]", want: "web02 db01"},
+		{pattern: "prod:!prod[0]", want: "web02 db01 db02"},
+		{pattern: "web[2]", wantErr: `web selects 2 hosts, so "web[2]" picks none`},
+		{pattern: "web[1:0]", wantErr: "picks none"},
+		{pattern: "wbe[0]", unknown: &UnknownError{Name: "wbe", Suggestions: []string{"web"}}},
+		{pattern: "web0[12]", unknown: &UnknownError{Name: "web0", Suggestions: []string{"web01", "web02", "web"}}}, // a subscript, as in Ansible
+		{pattern: "web0[!3]", want: "web01 web02"},                                                                  // a glob class
+		{pattern: "a*", wantErr: `"a*" matches no host or group`},                                                   // not all
 		{pattern: "all", limit: "web02,db01", want: "web02 db01"},
 		{pattern: "prod", limit: "!db", want: "web01 web02"},
 		{pattern: "web", limit: "db", wantErr: `target "web --limit db" selects no hosts`},

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -192,6 +193,10 @@ func (b *builder) lifelineSettings(n *yaml.Node, set settings, where, who string
 		case "backend":
 			if err := checkBackend(s); err != nil {
 				return b.errorf(p.v.Line, "%s: %v", where, err)
+			}
+		case "jump":
+			if strings.ContainsAny(s, " \t") {
+				return b.errorf(p.v.Line, "%s: jump %q has spaces: separate hops with commas, e.g. b1,user@b2:2222", where, s)
 			}
 		case "ruleset", "identity_file":
 			s = b.absPath(s)

@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -82,6 +83,8 @@ func splitPattern(pattern string) []string {
 //	web:!web03      exclusion
 //	web*, db-?      globs over host and group names
 //	~web0[1-3]      a regular expression over host and group names
+//	web[0], web[-1] the first, the last host web selects
+//	web[1:3]        the second to the fourth (both ends included)
 //
 // As in Ansible, unions are taken first, then intersections, then
 // exclusions, whatever their order. A plain name that is no host and no
@@ -168,12 +171,20 @@ func (inv *Inventory) evaluate(pattern string) ([]bool, error) {
 	return set, nil
 }
 
+// subscriptRE is Ansible's host subscript: web[0], web[-1], web[1:3], web[:2].
+var subscriptRE = regexp.MustCompile(`^(.+)\[(?:(-?[0-9]+)|([0-9]*):([0-9]*))\]$`)
+
 // matchTerm returns, per host index, whether one term selects it.
 func (inv *Inventory) matchTerm(pattern, term string) ([]bool, error) {
-	m := make([]bool, len(inv.Hosts))
 	if term == "" {
 		return nil, fmt.Errorf("target %q has an empty term after & or !", pattern)
 	}
+	// As in Ansible, a trailing [N] or [N:M] is a subscript, not a glob
+	// class, except in a ~regex.
+	if sm := subscriptRE.FindStringSubmatch(term); sm != nil && term[0] != '~' {
+		return inv.matchSubscript(pattern, term, sm)
+	}
+	m := make([]bool, len(inv.Hosts))
 	if term == "all" || term == "*" {
 		for i := range m {
 			m[i] = true
@@ -222,6 +233,48 @@ func (inv *Inventory) matchTerm(pattern, term string) ([]bool, error) {
 			return nil, &NoMatchError{Pattern: pattern, Term: term}
 		}
 		return nil, &UnknownError{Name: term, Suggestions: closest(term, inv.names(), 5)}
+	}
+	return m, nil
+}
+
+// matchSubscript picks hosts by position among those a term selects, in
+// inventory order, like Ansible: web[0] is the first, web[-1] the last, and
+// web[1:3] the second to the fourth (both ends included).
+func (inv *Inventory) matchSubscript(pattern, term string, sm []string) ([]bool, error) {
+	base, err := inv.matchTerm(pattern, sm[1])
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	for i, ok := range base {
+		if ok {
+			idx = append(idx, i)
+		}
+	}
+	n := len(idx)
+	lo, hi := 0, n-1
+	switch {
+	case sm[2] != "":
+		k, _ := strconv.Atoi(sm[2])
+		if k < 0 {
+			k += n
+		}
+		lo, hi = k, k
+	default:
+		if sm[3] != "" {
+			lo, _ = strconv.Atoi(sm[3])
+		}
+		if sm[4] != "" {
+			hi, _ = strconv.Atoi(sm[4])
+		}
+	}
+	if lo < 0 || lo >= n || hi < lo {
+		return nil, fmt.Errorf("target %q: %s selects %d hosts, so %q picks none", pattern, sm[1], n, term)
+	}
+	hi = min(hi, n-1)
+	m := make([]bool, len(inv.Hosts))
+	for _, i := range idx[lo : hi+1] {
+		m[i] = true
 	}
 	return m, nil
 }
