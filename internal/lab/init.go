@@ -159,6 +159,12 @@ func setupMounts(hostDir string, cfg initConfig) error {
 	if err := os.Mkdir("/run/sshd", 0o755); err != nil {
 		return fmt.Errorf("create /run/sshd: %w", err)
 	}
+	// login records sshd writes for pty sessions (quiet "lastlog_openseek")
+	for _, f := range []string{"/var/log/lastlog", "/var/log/wtmp", "/var/log/btmp"} {
+		if err := os.WriteFile(f, nil, 0o664); err != nil {
+			return fmt.Errorf("create %s: %w", f, err)
+		}
+	}
 	if err := os.Mkdir("/home/ops", 0o755); err != nil {
 		return fmt.Errorf("create /home/ops: %w", err)
 	}
