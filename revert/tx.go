@@ -30,8 +30,8 @@ import (
 //	begin: lock, settle old tx             | nothing written; next begin settles again       | same
 //	begin: detect/validate/snapshot        | nothing written, nothing live changed           | same
 //	begin: tx folder, ruleset, snapshot    | folder without record: ignored, pruned later    | same
-//	begin: record armed/arming, current    | no timer recorded: next begin finds it dead,    | boot id differs: status/begin mark it
-//	                                       | runs the (no-op) revert, marks reverted         | reverted ("reboot")
+//	begin: current, record armed/arming    | no timer recorded: next begin finds it dead,    | boot id differs: status/begin mark it
+//	                                       | marks it reverted (an armed tx changed nothing) | reverted ("reboot")
 //	begin: timer armed, not yet recorded   | as above; the orphan timer later finds the      | timer gone with the boot; as above
 //	                                       | record terminal and does nothing                |
 //	begin: record armed/armed              | timer fires at the deadline: reverted           | reverted ("reboot")
@@ -372,6 +372,21 @@ func (e *engine) settleCurrent(ctx context.Context) error {
 // outcome and disarms r's timer. Caller holds the lock (or gave up on it).
 // Returns whether the live ruleset equals the snapshot.
 func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) bool {
+	if r.State == StateArmed {
+		// apply records "applied" before it touches the firewall, so an
+		// armed tx never changed anything: restoring would only clobber
+		// changes others made since the snapshot
+		r.State, r.Step = StateReverted, stepReverted
+		r.Outcome = "reverted (nothing was applied): " + note
+		if err := e.save(r, note); err != nil {
+			e.logf(r.ID, "warning", "%v", err)
+		}
+		if err := e.armer.Disarm(ctx, r.Timer); err != nil {
+			e.logf(r.ID, "warning", "%v", err)
+		}
+		e.logf(r.ID, "info", "ended before apply (%s): nothing to restore", note)
+		return true
+	}
 	r.Step = stepReverting
 	if err := e.save(r, note); err != nil {
 		e.logf(r.ID, "warning", "%v (reverting anyway)", err)

@@ -553,3 +553,15 @@ func TestPruneKeepsTwenty(t *testing.T) {
 		t.Fatalf("%d tx folders, first %s; want %d from tx05", len(ents), ents[0].Name(), keepTx)
 	}
 }
+
+func TestRevertOfArmedTxRestoresNothing(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+	// someone else changes the firewall while tx1 is armed, never applied
+	h.fw.S.Live[FormatIPTables] = "*filter\n-A INPUT -j DOCKER-USER\nCOMMIT\n"
+	h.armer.kill("tx1")
+	rep := h.mustOK(h.do(VerbRevert, &Request{TxID: "tx1"}), StateReverted)
+	if rep.Verified == nil || !*rep.Verified || h.fw.S.Calls["Restore"] != 0 || h.fw.S.Live[FormatIPTables] == "" {
+		t.Fatalf("revert of an armed tx: verified %v restores %d live %v", rep.Verified, h.fw.S.Calls["Restore"], h.fw.S.Live)
+	}
+}

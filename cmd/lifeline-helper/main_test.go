@@ -266,15 +266,16 @@ func TestWatchdogDetachedRevertsAtDeadline(t *testing.T) {
 	if !waitFor(2*time.Second, func() bool { return !watchdogAlive(wd) }) {
 		t.Fatalf("watchdog %d still running after its revert", wd.PID)
 	}
-	late := revertedAt(t, l, "tx1").Sub(b.Deadline)
-	t.Logf("watchdog reverted %s after the deadline", late)
+	start, end := revertedAt(t, l, "tx1")
+	late := end.Sub(b.Deadline)
+	t.Logf("watchdog started the revert %s and finished it %s after the deadline", start.Sub(b.Deadline), late)
 	if late < 0 || late > 2*time.Second {
 		t.Fatalf("revert ran %s after the deadline, want within [0, 2s]", late)
 	}
 }
 
-// revertedAt reads the time of the "reverted" transition from record.json.
-func revertedAt(t *testing.T, l *lab, id string) time.Time {
+// revertedAt reads when the revert started and ended from record.json.
+func revertedAt(t *testing.T, l *lab, id string) (start, end time.Time) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(l.state, "tx", id, "record.json"))
 	if err != nil {
@@ -283,6 +284,7 @@ func revertedAt(t *testing.T, l *lab, id string) time.Time {
 	var r struct {
 		Transitions []struct {
 			State revert.State `json:"state"`
+			Step  string       `json:"step"`
 			At    time.Time    `json:"at"`
 		} `json:"transitions"`
 	}
@@ -290,12 +292,17 @@ func revertedAt(t *testing.T, l *lab, id string) time.Time {
 		t.Fatal(err)
 	}
 	for _, tr := range r.Transitions {
+		if tr.Step == "reverting" {
+			start = tr.At
+		}
 		if tr.State == revert.StateReverted {
-			return tr.At
+			end = tr.At
 		}
 	}
-	t.Fatalf("no reverted transition in %s", b)
-	return time.Time{}
+	if start.IsZero() || end.IsZero() {
+		t.Fatalf("no reverting/reverted transitions in %s", b)
+	}
+	return start, end
 }
 
 func TestConfirmStopsWatchdog(t *testing.T) {
@@ -338,5 +345,122 @@ func TestKilledWatchdogLeavesRecordApplied(t *testing.T) {
 	l.must(revert.VerbAbort, &revert.Request{TxID: "tx2"}, revert.StateReverted)
 	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd2) }) {
 		t.Fatalf("watchdog %d still running after abort", wd2.PID)
+	}
+}
+
+// nft runs nft inside the lab's namespace.
+func (l *lab) nft(stdin string, args ...string) string {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.ns, "nft"}, args...)...)
+	cmd.WaitDelay = time.Second
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("nft %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestRealFirewallInNetns drives the shipped helper (real nft backend)
+// inside a throwaway namespace: an unconfirmed change is reverted by the
+// watchdog to the exact ruleset it replaced; a confirmed one stays and
+// loses its kernel guard.
+func TestRealFirewallInNetns(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("nft not found: apt-get install nftables")
+	}
+	t.Run("reverted at the deadline", func(t *testing.T) {
+		l := newLab(t, realHelper)
+		l.nft(oldRules, "-f", "-")
+		before := l.nft("", "list", "ruleset")
+		req := beginReq("tx1", 3*time.Second)
+		req.Ruleset = "flush ruleset\n" + newRules
+		b := l.must(revert.VerbBegin, req, revert.StateArmed)
+		a := l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+		if a.Verified == nil || !*a.Verified {
+			t.Fatalf("apply not verified")
+		}
+		if live := l.nft("", "list", "ruleset"); !strings.Contains(live, "policy drop") || !strings.Contains(live, "lifeline-guard") {
+			t.Fatalf("applied ruleset lacks the change or the guard:\n%s", live)
+		}
+		var final *revert.Report
+		if !waitFor(time.Until(b.Deadline)+5*time.Second, func() bool {
+			final, _ = l.run(revert.VerbStatus, &revert.Request{TxID: "tx1"})
+			return final.State.Terminal()
+		}) {
+			t.Fatalf("no revert 5s after the deadline: %s", final.State)
+		}
+		if final.State != revert.StateReverted || final.Verified == nil || !*final.Verified {
+			t.Fatalf("after the deadline: %s verified %v error %v", final.State, final.Verified, final.Error)
+		}
+		if after := l.nft("", "list", "ruleset"); after != before {
+			t.Fatalf("ruleset after revert differs:\n%s\nwant:\n%s", after, before)
+		}
+		start, end := revertedAt(t, l, "tx1")
+		t.Logf("real nft: revert started %s and finished %s after the deadline", start.Sub(b.Deadline), end.Sub(b.Deadline))
+		if late := start.Sub(b.Deadline); late < 0 || late > time.Second {
+			t.Fatalf("revert started %s after the deadline, want within [0, 1s]", late)
+		}
+	})
+	t.Run("confirmed", func(t *testing.T) {
+		l := newLab(t, realHelper)
+		l.nft(oldRules, "-f", "-")
+		req := beginReq("tx1", 30*time.Second)
+		// nft -f adds to what is live: a whole ruleset starts with a flush
+		req.Ruleset = "flush ruleset\n" + newRules
+		b := l.must(revert.VerbBegin, req, revert.StateArmed)
+		wd := watchdogOf(t, b)
+		l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+		c := l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
+		if len(c.Persisted) != 0 {
+			t.Fatalf("persisted without --persist: %v", c.Persisted)
+		}
+		live := l.nft("", "list", "ruleset")
+		if !strings.Contains(live, "policy drop") || strings.Contains(live, "lifeline-guard") || strings.Contains(live, "lifeline_guard") {
+			t.Fatalf("confirmed ruleset:\n%s", live)
+		}
+		if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
+			t.Fatalf("watchdog still running after confirm")
+		}
+		for _, p := range b.Phases {
+			t.Logf("begin phase %s: %s", p.Name, p.Took)
+		}
+	})
+}
+
+// TestConcurrentBeginsOneWins races helpers on one host: the flock and
+// the record let exactly one arm; the others are refused with its holder.
+func TestConcurrentBeginsOneWins(t *testing.T) {
+	l := newLab(t, fakeHelper)
+	const n = 6
+	reps := make(chan *revert.Report, n)
+	for i := range n {
+		go func() {
+			rep, _ := l.run(revert.VerbBegin, beginReq(fmt.Sprintf("tx%d", i), 30*time.Second))
+			reps <- rep
+		}()
+	}
+	var armed []*revert.Report
+	held := 0
+	for range n {
+		rep := <-reps
+		switch {
+		case rep.Error == nil && rep.State == revert.StateArmed:
+			armed = append(armed, rep)
+		case rep.Error != nil && rep.Error.Code == revert.CodeLockHeld && rep.Error.Holder != nil:
+			held++
+		default:
+			t.Errorf("begin: state %s error %v", rep.State, rep.Error)
+		}
+	}
+	if len(armed) != 1 || held != n-1 {
+		t.Fatalf("%d armed, %d lock-held; want 1 and %d", len(armed), held, n-1)
+	}
+	wd := watchdogOf(t, armed[0])
+	l.must(revert.VerbAbort, &revert.Request{TxID: armed[0].TxID}, revert.StateReverted)
+	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
+		t.Fatalf("watchdog still running after abort")
 	}
 }
