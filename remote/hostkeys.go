@@ -145,7 +145,9 @@ func (k *hostKeyCheck) algorithms() []string {
 		}
 	}
 	if len(algos) == 0 {
-		return nil
+		// Unknown host: plain keys only, so that what accept-new records
+		// is a key, never a certificate.
+		return []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
 	}
 	return algos
 }
@@ -202,7 +204,7 @@ func hostPatternsMatch(patterns, host, port string) bool {
 			m.Write([]byte(name))
 			ok = hmac.Equal(m.Sum(nil), want)
 		} else {
-			ok, _ = filepath.Match(p, name)
+			ok = wildcardMatch(p, name)
 		}
 		if ok && neg {
 			return false
@@ -229,6 +231,12 @@ func (k *hostKeyCheck) callback(_ string, _ net.Addr, key ssh.PublicKey) error {
 	}
 	var ke *knownhosts.KeyError
 	if !errors.As(err, &ke) {
+		if _, isCert := key.(*ssh.Certificate); isCert {
+			if !k.hasCertAuthority() {
+				return &UnknownKeyError{Host: k.lookup, Offered: describeKey(key) + " certificate", Files: k.files}
+			}
+			return &MismatchError{Host: k.lookup, Offered: describeKey(key) + " certificate", Known: []string{err.Error()}}
+		}
 		return err
 	}
 	if len(ke.Want) > 0 {
@@ -287,3 +295,23 @@ var probeKey = func() []byte {
 	}
 	return b
 }()
+
+// wildcardMatch matches name against a known_hosts pattern where only *
+// and ? are special.
+func wildcardMatch(pattern, name string) bool {
+	if pattern == "" {
+		return name == ""
+	}
+	switch pattern[0] {
+	case '*':
+		for i := 0; i <= len(name); i++ {
+			if wildcardMatch(pattern[1:], name[i:]) {
+				return true
+			}
+		}
+		return false
+	case '?':
+		return name != "" && wildcardMatch(pattern[1:], name[1:])
+	}
+	return name != "" && pattern[0] == name[0] && wildcardMatch(pattern[1:], name[1:])
+}

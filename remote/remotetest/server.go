@@ -36,6 +36,9 @@ type ServerOptions struct {
 	Silent bool
 	// IgnoreKeepalives makes the server stop answering global requests.
 	IgnoreKeepalives bool
+	// UserCA, when set, also accepts user certificates it signed (any
+	// principal).
+	UserCA ssh.PublicKey
 }
 
 // Server is an SSH server on 127.0.0.1 that runs commands with the local
@@ -177,7 +180,13 @@ func currentUser() string {
 func (s *Server) serve() {
 	defer s.wg.Done()
 	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if cert, ok := key.(*ssh.Certificate); ok && s.o.UserCA != nil {
+				checker := &ssh.CertChecker{IsUserAuthority: func(auth ssh.PublicKey) bool {
+					return string(auth.Marshal()) == string(s.o.UserCA.Marshal())
+				}}
+				return checker.Authenticate(meta, cert)
+			}
 			if string(key.Marshal()) == string(s.ClientKey.PublicKey().Marshal()) {
 				return &ssh.Permissions{}, nil
 			}
