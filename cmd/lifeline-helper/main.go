@@ -45,10 +45,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	verb := args[0]
 	internal := verb == revert.VerbRevert || verb == revert.VerbWatchdog
-	if internal {
-		// the watchdog outlives the SSH session: a hangup must not end it
-		signal.Ignore(syscall.SIGHUP)
-	}
+	// The watchdog outlives the SSH session, and a verb that started should
+	// finish rather than die half-way when the session drops: ignore hangups.
+	signal.Ignore(syscall.SIGHUP)
 	fs := flag.NewFlagSet("lifeline-helper "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", revert.DefaultStateDir, "state folder (lock, transactions)")

@@ -464,3 +464,54 @@ func TestConcurrentBeginsOneWins(t *testing.T) {
 		t.Fatalf("watchdog still running after abort")
 	}
 }
+
+func TestRunExitCodes(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		exit  int
+		code  string // Report.Error.Code when a report is written
+		state revert.State
+	}{
+		{"no verb", nil, "", exitUsage, "", ""},
+		{"extra argument", []string{"status", "--state-dir", state, "x"}, "", exitUsage, "", ""},
+		{"unknown flag", []string{"status", "--nope"}, "", exitUsage, "", ""},
+		{"internal verb without tx", []string{"revert", "--state-dir", state}, "", exitUsage, "", ""},
+		{"bad json", []string{"status", "--state-dir", state}, "{bad", exitFailed, "", ""},
+		{"unknown verb", []string{"frobnicate", "--state-dir", state}, "", exitOK, revert.CodeBadRequest, revert.StateNone},
+		{"empty stdin", []string{"status", "--state-dir", state}, "", exitOK, "", revert.StateNone},
+		{"other protocol", []string{"status", "--state-dir", state}, `{"version":99}`, exitOK, revert.CodeBadRequest, revert.StateNone},
+		{"tx flag wins", []string{"status", "--state-dir", state, "--tx", "abc"}, `{"tx_id":"zzz"}`, exitOK, revert.CodeNoTx, revert.StateNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			exit := run(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			if exit != tt.exit {
+				t.Fatalf("exit %d, want %d; stderr: %s", exit, tt.exit, stderr.String())
+			}
+			if exit != exitOK {
+				if stdout.Len() != 0 || stderr.Len() == 0 {
+					t.Fatalf("failed run: stdout %q stderr %q, want only stderr", stdout.String(), stderr.String())
+				}
+				return
+			}
+			var rep revert.Report
+			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+				t.Fatalf("report: %v: %s", err, stdout.String())
+			}
+			got := ""
+			if rep.Error != nil {
+				got = rep.Error.Code
+			}
+			if got != tt.code || rep.State != tt.state || rep.Version != revert.ProtocolVersion {
+				t.Fatalf("report code %q state %s version %d, want %q %s", got, rep.State, rep.Version, tt.code, tt.state)
+			}
+			if tt.name == "tx flag wins" && !strings.Contains(rep.Error.Message, "abc") {
+				t.Fatalf("--tx did not override the request: %s", rep.Error.Message)
+			}
+		})
+	}
+}
