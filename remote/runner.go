@@ -8,12 +8,35 @@
 // local exec (tests, the helper itself) and the command-matching mock in
 // remotetest all behave alike.
 //
+// # Connecting
+//
+// A [Dialer] resolves a [Target] through ssh_config ([Dialer.Resolve]: the
+// in-process parser when it is faithful, `ssh -G` otherwise, recorded in
+// [HostConfig.Resolver]) and [Dialer.Dial] opens a fresh connection every
+// time: new TCP connection, handshake and authentication through the same
+// ProxyJump chain. Each hop is bounded by its ConnectTimeout (TCP, handshake
+// and auth together) and by ctx. Host keys are checked strictly against
+// known_hosts (hashed entries, @cert-authority, @revoked, [host]:port), with
+// HostKeyAlgorithms taken from what known_hosts holds for the host;
+// [Options.AcceptNew] records unknown keys, a changed key is always refused.
+// Authentication uses ssh-agent keys and certificates, then identity files.
+//
+// # Privilege and files
+//
+// [Sudo] wraps a Runner in `sudo -n sh -c`; [Privileged] picks the client or
+// Sudo(client) after checking `id -u`. [Upload] writes a file atomically
+// (temp name, mode, rename) and verifies its sha256. [Output] captures
+// stdout; [Quote] quotes for a POSIX shell.
+//
 // # Errors
 //
 // A command that ran and exited non-zero returns an [*ExitError] carrying the
 // exit status and the tail of stderr; callers read those fields instead of
-// matching strings. Transport failures (dial, handshake, host key, auth)
-// are wrapped with the host's name and the cause.
+// matching strings. Transport failures are a [*HostError] naming the host,
+// the phase and the address, wrapping one of ErrHostKeyMismatch,
+// ErrHostKeyUnknown, ErrAuth (never worth retrying), ErrTimeout,
+// ErrUnreachable (worth retrying, see [Retryable]) or ErrNoSudo. A
+// cancelled ctx yields an error wrapping ctx.Err().
 package remote
 
 import (
