@@ -85,7 +85,7 @@ func (b *builder) ansibleGroup(p pair, level int) error {
 						return b.errorf(h.k.Line, "%v", err)
 					}
 					rh := b.host(n, h.k.Line)
-					g.hosts = appendUnique(g.hosts, n)
+					g.addHost(n)
 					for _, v := range vs {
 						s, err := b.varString(v.v)
 						if err != nil {

@@ -30,8 +30,19 @@ type rawGroup struct {
 	name     string
 	pos      string
 	hosts    []string
+	isHost   map[string]bool // hosts as a set, to add in O(1)
 	children []string
 	set      settings
+}
+
+func (g *rawGroup) addHost(name string) {
+	if g.isHost == nil {
+		g.isHost = map[string]bool{}
+	}
+	if !g.isHost[name] {
+		g.isHost[name] = true
+		g.hosts = append(g.hosts, name)
+	}
 }
 
 // builder collects what a parser read; resolve turns it into an Inventory.
@@ -174,7 +185,7 @@ func (b *builder) resolve() (*Inventory, error) {
 	for _, h := range b.hosts {
 		if !member[h.name] {
 			u := b.group("ungrouped", 0)
-			u.hosts = appendUnique(u.hosts, h.name)
+			u.addHost(h.name)
 		}
 	}
 	for _, name := range append([]string(nil), b.gorder...) {
@@ -237,6 +248,12 @@ func (b *builder) resolve() (*Inventory, error) {
 		inv.Groups[name] = out
 	}
 
+	direct := map[string][]string{} // host → groups that list it
+	for _, name := range b.gorder {
+		for _, h := range b.groups[name].hosts {
+			direct[h] = append(direct[h], name)
+		}
+	}
 	for _, rh := range b.hosts {
 		// Every group the host is in, directly or through children.
 		in := map[string]bool{}
@@ -250,12 +267,8 @@ func (b *builder) resolve() (*Inventory, error) {
 				walk(p)
 			}
 		}
-		for _, name := range b.gorder {
-			for _, h := range b.groups[name].hosts {
-				if h == rh.name {
-					walk(name)
-				}
-			}
+		for _, name := range direct[rh.name] {
+			walk(name)
 		}
 		walk("all")
 		groups := make([]string, 0, len(in))

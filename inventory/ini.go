@@ -130,7 +130,7 @@ func (b *builder) iniHostLine(group, text string, line int) error {
 		}
 		if group != "" {
 			g := b.groups[group]
-			g.hosts = appendUnique(g.hosts, n)
+			g.addHost(n)
 		}
 	}
 	return nil

@@ -569,3 +569,25 @@ func FuzzParseINI(f *testing.F) {
 		_ = inv.Graph()
 	})
 }
+
+// BenchmarkLargeINI parses a 10,000-host inventory in 10 groups and selects
+// from it, to keep both linear.
+func BenchmarkLargeINI(b *testing.B) {
+	var sb strings.Builder
+	for g := 0; g < 10; g++ {
+		sb.WriteString("[g" + strconv.Itoa(g) + "]\n")
+		sb.WriteString("h" + strconv.Itoa(g) + "-[0000:0999] ansible_user=u\n")
+		sb.WriteString("[prod:children]\ng" + strconv.Itoa(g) + "\n")
+	}
+	data := []byte(sb.String())
+	for b.Loop() {
+		inv, err := Parse("/b/hosts", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs, err := inv.Select("prod:!g3:&h*", "~h[0-4]")
+		if err != nil || len(hs) != 4000 {
+			b.Fatalf("selected %d hosts, err %v", len(hs), err)
+		}
+	}
+}

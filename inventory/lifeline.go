@@ -112,7 +112,7 @@ func parseLifeline(name string, top *yaml.Node) (*Inventory, error) {
 						if _, ok := b.hostIdx[e]; !ok {
 							return nil, b.errorf(lines[i], "group %s lists host %s, which is not under hosts: add it there", p.key, e)
 						}
-						g.hosts = appendUnique(g.hosts, e)
+						g.addHost(e)
 					}
 				}
 			case "children":

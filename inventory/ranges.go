@@ -15,6 +15,25 @@ const maxRangeHosts = 100000
 // "[1:10:2]", several ranges in one name. A name without a range is
 // returned as it is.
 func expandRange(name string) ([]string, error) {
+	// Count first, so that web[0:999][0:999] fails before it allocates.
+	total, rest := 1, name
+	for {
+		i := strings.IndexByte(rest, '[')
+		j := strings.IndexByte(rest, ']')
+		if i < 0 || j < i {
+			break
+		}
+		if inner := rest[i+1 : j]; strings.Contains(inner, ":") {
+			vs, err := rangeValues(inner)
+			if err != nil {
+				return nil, fmt.Errorf("host range %q: %w", name, err)
+			}
+			if total *= len(vs); total > maxRangeHosts {
+				return nil, fmt.Errorf("host range %q: expands to more than %d hosts", name, maxRangeHosts)
+			}
+		}
+		rest = rest[j+1:]
+	}
 	out, err := expandFrom(name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("host range %q: %w", name, err)
