@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dev/lifeline/inventory"
+	"github.com/lifeline-dev/lifeline/remote"
+	"github.com/lifeline-dev/lifeline/revert"
+	"github.com/lifeline-dev/lifeline/session"
+)
+
+type applyOptions struct {
+	confirmTimeout time.Duration
+	format         string
+	persist        bool
+	checks         []string
+	dryRun         bool
+	jsonStream     bool
+	forks          int
+	serial         string
+	maxFail        string
+	limit          string
+}
+
+func init() { subcommands = append(subcommands, newApplyCmd) }
+
+func newApplyCmd(g *globals) *cobra.Command {
+	o := &applyOptions{}
+	cmd := &cobra.Command{
+		Use:   "apply TARGET [RULESET]",
+		Short: "Apply a ruleset to hosts; keep it only if a fresh SSH connection still gets in",
+		Long: `apply changes the firewall of every targeted host as one guarded transaction:
+
+  connect → upload helper (once per version) → begin (lock, validate by a trial
+  load in a private netns, snapshot, arm the revert timer) → apply (kernel
+  guard + atomic swap) → confirm from a NEW ssh connection
+
+Each host ends as exactly one of:
+  confirmed        the new ruleset is live and a fresh connection proved access
+  reverted         the host restored its snapshot by itself (or at once, when
+                   the load failed)
+  refused          nothing changed (bad ruleset, lock held, host key, auth)
+  unknown          the host stayed unreachable past its deadline: it restores
+                   itself, and its kernel guard re-opens your address to sshd
+
+TARGET is a host, a group, a pattern (web:&prod, web:!web03, web*) or all,
+from the inventory (-i); a bare ssh_config alias works without one. RULESET is
+an nft file or an iptables-save file; without it each host's own ruleset from
+the inventory (host, then group, then defaults) is used. The format is taken
+from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
+		Example: `  # one host, 60 s to confirm, persisted only after the confirm
+  lifeline -i lab/inventory.yaml apply h01 rules.nft --persist
+
+  # see what would change, change nothing
+  lifeline -i lab/inventory.yaml apply all rules.v4 --dry-run
+
+  # a canary first, then half, then the rest; stop after a batch with a failure
+  lifeline -i hosts.ini apply web rules.nft --serial 1,50%,100% --max-fail 0
+
+  # extra proof before confirming: the web port must answer from here
+  lifeline apply web01 web.nft --check tcp://web01.example.com:443`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file := ""
+			if len(args) == 2 {
+				file = args[1]
+			}
+			return runApply(cmd.Context(), g, o, args[0], file)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.confirmTimeout, "confirm-timeout", 60*time.Second, "revert deadline after begin, on the host's clock")
+	f.StringVar(&o.format, "format", "", "ruleset format: nft, iptables or ip6tables (default: from the file name or content)")
+	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
+	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
+	f.BoolVar(&o.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
+	f.IntVar(&o.forks, "forks", 20, "hosts changed in parallel")
+	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
+	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
+	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
+	return cmd
+}
+
+func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file string) error {
+	if o.confirmTimeout < 5*time.Second {
+		return usagef("--confirm-timeout %s is too short: at least 5s", o.confirmTimeout)
+	}
+	serial, err := session.ParseSerial(o.serial)
+	if err != nil {
+		return usageError{err}
+	}
+	inv, hosts, err := resolveTargets(g, pattern, o.limit)
+	if err != nil {
+		return err
+	}
+	targets, err := applyTargets(hosts, file, o.format)
+	if err != nil {
+		return err
+	}
+	runID := session.NewTxID(time.Now())
+	runDir := runFolder(runID)
+	pr := newProgress(g, o.jsonStream)
+	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
+		ConfirmTimeout: o.confirmTimeout,
+		Persist:        o.persist,
+		Checks:         o.checks,
+		DryRun:         o.dryRun,
+		Origin:         origin(runID),
+		RunID:          runID,
+		RunDir:         runDir,
+		Events:         pr.event,
+	})
+	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)
+	if err != nil {
+		return usageError{err}
+	}
+	pr.done(runID, runDir, results)
+	if ferr := session.Err(results); ferr != nil {
+		return failedError{ferr.Error()}
+	}
+	return nil
+}
+
+// applyTargets pairs every host with its ruleset text and format.
+func applyTargets(hosts []*inventory.Host, file, format string) ([]session.Target, error) {
+	cache := map[string]string{}
+	read := func(p string) (string, error) {
+		if s, ok := cache[p]; ok {
+			return s, nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", usagef("read ruleset: %v", err)
+		}
+		cache[p] = string(b)
+		return string(b), nil
+	}
+	var out []session.Target
+	for _, h := range hosts {
+		path := file
+		if path == "" {
+			path = h.Ruleset
+		}
+		if path == "" {
+			return nil, usagef("no ruleset for host %s: give RULESET, or set `ruleset:` for the host or one of its groups in the inventory", h.Name)
+		}
+		text, err := read(path)
+		if err != nil {
+			return nil, err
+		}
+		f, err := detectFormat(format, path, text)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, session.Target{Name: h.Name, SSH: targetOf(h), Ruleset: text, Format: f, RulesetPath: path})
+	}
+	return out, nil
+}
+
+// detectFormat: --format, else the file name, else the content.
+func detectFormat(flag, path, text string) (revert.Format, error) {
+	switch flag {
+	case "nft", "iptables", "ip6tables":
+		return revert.Format(flag), nil
+	case "":
+	default:
+		return "", usagef("--format %q: want nft, iptables or ip6tables", flag)
+	}
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".nft":
+		return revert.FormatNft, nil
+	case ".v4", ".ipt", ".iptables":
+		return revert.FormatIPTables, nil
+	case ".v6", ".ip6t", ".ip6tables":
+		return revert.FormatIP6Tables, nil
+	}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+			continue
+		case strings.HasPrefix(line, "*"):
+			if strings.Contains(text, "::/") || strings.Contains(text, "icmpv6") {
+				return revert.FormatIP6Tables, nil
+			}
+			return revert.FormatIPTables, nil
+		case strings.HasPrefix(line, "table ") || strings.HasPrefix(line, "flush ruleset") || strings.HasPrefix(line, "define "):
+			return revert.FormatNft, nil
+		}
+		break
+	}
+	return "", usagef("cannot tell the format of %s: pass --format nft|iptables|ip6tables", path)
+}
+
+func runFolder(runID string) string {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "lifeline", "runs", runID)
+}
+
+func origin(runID string) string {
+	u := "unknown"
+	if cu, err := user.Current(); err == nil {
+		u = cu.Username
+	}
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s run %s", u, h, runID)
+}
+
+// sessionDialer adapts the SSH dialer to session.Dialer.
+type sessionDialer struct{ d *remote.Dialer }
+
+func (s sessionDialer) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
+	c, err := s.d.Dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// jsonResults is apply's --json document.
+type jsonResults struct {
+	RunID   string            `json:"run_id"`
+	RunDir  string            `json:"run_dir,omitempty"`
+	OK      bool              `json:"ok"`
+	Counts  map[string]int    `json:"counts"`
+	Results []*session.Result `json:"results"`
+}
+
+func encodeJSON(g *globals, v any) {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/session"
+)
+
+// progress prints apply's live events and final report. Text mode writes
+// one line per phase transition to stderr (diagnostics) and the final table
+// to stdout; --json prints only the final document; --json-stream prints
+// every event as a JSON line, then the final document.
+type progress struct {
+	g      *globals
+	stream bool
+	mu     sync.Mutex
+	start  time.Time
+}
+
+func newProgress(g *globals, stream bool) *progress {
+	return &progress{g: g, stream: stream, start: time.Now()}
+}
+
+func (p *progress) event(e session.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.stream:
+		b, _ := json.Marshal(struct {
+			Type string `json:"type"`
+			session.Event
+		}{"event", e})
+		fmt.Fprintln(p.g.stdout, string(b))
+	case p.g.jsonOut:
+	default:
+		if e.Status == "start" && !p.g.verbose {
+			return
+		}
+		msg := e.Status
+		if e.Msg != "" {
+			msg += ": " + e.Msg
+		}
+		fmt.Fprintf(p.g.stderr, "%6.1fs  %-12s %-8s %s\n", e.At.Sub(p.start).Seconds(), e.Host, e.Phase, msg)
+	}
+}
+
+func (p *progress) done(runID, runDir string, results []*session.Result) {
+	counts := map[string]int{}
+	for _, r := range results {
+		counts[string(r.Outcome)]++
+	}
+	if p.stream || p.g.jsonOut {
+		doc := jsonResults{RunID: runID, RunDir: runDir, OK: session.Err(results) == nil, Counts: counts, Results: results}
+		if p.stream {
+			b, _ := json.Marshal(struct {
+				Type string `json:"type"`
+				jsonResults
+			}{"result", doc})
+			fmt.Fprintln(p.g.stdout, string(b))
+			return
+		}
+		encodeJSON(p.g, doc)
+		return
+	}
+	for _, r := range results {
+		if r.Diff != "" {
+			fmt.Fprintf(p.g.stdout, "--- %s: live\n+++ %s: new\n%s\n", r.Host, r.Host, strings.TrimRight(r.Diff, "\n"))
+		}
+	}
+	tw := tabwriter.NewWriter(p.g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tOUTCOME\tPHASE\tTOOK\tTX\tERROR")
+	for _, r := range results {
+		errText := r.Error
+		if r.Hint != "" {
+			if errText != "" {
+				errText += " (hint: " + r.Hint + ")"
+			} else {
+				errText = r.Hint
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Outcome, r.Phase, r.Took.Round(10*time.Millisecond), r.TxID, oneLine(errText))
+	}
+	tw.Flush()
+	var parts []string
+	for _, o := range []session.Outcome{session.Confirmed, session.Planned, session.Reverted, session.Refused, session.Unknown, session.NeedsRecovery, session.RevertFailed, session.Skipped} {
+		if n := counts[string(o)]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	fmt.Fprintf(p.g.stdout, "%d hosts: %s in %s (run %s)\n", len(results), strings.Join(parts, ", "), time.Since(p.start).Round(100*time.Millisecond), runID)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

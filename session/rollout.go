@@ -1,0 +1,192 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Plan shapes a rollout over many hosts (Ansible's serial/max_fail_percentage).
+type Plan struct {
+	Forks   int      // hosts in flight at once; default 20
+	Serial  []string // batch sizes: "1", "10%", "100%"; the last one repeats; empty = one batch
+	MaxFail string   // per batch: "N" hosts or "P%" of the batch may fail; "" = no limit
+}
+
+// ParseSerial splits "1,10%,100%".
+func ParseSerial(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if _, err := parseCount(f); err != nil {
+			return nil, fmt.Errorf("--serial %q: %w", s, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+type count struct {
+	n       int
+	percent bool
+}
+
+func parseCount(s string) (count, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 || v > 100 {
+			return count{}, fmt.Errorf("%q is not a percentage from 0%% to 100%%", s)
+		}
+		return count{v, true}, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return count{}, fmt.Errorf("%q is not a count or a percentage", s)
+	}
+	return count{v, false}, nil
+}
+
+// Batches splits n hosts into batch sizes.
+func (p Plan) Batches(n int) ([]int, error) {
+	if len(p.Serial) == 0 {
+		return []int{n}, nil
+	}
+	var out []int
+	left, i := n, 0
+	for left > 0 {
+		c, err := parseCount(p.Serial[min(i, len(p.Serial)-1)])
+		if err != nil {
+			return nil, err
+		}
+		size := c.n
+		if c.percent {
+			size = int(math.Floor(float64(n) * float64(c.n) / 100))
+		}
+		size = max(1, min(size, left))
+		out = append(out, size)
+		left -= size
+		i++
+	}
+	return out, nil
+}
+
+// maxFail is how many failures a batch of size tolerates; -1 = unlimited.
+func (p Plan) maxFail(size int) (int, error) {
+	if p.MaxFail == "" {
+		return -1, nil
+	}
+	c, err := parseCount(p.MaxFail)
+	if err != nil {
+		return 0, fmt.Errorf("--max-fail: %w", err)
+	}
+	if c.percent {
+		return int(math.Floor(float64(size) * float64(c.n) / 100)), nil
+	}
+	return c.n, nil
+}
+
+// Rollout runs Apply over targets batch by batch: the next batch starts only
+// when every host of the current batch has ended; when a batch's failures
+// exceed MaxFail, the rollout stops and the untouched hosts end Skipped.
+// Cancelling ctx stops scheduling new hosts; hosts in flight finish their
+// protocol. Results are in the order of targets.
+func (s *Session) Rollout(ctx context.Context, p Plan, targets []Target) ([]*Result, error) {
+	batches, err := p.Batches(len(targets))
+	if err != nil {
+		return nil, err
+	}
+	forks := p.Forks
+	if forks <= 0 {
+		forks = 20
+	}
+	results := make([]*Result, len(targets))
+	stopped := ""
+	idx := 0
+	for b, size := range batches {
+		limit, err := p.maxFail(size)
+		if err != nil {
+			return nil, err
+		}
+		batch := targets[idx : idx+size]
+		if stopped == "" && ctx.Err() != nil {
+			stopped = "interrupted"
+		}
+		if stopped != "" {
+			for i := range batch {
+				results[idx+i] = s.skip(batch[i], stopped)
+			}
+			idx += size
+			continue
+		}
+		sem := make(chan struct{}, forks)
+		var wg sync.WaitGroup
+		for i, t := range batch {
+			i, t := i, t
+			if ctx.Err() == nil {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil {
+				results[idx+i] = s.skip(t, "interrupted before it started")
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results[idx+i] = s.Apply(ctx, t)
+			}()
+		}
+		wg.Wait()
+		failed := 0
+		for _, r := range results[idx : idx+size] {
+			if !r.Outcome.OK() && r.Outcome != Skipped {
+				failed++
+			}
+		}
+		idx += size
+		if limit >= 0 && failed > limit {
+			stopped = fmt.Sprintf("rollout stopped: batch %d of %d had %d failed hosts (--max-fail %s)", b+1, len(batches), failed, p.MaxFail)
+		}
+	}
+	return results, nil
+}
+
+func (s *Session) skip(t Target, why string) *Result {
+	r := &Result{Host: t.Name, Outcome: Skipped, Error: why, Timings: []Timing{}}
+	if s.opts.Events != nil {
+		s.opts.Events(Event{Host: t.Name, Phase: "", Status: "end", Msg: string(Skipped), At: s.opts.Now()})
+	}
+	s.save(r)
+	return r
+}
+
+// save writes a host's result (and the snapshot it took) into the run folder.
+func (s *Session) save(r *Result) {
+	if s.opts.RunDir == "" {
+		return
+	}
+	dir := filepath.Join(s.opts.RunDir, "hosts")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	if b, err := json.MarshalIndent(r, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, r.Host+".json"), b, 0o600)
+	}
+	if r.Snapshot != nil {
+		if b, err := json.MarshalIndent(r.Snapshot, "", "  "); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, r.Host+".snapshot.json"), b, 0o600)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+// Package session is the workstation's side of a guarded change: on one host
+// it connects, makes sure the helper is there, begins a transaction (lock,
+// snapshot, revert timer), applies the ruleset (kernel guard + atomic swap)
+// and confirms it from a fresh SSH connection — or, when that connection
+// cannot be made, watches the host revert by itself and says so. [Rollout]
+// runs that over many hosts in batches.
+//
+// # Outcomes
+//
+// Every host ends in exactly one [Outcome]. confirmed, reverted and refused
+// are the three endings of the promise (docs/DESIGN.md). unknown means the
+// workstation could not see which one happened (the host stayed unreachable
+// past its deadline); the Result then says what the host does by itself.
+// needs-recovery and revert-failed are loud failures of the host's own
+// safety net; skipped hosts were never touched.
+package session
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/remote"
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+// Outcome is how one host's transaction ended.
+type Outcome string
+
+const (
+	Confirmed     Outcome = "confirmed"      // new ruleset live, proven by a fresh connection
+	Reverted      Outcome = "reverted"       // snapshot restored and verified; host reachable
+	Refused       Outcome = "refused"        // nothing changed (connect/auth/host key/lock/validation)
+	Unknown       Outcome = "unknown"        // host unreachable after its deadline: cannot tell
+	RevertFailed  Outcome = "revert-failed"  // the host's revert ran but the ruleset is not the snapshot
+	NeedsRecovery Outcome = "needs-recovery" // deadline passed, no revert ran (timer died); kernel guard let us in
+	Skipped       Outcome = "skipped"        // never touched (rollout stopped, or interrupted)
+	Planned       Outcome = "planned"        // --dry-run: diff shown, nothing changed
+)
+
+// OK reports whether the outcome is what the operator asked for.
+func (o Outcome) OK() bool { return o == Confirmed || o == Planned }
+
+// Phases of one host's transaction, in order.
+const (
+	PhaseConnect = "connect"
+	PhaseProbe   = "probe"
+	PhaseUpload  = "upload"
+	PhaseBegin   = "begin"
+	PhaseApply   = "apply"
+	PhaseCheck   = "check"
+	PhaseConfirm = "confirm"
+	PhaseRevert  = "revert" // watching/forcing the revert after a failed confirm
+	PhaseDiff    = "diff"
+)
+
+// Dialer opens a NEW connection on every call: new TCP handshake, full
+// authentication, same jump path. The confirm step depends on it.
+type Dialer interface {
+	Dial(ctx context.Context, t remote.Target) (remote.Runner, error)
+}
+
+// Target is one host to change.
+type Target struct {
+	Name    string        // inventory name, used in every message
+	SSH     remote.Target // how to reach it
+	Ruleset string        // the ruleset text for this host
+	Format  revert.Format
+	// RulesetPath names where Ruleset came from (for messages and JSON).
+	RulesetPath string
+}
+
+// Options shape every host's transaction.
+type Options struct {
+	ConfirmTimeout time.Duration // revert deadline after begin; default 60s
+	Persist        bool          // persist after confirm
+	Checks         []string      // tcp://HOST:PORT probes run from the workstation before confirm
+	DryRun         bool          // show the diff, change nothing
+	Origin         string        // user@workstation run-id, shown to lock holders
+	RunID          string
+	// Helper returns the helper for a GOARCH.
+	Helper func(arch string) (data []byte, sha string, err error)
+	// Events receives progress; called from many goroutines; may be nil.
+	Events func(Event)
+	// RunDir, when set, receives each host's result and snapshot.
+	RunDir string
+	// RevertGrace is how long after the deadline lifeline keeps trying to
+	// reach a locked-out host before reporting unknown (default 45s).
+	RevertGrace time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Event is one step of one host's transaction, for live progress.
+type Event struct {
+	Host   string
+	Phase  string
+	Status string // "start", "done", "fail", "info"
+	Msg    string
+	At     time.Time
+}
+
+// Timing is how long one phase took on the workstation.
+type Timing struct {
+	Phase string        `json:"phase"`
+	Took  time.Duration `json:"took_ns"`
+}
+
+// Result is one host's transaction as the workstation saw it.
+type Result struct {
+	Host        string          `json:"host"`
+	Outcome     Outcome         `json:"outcome"`
+	Phase       string          `json:"phase"` // last phase reached
+	TxID        string          `json:"tx_id,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Hint        string          `json:"hint,omitempty"`
+	Deadline    time.Time       `json:"deadline,omitzero"` // host clock
+	Diff        string          `json:"diff,omitempty"`
+	Backends    []string        `json:"backends,omitempty"`
+	Timings     []Timing        `json:"timings"`
+	HostPhases  []revert.Phase  `json:"host_phases,omitempty"`
+	Connections int             `json:"ssh_connections"`
+	RoundTrips  int             `json:"round_trips"`
+	Uploaded    int64           `json:"bytes_uploaded"`
+	Took        time.Duration   `json:"took_ns"`
+	Holder      *revert.Holder  `json:"holder,omitempty"`
+	Snapshot    *revert.Snapshot `json:"-"`
+	Err         error           `json:"-"`
+}
+
+// HostError is one host's failure, for the fleet's aggregate error.
+type HostError struct {
+	Host    string
+	Outcome Outcome
+	Err     error
+}
+
+func (e *HostError) Error() string {
+	if e.Err == nil {
+		return e.Host + ": " + string(e.Outcome)
+	}
+	return e.Host + ": " + string(e.Outcome) + ": " + e.Err.Error()
+}
+func (e *HostError) Unwrap() error { return e.Err }
+
+// FleetError aggregates the hosts that did not end as asked; errors.Is and
+// errors.As reach each host's error.
+type FleetError struct{ Hosts []*HostError }
+
+func (e *FleetError) Error() string {
+	if len(e.Hosts) == 1 {
+		return e.Hosts[0].Error()
+	}
+	return errorsCount(len(e.Hosts))
+}
+
+func (e *FleetError) Unwrap() []error {
+	out := make([]error, len(e.Hosts))
+	for i, h := range e.Hosts {
+		out[i] = h
+	}
+	return out
+}
+
+func errorsCount(n int) string {
+	return strconv.Itoa(n) + " hosts did not end as asked"
+}
+
+// Err returns a *FleetError for the results that are not OK, or nil.
+func Err(results []*Result) error {
+	var fe FleetError
+	for _, r := range results {
+		if r == nil || r.Outcome.OK() {
+			continue
+		}
+		err := r.Err
+		if err == nil && r.Error != "" {
+			err = errors.New(r.Error)
+		}
+		fe.Hosts = append(fe.Hosts, &HostError{Host: r.Host, Outcome: r.Outcome, Err: err})
+	}
+	if len(fe.Hosts) == 0 {
+		return nil
+	}
+	return &fe
+}

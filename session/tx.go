@@ -1,0 +1,568 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/internal/helperbin"
+	"github.com/lifeline-dev/lifeline/remote"
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+// HelperDir is where the helper lives on every host, one file per content
+// hash, mode 0700 in a 0700 folder.
+const HelperDir = "/var/lib/lifeline/bin"
+
+// exitHelperMissing is the wrapper's exit status when the helper file is
+// missing or its sha256 does not match: upload, then run again.
+const exitHelperMissing = 97
+
+// errHelperMissing means the host has no (intact) helper of that hash.
+var errHelperMissing = errors.New("helper missing or corrupt on host")
+
+// Session runs guarded changes. It is safe for concurrent use: Apply may run
+// for many hosts at once.
+type Session struct {
+	dialer Dialer
+	opts   Options
+}
+
+// New returns a Session.
+func New(d Dialer, o Options) *Session {
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = 60 * time.Second
+	}
+	if o.RevertGrace <= 0 {
+		o.RevertGrace = 45 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Helper == nil {
+		o.Helper = func(arch string) ([]byte, string, error) {
+			h, err := helperbin.Get(arch)
+			if err != nil {
+				return nil, "", err
+			}
+			return h.Data, h.SHA256, nil
+		}
+	}
+	return &Session{dialer: d, opts: o}
+}
+
+// NewTxID returns a fresh transaction id: time-sortable and unique.
+func NewTxID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// hostTx is one host's transaction in flight.
+type hostTx struct {
+	s       *Session
+	t       Target
+	res     *Result
+	start   time.Time
+	mu      sync.Mutex
+	helper  string // path on host
+	sha     string
+	data    []byte
+	op      revert.Operator
+	uid     int
+	token   string
+	localDL time.Time // the host's deadline on the workstation's clock
+}
+
+// Apply runs the whole transaction on one host and returns its result; it
+// never returns nil. Cancelling ctx stops a host that has not begun; once
+// the host holds an armed transaction, Apply finishes the protocol (confirm
+// or watch the revert) regardless of ctx.
+func (s *Session) Apply(ctx context.Context, t Target) *Result {
+	h := &hostTx{s: s, t: t, start: s.opts.Now(), res: &Result{Host: t.Name, Timings: []Timing{}}}
+	h.run(ctx)
+	h.res.Took = s.opts.Now().Sub(h.start)
+	s.save(h.res)
+	return h.res
+}
+
+func (h *hostTx) event(phase, status, msg string) {
+	if h.s.opts.Events != nil {
+		h.s.opts.Events(Event{Host: h.t.Name, Phase: phase, Status: status, Msg: msg, At: h.s.opts.Now()})
+	}
+}
+
+// phase times fn as one named phase.
+func (h *hostTx) phase(name string, fn func() error) error {
+	h.res.Phase = name
+	h.event(name, "start", "")
+	t0 := h.s.opts.Now()
+	err := fn()
+	h.res.Timings = append(h.res.Timings, Timing{Phase: name, Took: h.s.opts.Now().Sub(t0)})
+	if err != nil {
+		h.event(name, "fail", err.Error())
+	} else {
+		h.event(name, "done", "")
+	}
+	return err
+}
+
+func (h *hostTx) end(o Outcome, err error, hint string) {
+	h.res.Outcome = o
+	if err != nil {
+		h.res.Err = err
+		h.res.Error = err.Error()
+	}
+	h.res.Hint = hint
+	h.event(h.res.Phase, "end", string(o))
+}
+
+func (h *hostTx) dial(ctx context.Context) (remote.Runner, error) {
+	h.res.Connections++
+	return h.s.dialer.Dial(ctx, h.t.SSH)
+}
+
+// priv wraps a connection for privileged steps: root as is, else sudo -n.
+func (h *hostTx) priv(c remote.Runner) remote.Runner {
+	if h.uid == 0 {
+		return c
+	}
+	return remote.Sudo(c)
+}
+
+func (h *hostTx) run(ctx context.Context) {
+	var c1 remote.Runner
+	err := h.phase(PhaseConnect, func() (err error) {
+		c1, err = h.dial(ctx)
+		return err
+	})
+	if err != nil {
+		h.end(Refused, err, connectHint(err))
+		return
+	}
+	defer c1.Close()
+
+	if err := h.phase(PhaseProbe, func() error { return h.probe(ctx, c1) }); err != nil {
+		h.end(Refused, err, "")
+		return
+	}
+	p1 := h.priv(c1)
+
+	if h.s.opts.DryRun {
+		h.dryRun(ctx, p1)
+		return
+	}
+
+	// begin: lock, validate, snapshot, arm. Until the host answers, nothing
+	// changed; once it answered "armed", the protocol runs to its end.
+	txID := NewTxID(h.s.opts.Now())
+	h.res.TxID = txID
+	req := &revert.Request{
+		Version: revert.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin,
+		Format: h.t.Format, Ruleset: h.t.Ruleset,
+		ConfirmTimeout: revert.Duration(h.s.opts.ConfirmTimeout),
+		Persist:        h.s.opts.Persist, Operator: h.op,
+	}
+	var rep *revert.Report
+	err = h.phase(PhaseBegin, func() (err error) {
+		rep, err = h.call(ctx, p1, revert.VerbBegin, req)
+		return err
+	})
+	if err != nil {
+		// The begin may have armed the host even though its answer was lost
+		// (connection dropped mid-call): that host reverts by itself at its
+		// deadline, but we cannot tell; say so instead of claiming refused.
+		if ctx.Err() == nil && !isTransport(err) {
+			h.end(Refused, err, "")
+			return
+		}
+		h.end(Unknown, err, fmt.Sprintf("the begin of tx %s may have armed the host; if it did, the host restores its snapshot by itself within %s", txID, h.s.opts.ConfirmTimeout))
+		return
+	}
+	h.absorb(rep)
+	if rep.Error != nil || rep.State != revert.StateArmed {
+		h.res.Holder = holderOf(rep)
+		h.end(Refused, reportErr(rep), refusalHint(rep))
+		return
+	}
+	h.token = rep.Token
+	h.res.Snapshot = rep.Snapshot
+	h.res.Deadline = rep.Deadline
+	h.localDL = h.s.opts.Now().Add(rep.Deadline.Sub(rep.Now))
+	h.event(PhaseBegin, "info", fmt.Sprintf("armed tx %s, deadline %s (%s)", txID, rep.Deadline.Format(time.RFC3339), rep.Timer))
+
+	// From here on the host is armed: finish the protocol even if the
+	// operator presses Ctrl-C, bounded by the deadline plus the grace.
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), h.localDL.Add(h.s.opts.RevertGrace+30*time.Second))
+	defer cancel()
+
+	err = h.phase(PhaseApply, func() (err error) {
+		rep, err = h.call(pctx, p1, revert.VerbApply, &revert.Request{Version: revert.ProtocolVersion, TxID: txID})
+		return err
+	})
+	if err == nil {
+		h.absorb(rep)
+		if rep.Error != nil {
+			// apply failed on the host and the helper restored the snapshot.
+			switch rep.State {
+			case revert.StateReverted:
+				h.end(Reverted, reportErr(rep), "the ruleset failed to load; the host restored its snapshot at once")
+			case revert.StateRevertFailed:
+				h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
+			default:
+				h.end(Refused, reportErr(rep), "")
+			}
+			return
+		}
+	}
+	if err != nil {
+		// The apply may have locked our own connection out mid-answer.
+		h.event(PhaseApply, "info", "no answer from apply; checking with a fresh connection")
+		h.lockedOut(pctx, nil, fmt.Errorf("apply: %w", err))
+		return
+	}
+
+	// checks from the workstation, then confirm over a NEW connection.
+	if len(h.s.opts.Checks) > 0 {
+		if err := h.phase(PhaseCheck, func() error { return h.checks(pctx) }); err != nil {
+			h.lockedOut(pctx, p1, err)
+			return
+		}
+	}
+	var c2 remote.Runner
+	err = h.phase(PhaseConfirm, func() error {
+		cctx, ccancel := context.WithDeadline(pctx, h.localDL.Add(-time.Second))
+		defer ccancel()
+		var err error
+		c2, err = h.dial(cctx)
+		if err != nil {
+			return &lockedOutError{err}
+		}
+		defer c2.Close()
+		rep, err = h.call(cctx, h.priv(c2), revert.VerbConfirm, &revert.Request{Version: revert.ProtocolVersion, TxID: txID, Token: h.token})
+		if err != nil {
+			return &lockedOutError{err}
+		}
+		h.absorb(rep)
+		return reportErr(rep)
+	})
+	switch {
+	case err == nil && rep.State == revert.StateConfirmed:
+		h.end(Confirmed, nil, "")
+	case errors.As(err, new(*lockedOutError)):
+		h.lockedOut(pctx, p1, err)
+	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate:
+		h.end(Reverted, err, "the confirmation came after the deadline; raise --confirm-timeout")
+	default:
+		h.lockedOut(pctx, p1, err)
+	}
+}
+
+// lockedOutError marks a confirm that could not reach the host.
+type lockedOutError struct{ err error }
+
+func (e *lockedOutError) Error() string { return "fresh connection failed: " + e.err.Error() }
+func (e *lockedOutError) Unwrap() error { return e.err }
+
+// lockedOut handles a host the operator could not prove access to: ask the
+// first connection (if it still works) to revert now, otherwise wait past the
+// deadline, reconnect, and report what the host did by itself.
+func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
+	h.res.Phase = PhaseRevert
+	h.event(PhaseRevert, "info", "LOCKED OUT: "+cause.Error())
+	h.res.Err, h.res.Error = cause, "locked out: "+cause.Error()
+	t0 := h.s.opts.Now()
+	defer func() { h.res.Timings = append(h.res.Timings, Timing{Phase: PhaseRevert, Took: h.s.opts.Now().Sub(t0)}) }()
+
+	if c1 != nil {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rep, err := h.call(actx, c1, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID})
+		cancel()
+		if err == nil {
+			h.absorb(rep)
+			if h.settled(rep) {
+				return
+			}
+		}
+	}
+	wait := h.localDL.Add(2 * time.Second).Sub(h.s.opts.Now())
+	if wait > 0 {
+		h.event(PhaseRevert, "info", fmt.Sprintf("waiting %s for the host's own revert at its deadline", wait.Round(time.Second)))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	last := cause
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && h.s.opts.Now().After(h.localDL.Add(h.s.opts.RevertGrace)) {
+			break
+		}
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		rep, err := h.statusFresh(rctx)
+		cancel()
+		if err == nil {
+			if h.settled(rep) {
+				return
+			}
+			if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
+				h.end(NeedsRecovery, fmt.Errorf("deadline passed but tx %s is still %s on the host: its revert timer (%s) died; the kernel guard let this connection in", h.res.TxID, rep.State, rep.Timer), recoveryHint(h.t.Name))
+				return
+			}
+			last = fmt.Errorf("unexpected state %s after the deadline", rep.State)
+		} else {
+			last = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	h.end(Unknown, fmt.Errorf("locked out (%v), and still unreachable after the deadline: %w", cause, last),
+		fmt.Sprintf("the host restores its snapshot by itself at %s (host clock), and its kernel guard re-opens %s to port %d after that; check it from a console", h.res.Deadline.Format(time.RFC3339), h.op.Addr, h.op.SSHPort))
+}
+
+// settled ends the host when rep shows a terminal revert state.
+func (h *hostTx) settled(rep *revert.Report) bool {
+	switch rep.State {
+	case revert.StateReverted:
+		if rep.Verified != nil && !*rep.Verified {
+			h.end(RevertFailed, fmt.Errorf("tx %s reverted but the live ruleset does not equal the snapshot", h.res.TxID), recoveryHint(h.t.Name))
+		} else {
+			h.end(Reverted, h.res.Err, "")
+		}
+		return true
+	case revert.StateRevertFailed:
+		h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
+		return true
+	case revert.StateConfirmed:
+		// only possible if our confirm reached the host but its answer was lost
+		h.res.Err, h.res.Error = nil, ""
+		h.end(Confirmed, nil, "")
+		return true
+	}
+	return false
+}
+
+// statusFresh opens a new connection and asks for the tx's state.
+func (h *hostTx) statusFresh(ctx context.Context) (*revert.Report, error) {
+	c, err := h.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rep, err := h.call(ctx, h.priv(c), revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID})
+	if err != nil {
+		return nil, err
+	}
+	h.absorb(rep)
+	return rep, nil
+}
+
+// probe reads, as the login user, how the host sees us, its uid and arch,
+// and picks the helper.
+func (h *hostTx) probe(ctx context.Context, c remote.Runner) error {
+	out, err := output(ctx, c, `printf '%s\n' "$SSH_CONNECTION"; id -u; uname -m`, nil)
+	h.res.RoundTrips++
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 3 {
+		return fmt.Errorf("probe: unexpected answer %q", out)
+	}
+	f := strings.Fields(lines[0])
+	if len(f) != 4 {
+		return fmt.Errorf("probe: SSH_CONNECTION not set by the host's sshd (got %q): cannot place the kernel guard", lines[0])
+	}
+	port, _ := strconv.Atoi(f[3])
+	h.op = revert.Operator{Addr: f[0], SSHPort: port}
+	if h.uid, err = strconv.Atoi(strings.TrimSpace(lines[1])); err != nil {
+		return fmt.Errorf("probe: id -u: %q", lines[1])
+	}
+	arch := helperbin.Arch(lines[2])
+	data, sha, err := h.s.opts.Helper(arch)
+	if err != nil {
+		return fmt.Errorf("%s (uname -m: %s): %w", h.t.Name, strings.TrimSpace(lines[2]), err)
+	}
+	h.data, h.sha, h.helper = data, sha, HelperDir+"/"+sha
+	return nil
+}
+
+// call runs one helper verb: verify the helper's sha256, run it with req on
+// stdin, decode its report. A missing or corrupt helper is uploaded once and
+// the call repeated.
+func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *revert.Request) (*revert.Report, error) {
+	rep, err := h.callOnce(ctx, r, verb, req)
+	if errors.Is(err, errHelperMissing) {
+		if uerr := h.phase(PhaseUpload, func() error { return h.upload(ctx, r) }); uerr != nil {
+			return nil, uerr
+		}
+		rep, err = h.callOnce(ctx, r, verb, req)
+	}
+	return rep, err
+}
+
+func (h *hostTx) callOnce(ctx context.Context, r remote.Runner, verb string, req *revert.Request) (*revert.Report, error) {
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	cmd := fmt.Sprintf(`f=%s; [ "$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)" = %s ] || { echo "lifeline: helper $f missing or corrupt" >&2; exit %d; }; exec "$f" %s`,
+		h.helper, h.sha, exitHelperMissing, verb)
+	h.res.RoundTrips++
+	out, err := output(ctx, r, cmd, in)
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && ee.Status == exitHelperMissing {
+		return nil, errHelperMissing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("helper %s: %w", verb, err)
+	}
+	var rep revert.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("helper %s: unreadable report: %w (%.200q)", verb, err, out)
+	}
+	if rep.Version != revert.ProtocolVersion {
+		return nil, fmt.Errorf("helper %s: protocol version %d, want %d", verb, rep.Version, revert.ProtocolVersion)
+	}
+	return &rep, nil
+}
+
+func (h *hostTx) upload(ctx context.Context, r remote.Runner) error {
+	h.res.RoundTrips++
+	if _, err := output(ctx, r, `umask 077; mkdir -p `+HelperDir+` && chmod 0700 /var/lib/lifeline `+HelperDir, nil); err != nil {
+		return fmt.Errorf("create %s: %w", HelperDir, err)
+	}
+	h.res.RoundTrips += 2 // write + verify
+	h.res.Uploaded += int64(len(h.data))
+	if err := remote.Upload(ctx, r, h.data, h.helper, 0o700); err != nil {
+		return fmt.Errorf("upload helper: %w", err)
+	}
+	return nil
+}
+
+func (h *hostTx) absorb(rep *revert.Report) {
+	h.res.HostPhases = append(h.res.HostPhases, rep.Phases...)
+	if rep.Detect != nil {
+		h.res.Backends = rep.Detect.Active
+	}
+	if !rep.Deadline.IsZero() {
+		h.res.Deadline = rep.Deadline
+	}
+}
+
+func (h *hostTx) dryRun(ctx context.Context, r remote.Runner) {
+	var rep *revert.Report
+	err := h.phase(PhaseDiff, func() (err error) {
+		rep, err = h.call(ctx, r, revert.VerbDiff, &revert.Request{Version: revert.ProtocolVersion, Format: h.t.Format, Ruleset: h.t.Ruleset, Operator: h.op})
+		return err
+	})
+	if err == nil {
+		err = reportErr(rep)
+	}
+	if err != nil {
+		h.end(Refused, err, "")
+		return
+	}
+	h.absorb(rep)
+	h.res.Diff = rep.Diff
+	h.end(Planned, nil, "")
+}
+
+// checks runs the --check probes from the workstation.
+func (h *hostTx) checks(ctx context.Context) error {
+	for _, c := range h.s.opts.Checks {
+		u, err := url.Parse(c)
+		if err != nil || u.Scheme != "tcp" || u.Host == "" {
+			return fmt.Errorf("check %q: want tcp://HOST:PORT", c)
+		}
+		d := net.Dialer{Timeout: 5 * time.Second}
+		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", c, err)
+		}
+		conn.Close()
+	}
+	return nil
+}
+
+func output(ctx context.Context, r remote.Runner, cmd string, stdin []byte) ([]byte, error) {
+	var out bytes.Buffer
+	c := remote.Cmd{Command: cmd, Stdout: &out}
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	err := r.Run(ctx, c)
+	return out.Bytes(), err
+}
+
+func reportErr(rep *revert.Report) error {
+	if rep == nil || rep.Error == nil {
+		return nil
+	}
+	return rep.Error
+}
+
+func holderOf(rep *revert.Report) *revert.Holder {
+	if rep.Error != nil {
+		return rep.Error.Holder
+	}
+	return nil
+}
+
+func refusalHint(rep *revert.Report) string {
+	if rep.Error == nil {
+		return ""
+	}
+	switch rep.Error.Code {
+	case revert.CodeLockHeld:
+		if hd := rep.Error.Holder; hd != nil {
+			return fmt.Sprintf("tx %s by %s holds the host until %s; wait for it to confirm or revert", hd.TxID, hd.Origin, hd.Deadline.Format(time.RFC3339))
+		}
+	case revert.CodeInvalidRuleset:
+		return "fix the ruleset; nothing was changed"
+	case revert.CodeBackend:
+		return "install the backend on the host, or pick another --format"
+	}
+	return ""
+}
+
+func recoveryHint(host string) string {
+	return fmt.Sprintf("inspect %s now (lifeline run %s -- nft list ruleset / iptables-save); its snapshot is in the tx folder under /var/lib/lifeline/tx", host, host)
+}
+
+func connectHint(err error) string {
+	switch {
+	case errors.Is(err, remote.ErrHostKeyMismatch):
+		return "the host key changed: verify it out of band before editing known_hosts"
+	case errors.Is(err, remote.ErrHostKeyUnknown):
+		return "unknown host key: add it to known_hosts, or pass --accept-new"
+	case errors.Is(err, remote.ErrAuth):
+		return "check the user and key (ssh-add -l, IdentityFile)"
+	}
+	return ""
+}
+
+// isTransport reports whether err is a connection problem (the command may
+// or may not have run) rather than an answer from the host.
+func isTransport(err error) bool {
+	var ee *remote.ExitError
+	if errors.As(err, &ee) {
+		return false
+	}
+	return true
+}
