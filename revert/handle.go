@@ -9,12 +9,19 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Clock is the host's clock. Now must carry Go's monotonic reading when
-// real (time.Now does), so that durations measured with it ignore steps.
+// Clock is the host's clock: wall time for records and reports, and
+// CLOCK_MONOTONIC (the clock systemd's OnActiveSec= and Go's timers use),
+// which deadlines are checked against so that a wall-clock step neither
+// shortens nor stretches a transaction.
 type Clock interface {
 	Now() time.Time
+	// Monotonic is CLOCK_MONOTONIC: the same value in every process of
+	// the boot, never stepped.
+	Monotonic() time.Duration
 	After(d time.Duration) <-chan time.Time
 }
 
@@ -22,6 +29,13 @@ type realClock struct{}
 
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (realClock) Monotonic() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(fmt.Sprintf("clock_gettime(CLOCK_MONOTONIC): %v", err)) // cannot fail on Linux
+	}
+	return time.Duration(ts.Nano())
+}
 
 // Syslogger is where loud messages go besides the tx log (a *syslog.Writer
 // satisfies it). Nil means no syslog.

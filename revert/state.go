@@ -49,26 +49,29 @@ const (
 // txRecord is record.json: everything needed to interpret a transaction
 // after any crash. It never holds the token, only its sha256.
 type txRecord struct {
-	ID             string       `json:"id"`
-	Origin         string       `json:"origin,omitempty"`
-	State          State        `json:"state"`
-	Step           string       `json:"step"`
-	Format         Format       `json:"format,omitempty"`
-	Persist        bool         `json:"persist,omitempty"`
-	Operator       Operator     `json:"operator"`
-	Created        time.Time    `json:"created"`
-	Deadline       time.Time    `json:"deadline,omitzero"` // UTC, host clock
-	ConfirmTimeout Duration     `json:"confirm_timeout,omitempty"`
-	TokenHash      string       `json:"token_sha256,omitempty"`
-	BootID         string       `json:"boot_id,omitempty"`
-	Timer          Timer        `json:"timer,omitzero"`
-	Guard          string       `json:"guard,omitempty"`
-	Transitions    []transition `json:"transitions"`
-	Outcome        string       `json:"outcome,omitempty"` // human summary of how it ended
-	Errors         []string     `json:"errors,omitempty"`
-	Diff           string       `json:"diff,omitempty"` // revert-failed: live vs snapshot
-	Persisted      []string     `json:"persisted,omitempty"`
-	Detect         *Detect      `json:"detect,omitempty"`
+	ID       string    `json:"id"`
+	Origin   string    `json:"origin,omitempty"`
+	State    State     `json:"state"`
+	Step     string    `json:"step"`
+	Format   Format    `json:"format,omitempty"`
+	Persist  bool      `json:"persist,omitempty"`
+	Operator Operator  `json:"operator"`
+	Created  time.Time `json:"created"`
+	Deadline time.Time `json:"deadline,omitzero"` // UTC, host clock
+	// MonoDeadline is the deadline on CLOCK_MONOTONIC of BootID: what
+	// apply/confirm check and the watchdog sleeps until (0: use Deadline).
+	MonoDeadline   time.Duration `json:"deadline_monotonic_ns,omitempty"`
+	ConfirmTimeout Duration      `json:"confirm_timeout,omitempty"`
+	TokenHash      string        `json:"token_sha256,omitempty"`
+	BootID         string        `json:"boot_id,omitempty"`
+	Timer          Timer         `json:"timer,omitzero"`
+	Guard          string        `json:"guard,omitempty"`
+	Transitions    []transition  `json:"transitions"`
+	Outcome        string        `json:"outcome,omitempty"` // human summary of how it ended
+	Errors         []string      `json:"errors,omitempty"`
+	Diff           string        `json:"diff,omitempty"` // revert-failed: live vs snapshot
+	Persisted      []string      `json:"persisted,omitempty"`
+	Detect         *Detect       `json:"detect,omitempty"`
 }
 
 // transition is one write of record.json.

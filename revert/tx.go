@@ -262,6 +262,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		ID: req.TxID, Origin: req.Origin, State: StateArmed, Step: stepArming,
 		Format: req.Format, Persist: req.Persist, Operator: req.Operator,
 		Created: now.UTC().Round(0), Deadline: now.Add(time.Duration(req.ConfirmTimeout)).UTC().Round(0),
+		MonoDeadline:   e.clock.Monotonic() + time.Duration(req.ConfirmTimeout),
 		ConfirmTimeout: req.ConfirmTimeout, TokenHash: hex.EncodeToString(sum[:]),
 		BootID: det.BootID, Detect: det,
 	}
@@ -470,8 +471,8 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	default:
 		return &Error{Code: CodeBadState, Message: fmt.Sprintf("transaction %s is %s, apply needs armed", r.ID, r.State)}
 	}
-	now := e.now()
-	if !now.Before(r.Deadline) {
+	remaining := e.remaining(r)
+	if remaining <= 0 {
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("the deadline of %s passed at %s: the revert is due; begin again with a longer confirm timeout", r.ID, r.Deadline.Format(time.RFC3339))}
 	}
 	if alive, err := e.armer.Alive(ctx, r.Timer); err != nil || !alive {
@@ -483,7 +484,7 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	g := &Guard{TxID: r.ID, Addr: r.Operator.Addr, Port: r.Operator.SSHPort, Deadline: r.Deadline, Remaining: r.Deadline.Sub(now)}
+	g := &Guard{TxID: r.ID, Addr: r.Operator.Addr, Port: r.Operator.SSHPort, Deadline: r.Deadline, Remaining: remaining}
 	r.State, r.Step = StateApplied, stepApplying
 	r.Guard = fmt.Sprintf("accept %s to port %d after %s", g.Addr, g.Port, g.Deadline.Format(time.RFC3339))
 	if err := e.save(r, ""); err != nil {
@@ -517,6 +518,18 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	e.logf(r.ID, "info", "applied with guard (%s)", r.Guard)
 	fill(rep, r)
 	return nil
+}
+
+// remaining is the time left until r's deadline: on CLOCK_MONOTONIC when
+// r was begun in this boot (immune to wall-clock steps, like the timers),
+// else on the wall clock.
+func (e *engine) remaining(r *txRecord) time.Duration {
+	if r.MonoDeadline > 0 {
+		if boot, err := e.env.BootID(); err == nil && boot == r.BootID {
+			return r.MonoDeadline - e.clock.Monotonic()
+		}
+	}
+	return r.Deadline.Sub(e.now())
 }
 
 // checkToken compares the sha256 of token with the recorded hash in
@@ -559,7 +572,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	default:
 		return &Error{Code: CodeBadState, Message: fmt.Sprintf("transaction %s is %s, confirm needs applied", r.ID, r.State)}
 	}
-	if !e.now().Before(r.Deadline) {
+	if e.remaining(r) <= 0 {
 		ok := e.revertLocked(ctx, r, "confirm arrived after the deadline")
 		fill(rep, r)
 		rep.Verified = &ok
@@ -738,8 +751,6 @@ func (e *engine) watchdog(ctx context.Context, req *Request, rep *Report) error 
 	if err != nil {
 		return err
 	}
-	now := e.now()
-	end := now.Add(r.Deadline.Sub(now)) // keeps now's monotonic reading
 	e.logf(r.ID, "info", "watchdog %d sleeping until %s", os.Getpid(), r.Deadline.Format(time.RFC3339))
 	for {
 		if r.State.Terminal() {
@@ -747,7 +758,7 @@ func (e *engine) watchdog(ctx context.Context, req *Request, rep *Report) error 
 			e.logf(r.ID, "info", "watchdog %d: tx is %s, exiting", os.Getpid(), r.State)
 			return nil
 		}
-		left := end.Sub(e.now())
+		left := e.remaining(r)
 		if left <= 0 {
 			break
 		}

@@ -21,11 +21,22 @@ const (
 // fakeClock advances only when After is called (it fires at once).
 type fakeClock struct {
 	mu      sync.Mutex
-	t       time.Time
+	t       time.Time     // monotonic progress (advance, After)
+	step    time.Duration // wall-clock step (NTP) on top of t
 	onAfter func()
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t.Add(c.step) }
+
+// Monotonic counts from the fake epoch and ignores wall-clock steps.
+func (c *fakeClock) Monotonic() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t.Sub(fakeEpoch) + time.Hour
+}
+
+var fakeEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -143,7 +154,7 @@ func newHarness(t *testing.T) *harness {
 		dir:   filepath.Join(t.TempDir(), "lifeline"),
 		fw:    NewFakeFirewall(map[Format]string{FormatNft: oldRules}),
 		armer: newFakeArmer(),
-		clock: &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+		clock: &fakeClock{t: fakeEpoch},
 		boot:  "boot-1",
 		sys:   &fakeSyslog{},
 	}
@@ -563,5 +574,34 @@ func TestRevertOfArmedTxRestoresNothing(t *testing.T) {
 	rep := h.mustOK(h.do(VerbRevert, &Request{TxID: "tx1"}), StateReverted)
 	if rep.Verified == nil || !*rep.Verified || h.fw.S.Calls["Restore"] != 0 || h.fw.S.Live[FormatIPTables] == "" {
 		t.Fatalf("revert of an armed tx: verified %v restores %d live %v", rep.Verified, h.fw.S.Calls["Restore"], h.fw.S.Live)
+	}
+}
+
+// TestWallClockStepIgnored: deadlines are checked on CLOCK_MONOTONIC like
+// the timers, so an NTP step neither refuses a timely confirm nor lets a
+// late one through.
+func TestWallClockStepIgnored(t *testing.T) {
+	tests := []struct {
+		name    string
+		step    time.Duration // wall clock jump after apply
+		advance time.Duration // real time passing
+		code    string
+		state   State
+	}{
+		{"step forward, in time", 2 * time.Hour, 30 * time.Second, "", StateConfirmed},
+		{"step back, too late", -2 * time.Hour, 61 * time.Second, CodeTooLate, StateReverted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+			h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+			h.clock.step = tt.step
+			h.clock.advance(tt.advance)
+			rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token})
+			if code(rep) != tt.code || rep.State != tt.state {
+				t.Fatalf("confirm: code %q state %s, want %q %s", code(rep), rep.State, tt.code, tt.state)
+			}
+		})
 	}
 }
