@@ -515,3 +515,62 @@ func TestRunExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchdogSurvivesSessionKill starts begin from a shell in its own
+// session and process group (like sshd's child for an SSH session), then
+// hangs up and kills that whole group: the watchdog must live on.
+func TestWatchdogSurvivesSessionKill(t *testing.T) {
+	l := newLab(t, fakeHelper)
+	dir := t.TempDir()
+	reqFile, out := filepath.Join(dir, "req.json"), filepath.Join(dir, "report.json")
+	b, _ := json.Marshal(beginReq("tx1", 30*time.Second))
+	if err := os.WriteFile(reqFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh := exec.Command("sh", "-c", `ip netns exec "$1" "$2" begin --state-dir "$3" <"$4" >"$5.tmp" && mv "$5.tmp" "$5"; sleep 60`,
+		"sh", l.ns, l.helper, l.state, reqFile, out)
+	sh.Env = append(os.Environ(), "LIFELINE_FAKE_FIREWALL="+l.fwFile)
+	sh.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	sh.WaitDelay = time.Second
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sh.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-sh.Process.Pid, syscall.SIGKILL)
+		<-waited
+	})
+	var rep revert.Report
+	if !waitFor(10*time.Second, func() bool {
+		data, err := os.ReadFile(out)
+		return err == nil && json.Unmarshal(data, &rep) == nil
+	}) {
+		t.Fatalf("begin did not report within 10s")
+	}
+	if rep.State != revert.StateArmed {
+		t.Fatalf("begin: %s %v", rep.State, rep.Error)
+	}
+	wd := watchdogOf(t, &rep)
+	// the session ends: hangup, then kill, to the whole process group
+	_ = syscall.Kill(-sh.Process.Pid, syscall.SIGHUP)
+	_ = syscall.Kill(-sh.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("session shell survived SIGKILL")
+	}
+	waited <- nil // for the cleanup
+	time.Sleep(300 * time.Millisecond)
+	if !watchdogAlive(wd) {
+		t.Fatalf("watchdog %d died with the session", wd.PID)
+	}
+	s := l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateArmed)
+	if s.TimerAlive == nil || !*s.TimerAlive {
+		t.Fatalf("status after the session ended: timer_alive %v", s.TimerAlive)
+	}
+	l.must(revert.VerbAbort, &revert.Request{TxID: "tx1"}, revert.StateReverted)
+	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
+		t.Fatalf("watchdog still running after abort")
+	}
+}
