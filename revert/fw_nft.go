@@ -194,6 +194,8 @@ func nftScan(text string) (tables []nftTableID, chains []nftBaseChain) {
 
 func isPunct(s string) bool { return s == "{" || s == "}" || s == ";" || s == "\n" }
 
+var nftTableBlockRE = regexp.MustCompile(`(?m)^\s*table\s+(?:(ip|ip6|inet|arp|bridge|netdev)\s+)?([A-Za-z0-9_.-]+)\s*\{`)
+
 var flushRulesetRE = regexp.MustCompile(`^\s*flush\s+ruleset(?:\s+(ip6?|inet|arp|bridge|netdev))?\s*;?\s*(#.*)?$`)
 
 // nftIdiom deletes a table whether it exists or not.
@@ -234,6 +236,22 @@ func nftGuardTimeout(d time.Duration) string {
 // timed out: a relative countdown the kernel keeps, immune to clock steps.
 func buildNft(ruleset string, live []nftTableID, guard *Guard, logf func(string, ...any)) *loadFile {
 	f := &loadFile{}
+	// A table the file declares as a block replaces the live table of that
+	// name as a whole (declarative per table): without this, nft -f merges
+	// the block into the live table, so a re-apply (the confirm dropping
+	// the guard) would duplicate every rule and keep the guard.
+	for _, m := range nftTableBlockRE.FindAllStringSubmatch(ruleset, -1) {
+		fam := m[1]
+		if fam == "" {
+			fam = "ip"
+		}
+		id := nftTableID{fam, m[2]}
+		if slices.Contains(live, id) {
+			for _, l := range nftIdiom(id) {
+				f.add(l, 0)
+			}
+		}
+	}
 	for i, line := range strings.Split(strings.TrimSuffix(ruleset, "\n"), "\n") {
 		m := flushRulesetRE.FindStringSubmatch(line)
 		if m == nil {

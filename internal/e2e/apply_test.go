@@ -34,23 +34,36 @@ func rulesetFor(h *lab.Host, kind string, v6 bool) string {
 func TestApplyMatrix(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 4, InitExe: lifelineBin})
 	cfg6 := v6Config(t, l)
-	for i, h := range l.Hosts {
-		h := h
-		t.Run(fmt.Sprintf("%s-%s", h.Name, h.Backend), func(t *testing.T) {
-			t.Parallel()
-			time.Sleep(time.Duration(i) * 300 * time.Millisecond) // stagger the first connects
-			families := []bool{false}
-			if h.Address != "" && h.Address6 != "" {
-				families = append(families, true)
+	scenarios := func(t *testing.T, h *lab.Host) {
+		families := []bool{false}
+		if h.Address6 != "" && h.Jump == "" {
+			families = append(families, true)
+		}
+		for _, v6 := range families {
+			cfg, alias := l.SSHConfig, h.Name
+			if v6 {
+				cfg, alias = cfg6, h.Name+"-v6"
 			}
-			for _, v6 := range families {
-				cfg, alias := l.SSHConfig, h.Name
-				if v6 {
-					cfg, alias = cfg6, h.Name+"-v6"
-				}
-				applyScenarios(t, l, h, cfg, alias, v6)
+			applyScenarios(t, l, h, cfg, alias, v6)
+		}
+	}
+	// Front hosts in parallel; then the hosts behind a jump host, whose path
+	// the front hosts' lockout scenarios would cut while they run.
+	t.Run("front", func(t *testing.T) {
+		for _, h := range l.Hosts {
+			if h.Jump != "" {
+				continue
 			}
-		})
+			t.Run(h.Name+"-"+h.Backend, func(t *testing.T) {
+				t.Parallel()
+				scenarios(t, h)
+			})
+		}
+	})
+	for _, h := range l.Hosts {
+		if h.Jump != "" {
+			t.Run(h.Name+"-"+h.Backend+"-via-"+h.Jump, func(t *testing.T) { scenarios(t, h) })
+		}
 	}
 }
 
@@ -103,7 +116,7 @@ func applyScenarios(t *testing.T, l *lab.Lab, h *lab.Host, cfg, alias string, v6
 			t.Fatalf("%s %s %s: outcome %s exit %d, want reverted/1: %s\n%s", h.Name, fam, kind, r.Outcome, code, r.Error, stderr)
 		}
 		if took > confirmTimeout+15*time.Second {
-			t.Errorf("%s %s %s: took %s, want within the deadline (%s) + connect and report", h.Name, fam, kind, took, confirmTimeout)
+			t.Errorf("%s %s %s: took %s, want within the deadline (%s) + connect and report; timings %+v", h.Name, fam, kind, took, confirmTimeout, r.Timings)
 		}
 		if after := liveRuleset(t, l, h.Name); after != before {
 			t.Fatalf("%s %s %s: live ruleset differs from the snapshot after revert:\nbefore:\n%s\nafter:\n%s", h.Name, fam, kind, before, after)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"runtime"
 	"strings"
 	"testing"
@@ -141,18 +142,37 @@ func liveRuleset(t *testing.T, l *lab.Lab, host string) string {
 	return normalize(string(out))
 }
 
-var counters = regexp.MustCompile(`\[\d+:\d+\]`)
+var (
+	counters    = regexp.MustCompile(`\[\d+:\d+\]`)
+	nftCounters = regexp.MustCompile(`packets \d+ bytes \d+`)
+)
 
+// normalize drops counters and comments and sorts the top-level blocks
+// (nft tables, iptables-save tables): a restore may recreate tables in
+// another order, which changes no packet's fate.
 func normalize(s string) string {
+	var blocks []string
 	var b strings.Builder
+	flush := func() {
+		if strings.TrimSpace(b.String()) != "" {
+			blocks = append(blocks, b.String())
+		}
+		b.Reset()
+	}
 	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") || strings.TrimSpace(line) == "" {
 			continue
 		}
-		b.WriteString(counters.ReplaceAllString(line, "[0:0]"))
+		if strings.HasPrefix(line, "table ") || strings.HasPrefix(line, "*") {
+			flush()
+		}
+		line = nftCounters.ReplaceAllString(counters.ReplaceAllString(line, "[0:0]"), "packets 0 bytes 0")
+		b.WriteString(line)
 		b.WriteByte('\n')
 	}
-	return b.String()
+	flush()
+	sort.Strings(blocks)
+	return strings.Join(blocks, "")
 }
 
 // sshWorks proves access with a fresh OpenSSH connection (not lifeline's).
@@ -174,7 +194,13 @@ func armed(t *testing.T, l *lab.Lab, host string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | grep '[w]atchdog' ; grep -ls '"state": *"\(armed\|applied\)"' /var/lib/lifeline/tx/*/record.json || true`)
+	out, err := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | grep '[w]atchdog'; python3 -c '
+import glob, json
+for p in glob.glob("/var/lib/lifeline/tx/*/record.json"):
+    s = json.load(open(p)).get("state")
+    if s in ("armed", "applied"):
+        print(p, s)
+'`)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", host, err, out)
 	}
@@ -189,7 +215,7 @@ func v6Config(t *testing.T, l *lab.Lab) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Include %s\n", l.SSHConfig)
 	for _, h := range l.Hosts {
-		if h.Address6 == "" || h.Address == "" {
+		if h.Address6 == "" || h.Jump != "" {
 			continue
 		}
 		fmt.Fprintf(&b, "Host %s-v6\n  HostName %s\n  User %s\n  Port %d\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n  ConnectTimeout 5\n",
