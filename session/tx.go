@@ -282,7 +282,9 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 	h.event(PhaseRevert, "info", "LOCKED OUT: "+cause.Error())
 	h.res.Err, h.res.Error = cause, "locked out: "+cause.Error()
 	t0 := h.s.opts.Now()
-	defer func() { h.res.Timings = append(h.res.Timings, Timing{Phase: PhaseRevert, Took: h.s.opts.Now().Sub(t0)}) }()
+	defer func() {
+		h.res.Timings = append(h.res.Timings, Timing{Phase: PhaseRevert, Took: h.s.opts.Now().Sub(t0)})
+	}()
 
 	if c1 != nil {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -24,14 +24,14 @@ const (
 
 // globals are the flags every command shares.
 type globals struct {
-	inventory  string // -i
-	sshConfig  string // -F
-	acceptNew  bool   // --accept-new
-	jsonOut    bool   // --json
-	verbose    bool   // -v
-	stdout     io.Writer
-	stderr     io.Writer
-	stdin      io.Reader
+	inventory string // -i
+	sshConfig string // -F
+	acceptNew bool   // --accept-new
+	jsonOut   bool   // --json
+	verbose   bool   // -v
+	stdout    io.Writer
+	stderr    io.Writer
+	stdin     io.Reader
 }
 
 // subcommands is filled by each command's file (init), so that every command

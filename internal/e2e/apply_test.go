@@ -15,7 +15,13 @@ import (
 	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
 )
 
-const confirmTimeout = 8 * time.Second
+// confirmTimeout is the deadline of the lockout scenarios (they wait for
+// it); goodTimeout leaves a loaded 2-core CI machine room to confirm (the
+// deadline counts from begin, so it covers apply and the fresh connection).
+const (
+	confirmTimeout = 8 * time.Second
+	goodTimeout    = "--confirm-timeout=20s"
+)
 
 // rulesetFor picks the testdata ruleset of a kind ("good", "dropall",
 // "dropnew", "syntax") in the format that fits the host's backend.
@@ -91,7 +97,7 @@ func applyScenarios(t *testing.T, l *lab.Lab, h *lab.Host, cfg, alias string, v6
 	}
 
 	// A good ruleset: confirmed, live, and a fresh ssh works.
-	r, stderr, code = apply(t, l, cfg, alias, rulesetFor(h, "good", v6), timeout)
+	r, stderr, code = apply(t, l, cfg, alias, rulesetFor(h, "good", v6), goodTimeout)
 	if r.Outcome != "confirmed" || code != 0 {
 		t.Fatalf("%s %s good: outcome %s exit %d, want confirmed/0: %s\n%s", h.Name, fam, r.Outcome, code, r.Error, stderr)
 	}
@@ -169,7 +175,7 @@ func TestWatchdogKilled(t *testing.T) {
 	h := l.Hosts[0]
 	cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", "--confirm-timeout=8s")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '/[w]atchdog/ {print $1}'); [ -n "$pids" ] || { echo no watchdog; exit 1; }; kill -9 $pids`)
+	out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no helper process found; exit 1; }; kill -9 $pids`)
 	cancel()
 	if err != nil {
 		t.Fatalf("kill the watchdog: %v: %s", err, out)
@@ -231,6 +237,8 @@ func TestForeignChains(t *testing.T) {
 				t.Fatalf("create foreign chains: %v: %s", err, out)
 			}
 			foreign := func() string {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
 				out, err := l.Exec(ctx, h.Name, "sh", "-c", "iptables-save | grep -E 'DOCKER|KUBE' | sed 's/\\[[0-9]*:[0-9]*\\]//'")
 				if err != nil {
 					t.Fatalf("%v: %s", err, out)
@@ -238,7 +246,7 @@ func TestForeignChains(t *testing.T) {
 				return string(out)
 			}
 			want := foreign()
-			if r, stderr, _ := apply(t, l, l.SSHConfig, h.Name, "good.v4", "--confirm-timeout=8s"); r.Outcome != "confirmed" {
+			if r, stderr, _ := apply(t, l, l.SSHConfig, h.Name, "good.v4", goodTimeout); r.Outcome != "confirmed" {
 				t.Fatalf("apply good: %s: %s\n%s", r.Outcome, r.Error, stderr)
 			}
 			if got := foreign(); got != want {

@@ -194,7 +194,7 @@ func armed(t *testing.T, l *lab.Lab, host string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | grep '[w]atchdog'; python3 -c '
+	out, err := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | awk '$3 == "watchdog"'; python3 -c '
 import glob, json
 for p in glob.glob("/var/lib/lifeline/tx/*/record.json"):
     s = json.load(open(p)).get("state")
