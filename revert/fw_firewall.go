@@ -175,9 +175,7 @@ func (f *hostFirewall) Detect(ctx context.Context) (*Detect, error) {
 	} else if comm, err := os.ReadFile("/proc/1/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
 		d.Systemd = true
 	}
-	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-		d.BootID = strings.TrimSpace(string(b))
-	}
+	d.BootID, _ = ReadBootID()
 	if f.has("nft") {
 		d.Backends = append(d.Backends, "nft")
 		native, _, err := f.nftTables(ctx)

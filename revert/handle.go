@@ -1,6 +1,7 @@
 package revert
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -100,13 +101,26 @@ func (env Env) withDefaults() Env {
 	return env
 }
 
-// ReadBootID reads the kernel's boot id, which changes on every boot.
+// ReadBootID identifies the running boot: the kernel's boot id plus the
+// start time of PID 1 (clock ticks since boot, /proc/1/stat field 22). The
+// kernel's id changes on every boot of a machine; PID 1's start time also
+// changes when a container or a pid namespace (a lab host) is restarted
+// on a kernel that keeps running, which is a reboot for that host too.
 func ReadBootID() (string, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", fmt.Errorf("read boot id: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	id := strings.TrimSpace(string(b))
+	if st, err := os.ReadFile("/proc/1/stat"); err == nil {
+		// the command name (field 2) may hold spaces: count from its ')'
+		if i := bytes.LastIndexByte(st, ')'); i >= 0 {
+			if f := strings.Fields(string(st[i+1:])); len(f) > 19 {
+				id += "/" + f[19]
+			}
+		}
+	}
+	return id, nil
 }
 
 // Handle runs one helper verb and always returns a Report: refusals and

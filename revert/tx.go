@@ -297,6 +297,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeInternal, Message: fmt.Sprintf("arm revert timer: %v: nothing was changed", err)}
 	}
 	r.Timer, r.Step = t, stepArmed
+	rep.Snapshot = snap // the workstation keeps a copy in its run folder
 	if err := e.save(r, "armed "+t.String()); err != nil {
 		// the timer runs; a record without it makes the next begin revert
 		// (a no-op) and go on: safe

@@ -147,13 +147,13 @@ func (h *hostTx) run(ctx context.Context) {
 		return err
 	})
 	if err != nil {
-		h.end(Refused, err, connectHint(err))
+		h.endBeforeBegin(ctx, err, connectHint(err))
 		return
 	}
 	defer c1.Close()
 
 	if err := h.phase(PhaseProbe, func() error { return h.probe(ctx, c1) }); err != nil {
-		h.end(Refused, err, "")
+		h.endBeforeBegin(ctx, err, "")
 		return
 	}
 	p1 := h.priv(c1)
@@ -173,16 +173,25 @@ func (h *hostTx) run(ctx context.Context) {
 		ConfirmTimeout: revert.Duration(h.s.opts.ConfirmTimeout),
 		Persist:        h.s.opts.Persist, Operator: h.op,
 	}
+	if ctx.Err() != nil {
+		h.endBeforeBegin(ctx, ctx.Err(), "")
+		return
+	}
+	// Once sent, a begin is not cancelled: an interrupted begin could arm
+	// the host without lifeline learning the token, leaving a transaction
+	// only its timer can end. It is bounded by its own timeout instead.
 	var rep *revert.Report
 	err = h.phase(PhaseBegin, func() (err error) {
-		rep, err = h.call(ctx, p1, revert.VerbBegin, req)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), beginTimeout)
+		defer cancel()
+		rep, err = h.call(bctx, p1, revert.VerbBegin, req)
 		return err
 	})
 	if err != nil {
 		// The begin may have armed the host even though its answer was lost
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
-		if ctx.Err() == nil && !isTransport(err) {
+		if !isTransport(err) {
 			h.end(Refused, err, "")
 			return
 		}
@@ -216,7 +225,11 @@ func (h *hostTx) run(ctx context.Context) {
 			// apply failed on the host and the helper restored the snapshot.
 			switch rep.State {
 			case revert.StateReverted:
-				h.end(Reverted, reportErr(rep), "the ruleset failed to load; the host restored its snapshot at once")
+				hint := "the host restored its snapshot at once"
+				if rep.Error.Code == revert.CodeApplyFailed {
+					hint = "the ruleset failed to load; " + hint
+				}
+				h.end(Reverted, reportErr(rep), hint)
 			case revert.StateRevertFailed:
 				h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
 			default:
@@ -266,6 +279,20 @@ func (h *hostTx) run(ctx context.Context) {
 	default:
 		h.lockedOut(pctx, p1, err)
 	}
+}
+
+// beginTimeout bounds the begin call (helper upload included): detect,
+// validate, snapshot and arm take a few seconds even on a slow host.
+const beginTimeout = 2 * time.Minute
+
+// endBeforeBegin ends a host that failed or was interrupted before its
+// begin was sent: nothing changed on it.
+func (h *hostTx) endBeforeBegin(ctx context.Context, err error, hint string) {
+	if ctx.Err() != nil {
+		h.end(Skipped, fmt.Errorf("interrupted before begin, nothing changed: %w", err), "")
+		return
+	}
+	h.end(Refused, err, hint)
 }
 
 // lockedOutError marks a confirm that could not reach the host.
@@ -436,7 +463,7 @@ func (h *hostTx) callOnce(ctx context.Context, r remote.Runner, verb string, req
 	}
 	var rep revert.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
-		return nil, fmt.Errorf("helper %s: unreadable report: %w (%.200q)", verb, err, out)
+		return nil, fmt.Errorf("helper %s: %w: %v (%.200q)", verb, errUnreadable, err, out)
 	}
 	if rep.Version != revert.ProtocolVersion {
 		return nil, fmt.Errorf("helper %s: protocol version %d, want %d", verb, rep.Version, revert.ProtocolVersion)
@@ -563,8 +590,59 @@ func connectHint(err error) string {
 // or may not have run) rather than an answer from the host.
 func isTransport(err error) bool {
 	var ee *remote.ExitError
-	if errors.As(err, &ee) {
+	var he *revert.Error
+	switch {
+	case errors.As(err, &ee), errors.As(err, &he), errors.Is(err, remote.ErrNoSudo), errors.Is(err, errHelperMissing):
 		return false
 	}
-	return true
+	return !errors.Is(err, errUnreadable)
+}
+
+// errUnreadable marks a helper answer that arrived but could not be read.
+var errUnreadable = errors.New("unreadable helper report")
+
+// HostStatus is a host's latest transaction as its helper reports it.
+type HostStatus struct {
+	Host       string       `json:"host"`
+	TxID       string       `json:"tx_id,omitempty"`
+	State      revert.State `json:"state"`
+	Deadline   time.Time    `json:"deadline,omitzero"`
+	Timer      string       `json:"timer,omitempty"`
+	TimerAlive *bool        `json:"timer_alive,omitempty"`
+	Verified   *bool        `json:"verified,omitempty"`
+	Aborted    bool         `json:"aborted,omitempty"` // Status(abort=true) restored the snapshot
+	Error      string       `json:"error,omitempty"`
+	Err        error        `json:"-"`
+}
+
+// Status asks a host for its latest transaction (the helper settles one
+// left armed across a reboot as reverted). With abort, a transaction still
+// armed or applied is reverted now: the recovery for needs-recovery.
+func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus {
+	h := &hostTx{s: s, t: t, start: s.opts.Now(), res: &Result{Host: t.Name}}
+	st := &HostStatus{Host: t.Name}
+	fail := func(err error) *HostStatus { st.Err, st.Error = err, err.Error(); return st }
+	c, err := h.dial(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	if err := h.probe(ctx, c); err != nil {
+		return fail(err)
+	}
+	p := h.priv(c)
+	rep, err := h.call(ctx, p, revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion})
+	if err == nil && abort && (rep.State == revert.StateArmed || rep.State == revert.StateApplied) {
+		st.Aborted = true
+		rep, err = h.call(ctx, p, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: rep.TxID})
+	}
+	if err != nil {
+		return fail(err)
+	}
+	st.TxID, st.State, st.Deadline, st.Timer = rep.TxID, rep.State, rep.Deadline, rep.Timer
+	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
+	if rep.Error != nil {
+		return fail(rep.Error)
+	}
+	return st
 }

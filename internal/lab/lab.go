@@ -37,6 +37,12 @@ type Options struct {
 	Backend string    // nft | iptables-nft | iptables-legacy | mixed (default)
 	InitExe string    // binary re-executed as each host's init; default os.Executable()
 	Log     io.Writer // progress lines; nil: quiet
+
+	// Systemd adds that many hosts named s01.. that boot systemd as PID 1
+	// in a systemd-nspawn container (backend nft, user root, front
+	// network). Their Debian root is built once per machine and cached
+	// ([EnsureSystemdRootfs]); Hosts + Systemd is at most MaxHosts.
+	Systemd int
 }
 
 // Lab is a running (or crashed) lab, as recorded in DIR/lab.json.
@@ -55,24 +61,29 @@ type Lab struct {
 	Subnet6     string `json:"subnet6"`      // front network ULA /64
 	BackSubnet4 string `json:"back_subnet4"` // back network (switch netns)
 	BackSubnet6 string `json:"back_subnet6"`
-	SwitchNetns string `json:"switch_netns"` // ll<ID>-sw
-	InitExe     string `json:"init_exe"`     // binary started as each host's init (used by Boot)
+	SwitchNetns string `json:"switch_netns"`     // ll<ID>-sw
+	InitExe     string `json:"init_exe"`         // binary started as each host's init (used by Boot)
+	Rootfs      string `json:"rootfs,omitempty"` // cached root of the systemd hosts (lower layer of their overlays)
 
 	mu sync.Mutex // guards Hosts[*].InitPID and lab.json writes
 }
 
 // Host is one lab host.
 type Host struct {
-	Name     string `json:"name"`     // h01..
-	Address  string `json:"address"`  // the address ssh_config's HostName uses (back network for the jump-only host)
-	Address6 string `json:"address6"` // IPv6 address on the same network as Address
-	Netns    string `json:"netns"`    // ip netns name: ll<ID>-hNN
-	Backend  string `json:"backend"`  // nft | iptables-nft | iptables-legacy
-	User     string `json:"user"`     // root or ops
-	Port     int    `json:"port"`     // 22, 2222 for the jump-only host
-	Jump     string `json:"jump"`     // ProxyJump alias, "" when reachable from the machine
-	InitPID  int    `json:"init_pid"` // pid (root pid namespace) of the host's init; 0 when not started
-	Dir      string `json:"dir"`      // DIR/hosts/NAME: overlay, logs, /var/lib/lifeline
+	Name     string `json:"name"`           // h01..
+	Address  string `json:"address"`        // the address ssh_config's HostName uses (back network for the jump-only host)
+	Address6 string `json:"address6"`       // IPv6 address on the same network as Address
+	Netns    string `json:"netns"`          // ip netns name: ll<ID>-hNN
+	Backend  string `json:"backend"`        // nft | iptables-nft | iptables-legacy
+	User     string `json:"user"`           // root or ops
+	Port     int    `json:"port"`           // 22, 2222 for the jump-only host
+	Jump     string `json:"jump"`           // ProxyJump alias, "" when reachable from the machine
+	InitPID  int    `json:"init_pid"`       // pid (root pid namespace) of the host's init; 0 when not started
+	Init     string `json:"init,omitempty"` // InitLab ("") or InitSystemd
+	// NspawnPID is the pid of a systemd host's systemd-nspawn (InitPID is
+	// its container's PID 1).
+	NspawnPID int    `json:"nspawn_pid,omitempty"`
+	Dir       string `json:"dir"` // DIR/hosts/NAME: overlay, logs, /var/lib/lifeline
 
 	// BackAddress and BackAddress6 are the host's addresses on the back
 	// network ("" when not attached): tests build multi-hop chains with them.
@@ -195,7 +206,11 @@ func (l *Lab) Exec(ctx context.Context, host string, argv ...string) ([]byte, er
 	if !initAlive(pid, h.Netns) {
 		return nil, fmt.Errorf("run %q on lab host %s: init is not running (hint: Boot it)", argv, host)
 	}
-	args := append([]string{"-t", fmt.Sprint(pid), "-n", "-m", "-u", "-p", "--"}, argv...)
+	nss := []string{"-n", "-m", "-u", "-p"}
+	if h.Init == InitSystemd {
+		nss = []string{"-a"} // also its cgroup and ipc namespaces: systemctl, journalctl
+	}
+	args := append(append([]string{"-t", fmt.Sprint(pid)}, nss...), append([]string{"--"}, argv...)...)
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -217,6 +232,13 @@ func (l *Lab) StopSSHD(ctx context.Context, host string) error {
 	if !initAlive(pid, h.Netns) {
 		return fmt.Errorf("stop sshd on lab host %s: init is not running", host)
 	}
+	if h.Init == InitSystemd {
+		if _, err := l.Exec(ctx, host, "systemctl", "stop", "ssh.service"); err != nil {
+			return fmt.Errorf("stop sshd: %w", err)
+		}
+		return pollUntil(ctx, 10*time.Second, func() bool { return !listening(pid, h.Port) },
+			fmt.Sprintf("stop sshd on lab host %s", host))
+	}
 	if err := syscall.Kill(pid, sigStopSSHD); err != nil {
 		return fmt.Errorf("stop sshd on lab host %s: signal init %d: %w", host, pid, err)
 	}
@@ -234,6 +256,12 @@ func (l *Lab) StartSSHD(ctx context.Context, host string) error {
 	pid := l.initPID(h)
 	if !initAlive(pid, h.Netns) {
 		return fmt.Errorf("start sshd on lab host %s: init is not running (hint: Boot it)", host)
+	}
+	if h.Init == InitSystemd {
+		if _, err := l.Exec(ctx, host, "systemctl", "start", "ssh.service"); err != nil {
+			return fmt.Errorf("start sshd: %w", err)
+		}
+		return l.waitSystemdSSHD(ctx, h)
 	}
 	if err := syscall.Kill(pid, sigStartSSHD); err != nil {
 		return fmt.Errorf("start sshd on lab host %s: signal init %d: %w", host, pid, err)
@@ -267,6 +295,9 @@ func (l *Lab) Crash(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
+	if h.Init == InitSystemd {
+		return l.crashSystemd(ctx, h)
+	}
 	pid := l.initPID(h)
 	if !initAlive(pid, h.Netns) {
 		return nil
@@ -274,8 +305,14 @@ func (l *Lab) Crash(ctx context.Context, host string) error {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("crash lab host %s: kill init %d: %w", host, pid, err)
 	}
-	return pollUntil(ctx, 10*time.Second, func() bool { return !pidRunning(pid) },
-		fmt.Sprintf("crash lab host %s", host))
+	if err := pollUntil(ctx, 10*time.Second, func() bool { return !pidRunning(pid) },
+		fmt.Sprintf("crash lab host %s", host)); err != nil {
+		return err
+	}
+	// The kernel kills the rest of the pid namespace asynchronously: wait
+	// for all of it (the old sshd's listening socket would otherwise make a
+	// following Boot believe the new sshd is up).
+	return killNetnsProcesses(ctx, []string{h.Netns})
 }
 
 // Boot starts a crashed host again: same netns, same /etc overlay and
@@ -289,6 +326,18 @@ func (l *Lab) Boot(ctx context.Context, host string) error {
 	}
 	if initAlive(l.initPID(h), h.Netns) {
 		return fmt.Errorf("boot lab host %s: already running (hint: Crash it first)", host)
+	}
+	if h.Init == InitSystemd {
+		if err := l.crashSystemd(ctx, h); err != nil { // a lingering nspawn
+			return err
+		}
+		if err := l.bootSystemd(ctx, h); err != nil {
+			return err
+		}
+		if err := l.save(); err != nil {
+			return fmt.Errorf("boot lab host %s: record pid: %w", host, err)
+		}
+		return l.waitSystemdSSHD(ctx, h)
 	}
 	pid, err := startInit(l.InitExe, h)
 	if err != nil {
@@ -358,7 +407,7 @@ func (l *Lab) waitListening(ctx context.Context, h *Host) error {
 		if !pidRunning(pid) {
 			return fmt.Errorf("lab host %s: init exited (see %s)", h.Name, filepath.Join(h.Dir, "init.log"))
 		}
-		if listening(pid, h.Port) {
+		if listening(pid, h.Port) && len(sshdChildren(pid)) > 0 {
 			return nil
 		}
 		select {

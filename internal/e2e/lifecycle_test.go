@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
+)
+
+type statusDoc []struct {
+	Host       string `json:"host"`
+	TxID       string `json:"tx_id"`
+	State      string `json:"state"`
+	TimerAlive *bool  `json:"timer_alive"`
+	Verified   *bool  `json:"verified"`
+	Aborted    bool   `json:"aborted"`
+	Error      string `json:"error"`
+}
+
+func status(t *testing.T, cfg, host string, extra ...string) statusDoc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stdout, stderr, code := cli(t, ctx, append([]string{"-F", cfg, "--json", "status", host}, extra...)...)
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc) != 1 {
+		t.Fatalf("status %s: exit %d: %v\n%s\n%s", host, code, err, stdout, stderr)
+	}
+	return doc
+}
+
+// TestDryRunPersistReboot: --dry-run shows the diff and changes nothing;
+// --persist writes the boot config only after the confirm, so a reboot
+// keeps a confirmed change; a reboot while armed boots the old config and
+// the next contact reports the transaction as reverted.
+func TestDryRunPersistReboot(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 2, InitExe: lifelineBin})
+	for _, h := range l.Hosts {
+		t.Run(h.Name+"-"+h.Backend, func(t *testing.T) {
+			good := rulesetFor(h, "good", false)
+			before := liveRuleset(t, l, h.Name)
+			r, stderr, code := apply(t, l, l.SSHConfig, h.Name, good, "--dry-run")
+			if r.Outcome != "planned" || code != 0 {
+				t.Fatalf("dry run: %s exit %d: %s\n%s", r.Outcome, code, r.Error, stderr)
+			}
+			if !strings.Contains(r.Diff, "+") || !strings.Contains(r.Diff, "8080") {
+				t.Fatalf("dry run: the diff does not show the new rules:\n%s", r.Diff)
+			}
+			if after := liveRuleset(t, l, h.Name); after != before {
+				t.Fatalf("dry run changed the ruleset:\n%s", after)
+			}
+
+			r, stderr, code = apply(t, l, l.SSHConfig, h.Name, good, goodTimeout, "--persist")
+			if r.Outcome != "confirmed" || code != 0 {
+				t.Fatalf("persist: %s exit %d: %s\n%s", r.Outcome, code, r.Error, stderr)
+			}
+			confirmed := liveRuleset(t, l, h.Name)
+			reboot(t, l, h.Name)
+			if got := liveRuleset(t, l, h.Name); got != confirmed {
+				t.Fatalf("after a reboot the persisted ruleset is not live:\nwant:\n%s\ngot:\n%s", confirmed, got)
+			}
+
+			// Armed, then the host reboots before anything confirms.
+			cmd, _ := streamUntil(t, l.SSHConfig, h.Name, rulesetFor(h, "dropnew", false), "apply", "done", "--confirm-timeout=60s", "--persist")
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			reboot(t, l, h.Name)
+			if got := liveRuleset(t, l, h.Name); got != confirmed {
+				t.Fatalf("a reboot while armed did not boot the old config:\n%s", got)
+			}
+			st := status(t, l.SSHConfig, h.Name)[0]
+			if st.State != "reverted" {
+				t.Fatalf("after a reboot while armed: state %s, want reverted (%s)", st.State, st.Error)
+			}
+			if err := sshWorks(t, l.SSHConfig, h.Name); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestStatusAbortRecovers: a host whose revert timer died reports
+// needs-recovery; `status --abort` reverts it from a fresh connection.
+func TestStatusAbortRecovers(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "iptables-nft", InitExe: lifelineBin})
+	h := l.Hosts[0]
+	before := liveRuleset(t, l, h.Name)
+	// good.v4 keeps ssh open, so the host stays reachable while applied.
+	cmd, _ := streamUntil(t, l.SSHConfig, h.Name, "good.v4", "apply", "done", "--confirm-timeout=20s")
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no helper process found; exit 1; }; kill -9 $pids`)
+	cancel()
+	if err != nil {
+		t.Fatalf("kill the watchdog: %v: %s", err, out)
+	}
+	st := status(t, l.SSHConfig, h.Name)[0]
+	if st.State != "applied" || st.TimerAlive == nil || *st.TimerAlive {
+		t.Fatalf("status: %+v, want applied with a dead timer", st)
+	}
+	st = status(t, l.SSHConfig, h.Name, "--abort")[0]
+	if !st.Aborted || st.State != "reverted" || st.Verified == nil || !*st.Verified {
+		t.Fatalf("status --abort: %+v, want aborted, reverted, verified", st)
+	}
+	if got := liveRuleset(t, l, h.Name); got != before {
+		t.Fatalf("after abort the live ruleset is not the snapshot:\n%s", got)
+	}
+}
+
+// reboot crashes a lab host and boots it again.
+func reboot(t *testing.T, l interface {
+	Crash(context.Context, string) error
+	Boot(context.Context, string) error
+}, host string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.Crash(ctx, host); err != nil {
+		t.Fatalf("crash %s: %v", host, err)
+	}
+	if err := l.Boot(ctx, host); err != nil {
+		t.Fatalf("boot %s: %v", host, err)
+	}
+}
