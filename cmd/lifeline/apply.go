@@ -109,7 +109,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	}
 	runID := session.NewTxID(time.Now())
 	runDir := runFolder(runID)
-	pr := newProgress(g, o.jsonStream)
+	pr := newProgress(g, o.jsonStream, len(targets))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.confirmTimeout,
 		Persist:        o.persist,

@@ -11,22 +11,31 @@ import (
 	"github.com/lifeline-dev/lifeline/session"
 )
 
-// progress prints apply's live events and final report. Text mode writes
-// one line per phase transition to stderr (diagnostics) and the final table
-// to stdout; --json prints only the final document; --json-stream prints
+// progress prints apply's live events and final report. Text mode draws a
+// live view on stderr when it is a terminal (live.go), otherwise writes one
+// line per phase transition to stderr, and the final table to stdout; --json prints only the final document; --json-stream prints
 // every event as a JSON line, then the final document.
 type progress struct {
 	g      *globals
 	stream bool
 	mu     sync.Mutex
 	start  time.Time
+	live   *liveView // nil unless stderr is a terminal (and no JSON, no -v)
 }
 
-func newProgress(g *globals, stream bool) *progress {
-	return &progress{g: g, stream: stream, start: time.Now()}
+func newProgress(g *globals, stream bool, hosts int) *progress {
+	p := &progress{g: g, stream: stream, start: time.Now()}
+	if width, tty := isTerminal(g.stderr); tty && !stream && !g.jsonOut && !g.verbose {
+		p.live = newLiveView(g.stderr, width, hosts)
+	}
+	return p
 }
 
 func (p *progress) event(e session.Event) {
+	if p.live != nil {
+		p.live.event(e)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -50,6 +59,9 @@ func (p *progress) event(e session.Event) {
 }
 
 func (p *progress) done(runID, runDir string, results []*session.Result) {
+	if p.live != nil {
+		p.live.close()
+	}
 	counts := map[string]int{}
 	for _, r := range results {
 		counts[string(r.Outcome)]++
