@@ -307,7 +307,8 @@ func (e *lockedOutError) Unwrap() error { return e.err }
 func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 	h.res.Phase = PhaseRevert
 	h.event(PhaseRevert, "info", "LOCKED OUT: "+cause.Error())
-	h.res.Err, h.res.Error = cause, "locked out: "+cause.Error()
+	cause = fmt.Errorf("locked out: %w", cause)
+	h.res.Err, h.res.Error = cause, cause.Error()
 	t0 := h.s.opts.Now()
 	defer func() {
 		h.res.Timings = append(h.res.Timings, Timing{Phase: PhaseRevert, Took: h.s.opts.Now().Sub(t0)})
@@ -360,7 +361,7 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 		case <-ctx.Done():
 		}
 	}
-	h.end(Unknown, fmt.Errorf("locked out (%v), and still unreachable after the deadline: %w", cause, last),
+	h.end(Unknown, fmt.Errorf("%v, and still unreachable after the deadline: %w", cause, last),
 		fmt.Sprintf("the host restores its snapshot by itself at %s (host clock), and its kernel guard re-opens %s to port %d after that; check it from a console", h.res.Deadline.Format(time.RFC3339), h.op.Addr, h.op.SSHPort))
 }
 
@@ -438,7 +439,7 @@ func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *re
 	rep, err := h.callOnce(ctx, r, verb, req)
 	if errors.Is(err, errHelperMissing) {
 		if uerr := h.phase(PhaseUpload, func() error { return h.upload(ctx, r) }); uerr != nil {
-			return nil, uerr
+			return nil, &notSentError{uerr}
 		}
 		rep, err = h.callOnce(ctx, r, verb, req)
 	}
@@ -592,11 +593,18 @@ func isTransport(err error) bool {
 	var ee *remote.ExitError
 	var he *revert.Error
 	switch {
-	case errors.As(err, &ee), errors.As(err, &he), errors.Is(err, remote.ErrNoSudo), errors.Is(err, errHelperMissing):
+	case errors.As(err, &ee), errors.As(err, &he), errors.As(err, new(*notSentError)),
+		errors.Is(err, remote.ErrNoSudo), errors.Is(err, errHelperMissing):
 		return false
 	}
 	return !errors.Is(err, errUnreadable)
 }
+
+// notSentError: the helper verb was never started (its upload failed).
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
 
 // errUnreadable marks a helper answer that arrived but could not be read.
 var errUnreadable = errors.New("unreadable helper report")

@@ -1,0 +1,423 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifeline-dev/lifeline/remote"
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+// fakeHost is a host in memory: the real transaction engine (revert.Handle)
+// over a stateful fake firewall and a timer the test fires by hand, behind
+// a Dialer whose connections the test can break. It answers exactly the
+// command lines the session sends (the probe and the helper wrapper) and
+// fails any other.
+type fakeHost struct {
+	t       *testing.T
+	fw      *revert.FakeFirewall
+	armer   *fakeArmer
+	env     revert.Env
+	helper  bool // the helper is "uploaded"
+	mu      sync.Mutex
+	dials   int
+	cmds    []string
+	refuse  func(dial int) error                  // per dial: nil = connect
+	brokeAt func(dial int, verb string) error     // per call: non-nil = the connection fails
+	onVerb  func(verb string, rep *revert.Report) // after the engine answered
+}
+
+type fakeArmer struct {
+	mu    sync.Mutex
+	armed map[string]bool
+	dead  map[string]bool
+}
+
+func (a *fakeArmer) Arm(_ context.Context, txID string, _ time.Duration) (revert.Timer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.armed[txID] = true
+	return revert.Timer{Kind: "fake", Unit: txID}, nil
+}
+
+func (a *fakeArmer) Alive(_ context.Context, t revert.Timer) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.armed[t.Unit] && !a.dead[t.Unit], nil
+}
+
+func (a *fakeArmer) Disarm(_ context.Context, t revert.Timer) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.armed, t.Unit)
+	return nil
+}
+
+const liveRules = "table inet filter { chain input { type filter hook input priority 0; policy accept; } }\n"
+
+func newFakeHost(t *testing.T) *fakeHost {
+	fw := revert.NewFakeFirewall(map[revert.Format]string{revert.FormatNft: liveRules})
+	a := &fakeArmer{armed: map[string]bool{}, dead: map[string]bool{}}
+	return &fakeHost{t: t, fw: fw, armer: a, helper: true, env: revert.Env{
+		StateDir: t.TempDir(), Firewall: fw, Armer: a, Hostname: "fake",
+		BootID: func() (string, error) { return "boot-1", nil },
+	}}
+}
+
+// fire plays the host's revert timer for the current transaction.
+func (h *fakeHost) fire() {
+	st := revert.Handle(context.Background(), revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion}, h.env)
+	if st.TxID == "" {
+		h.t.Fatal("fire: no transaction")
+	}
+	revert.Handle(context.Background(), revert.VerbRevert, &revert.Request{TxID: st.TxID}, h.env)
+}
+
+func (h *fakeHost) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
+	h.mu.Lock()
+	h.dials++
+	n := h.dials
+	h.mu.Unlock()
+	if h.refuse != nil {
+		if err := h.refuse(n); err != nil {
+			return nil, err
+		}
+	}
+	return &fakeConn{h: h, dial: n}, nil
+}
+
+type fakeConn struct {
+	h    *fakeHost
+	dial int
+}
+
+var wrapperRE = regexp.MustCompile(`^f=/var/lib/lifeline/bin/[0-9a-f]+; \[ "\$\(sha256sum "\$f" 2>/dev/null \| cut -d' ' -f1\)" = [0-9a-f]+ \] \|\| \{ .* exit 97; \}; exec "\$f" ([a-z]+)$`)
+
+const probeCmd = `printf '%s\n' "$SSH_CONNECTION"; id -u; uname -m`
+
+func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
+	h := c.h
+	h.mu.Lock()
+	h.cmds = append(h.cmds, cmd.Command)
+	h.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch {
+	case cmd.Command == probeCmd:
+		fmt.Fprint(cmd.Stdout, "192.0.2.1 50000 192.0.2.9 22\n0\nx86_64\n")
+		return nil
+	case strings.Contains(cmd.Command, "mkdir -p /var/lib/lifeline/bin"):
+		return nil
+	case strings.HasPrefix(cmd.Command, "sha256sum "):
+		fmt.Fprintf(cmd.Stdout, "%s  file\n", helperSHA)
+		return nil
+	case strings.Contains(cmd.Command, "cat > "):
+		_, _ = io.Copy(io.Discard, cmd.Stdin)
+		h.helper = true
+		return nil
+	}
+	m := wrapperRE.FindStringSubmatch(cmd.Command)
+	if m == nil {
+		h.t.Errorf("unexpected command: %q", cmd.Command)
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 127}
+	}
+	verb := m[1]
+	if !h.helper {
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: exitHelperMissing}
+	}
+	if h.brokeAt != nil {
+		if err := h.brokeAt(c.dial, verb); err != nil {
+			return err
+		}
+	}
+	var req revert.Request
+	if cmd.Stdin != nil {
+		if err := json.NewDecoder(cmd.Stdin).Decode(&req); err != nil {
+			return err
+		}
+	}
+	rep := revert.Handle(ctx, verb, &req, h.env)
+	if h.onVerb != nil {
+		h.onVerb(verb, rep)
+	}
+	return json.NewEncoder(cmd.Stdout).Encode(rep)
+}
+
+func (c *fakeConn) Host() string { return "fake" }
+func (c *fakeConn) Close() error { return nil }
+
+var helperSHA = func() string { s := sha256.Sum256([]byte("helper")); return hex.EncodeToString(s[:]) }()
+
+var errConnDropped = errors.New("connection dropped")
+
+func newTestSession(h *fakeHost, timeout time.Duration) *Session {
+	return New(h, Options{
+		ConfirmTimeout: timeout, RevertGrace: 2 * time.Second, Origin: "test",
+		Helper: func(arch string) ([]byte, string, error) {
+			if arch != "amd64" {
+				return nil, "", fmt.Errorf("arch %q", arch)
+			}
+			return []byte("helper"), helperSHA, nil
+		},
+	})
+}
+
+func target(rules string) Target {
+	return Target{Name: "fake", Ruleset: rules, Format: revert.FormatNft}
+}
+
+const newRules = "table inet filter { chain input { type filter hook input priority 0; policy drop; tcp dport 22 accept; } }\n"
+
+func TestApplyOutcomes(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(h *fakeHost)
+		rules   string
+		want    Outcome
+		live    string // the fake's live nft ruleset afterwards
+		conns   int
+		trips   int
+		errLike string
+	}{
+		{
+			name: "confirmed from a fresh connection", rules: newRules,
+			want: Confirmed, live: newRules, conns: 2, trips: 4,
+		},
+		{
+			name:  "helper missing: uploaded once, then confirmed",
+			setup: func(h *fakeHost) { h.helper = false },
+			rules: newRules, want: Confirmed, live: newRules, conns: 2, trips: 8,
+		},
+		{
+			name:  "invalid ruleset: refused, nothing changed, nothing armed",
+			setup: func(h *fakeHost) { h.fw.S.BadLine = "acept" },
+			rules: "table inet filter { chain input { tcp dport 22 acept; } }\n",
+			want:  Refused, live: liveRules, conns: 1, trips: 2, errLike: "invalid-ruleset",
+		},
+		{
+			name: "fresh connection refused: the first connection aborts at once",
+			setup: func(h *fakeHost) {
+				h.refuse = func(n int) error {
+					if n == 2 {
+						return fmt.Errorf("dial: %w", remote.ErrTimeout)
+					}
+					return nil
+				}
+			},
+			rules: newRules, want: Reverted, live: liveRules, errLike: "locked out",
+		},
+		{
+			name: "locked out completely: the host's own timer reverts, seen after the deadline",
+			setup: func(h *fakeHost) {
+				h.refuse = func(n int) error {
+					if n == 2 {
+						return fmt.Errorf("dial: %w", remote.ErrTimeout)
+					}
+					return nil
+				}
+				h.brokeAt = func(dial int, verb string) error {
+					if dial == 1 && verb == revert.VerbAbort {
+						h.fire() // the deadline passes while we are locked out
+						return errConnDropped
+					}
+					return nil
+				}
+			},
+			rules: newRules, want: Reverted, live: liveRules, errLike: "locked out",
+		},
+		{
+			name: "never reachable again: unknown, never success",
+			setup: func(h *fakeHost) {
+				h.refuse = func(n int) error {
+					if n >= 2 {
+						return fmt.Errorf("dial: %w", remote.ErrTimeout)
+					}
+					return nil
+				}
+				h.brokeAt = func(dial int, verb string) error {
+					if verb == revert.VerbAbort {
+						return errConnDropped
+					}
+					return nil
+				}
+			},
+			rules: newRules, want: Unknown, live: newRules, errLike: "still unreachable",
+		},
+		{
+			name: "timer died: needs recovery",
+			setup: func(h *fakeHost) {
+				h.refuse = func(n int) error {
+					if n == 2 {
+						return fmt.Errorf("dial: %w", remote.ErrTimeout)
+					}
+					return nil
+				}
+				h.brokeAt = func(dial int, verb string) error {
+					if verb == revert.VerbAbort {
+						for id := range h.armer.armed {
+							h.armer.dead[id] = true
+						}
+						return errConnDropped
+					}
+					return nil
+				}
+			},
+			rules: newRules, want: NeedsRecovery, live: newRules, errLike: "timer",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newFakeHost(t)
+			if tt.setup != nil {
+				tt.setup(h)
+			}
+			s := newTestSession(h, 1500*time.Millisecond)
+			r := s.Apply(context.Background(), target(tt.rules))
+			if r.Outcome != tt.want {
+				t.Fatalf("outcome %s, want %s (phase %s: %s)\ncommands: %q", r.Outcome, tt.want, r.Phase, r.Error, h.cmds)
+			}
+			if got := h.fw.S.Live[revert.FormatNft]; got != tt.live {
+				t.Errorf("live ruleset:\n%s\nwant:\n%s", got, tt.live)
+			}
+			if tt.conns > 0 && r.Connections != tt.conns {
+				t.Errorf("ssh connections %d, want %d", r.Connections, tt.conns)
+			}
+			if tt.trips > 0 && r.RoundTrips != tt.trips {
+				t.Errorf("round trips %d, want %d", r.RoundTrips, tt.trips)
+			}
+			if tt.errLike != "" && !strings.Contains(r.Error, tt.errLike) {
+				t.Errorf("error %q does not mention %q", r.Error, tt.errLike)
+			}
+			if tt.want == Confirmed && r.Error != "" {
+				t.Errorf("confirmed with an error: %s", r.Error)
+			}
+		})
+	}
+}
+
+func TestLockHeldNamesHolder(t *testing.T) {
+	h := newFakeHost(t)
+	// the first transaction begins and is never confirmed (its lifeline died)
+	first := revert.Handle(context.Background(), revert.VerbBegin, &revert.Request{
+		Version: revert.ProtocolVersion, TxID: "tx-first", Origin: "alice@laptop",
+		Format: revert.FormatNft, Ruleset: newRules, ConfirmTimeout: revert.Duration(time.Minute),
+	}, h.env)
+	if first.State != revert.StateArmed {
+		t.Fatalf("first begin: %+v", first.Error)
+	}
+	r := newTestSession(h, 5*time.Second).Apply(context.Background(), target(newRules))
+	if r.Outcome != Refused || r.Holder == nil || r.Holder.TxID != "tx-first" {
+		t.Fatalf("outcome %s holder %+v: %s", r.Outcome, r.Holder, r.Error)
+	}
+	if !strings.Contains(r.Hint, "tx-first") || !strings.Contains(r.Hint, "alice@laptop") {
+		t.Errorf("hint does not name the holder: %s", r.Hint)
+	}
+	if h.fw.S.Live[revert.FormatNft] != liveRules {
+		t.Errorf("ruleset changed after a refusal")
+	}
+}
+
+func TestInterruptedBeforeBeginIsSkipped(t *testing.T) {
+	h := newFakeHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := newTestSession(h, 5*time.Second).Apply(ctx, target(newRules))
+	if r.Outcome != Skipped {
+		t.Fatalf("outcome %s, want skipped: %s", r.Outcome, r.Error)
+	}
+}
+
+func TestBatches(t *testing.T) {
+	tests := []struct {
+		serial string
+		n      int
+		want   []int
+	}{
+		{"", 5, []int{5}},
+		{"1", 4, []int{1, 1, 1, 1}},
+		{"1,50%,100%", 30, []int{1, 15, 14}},
+		{"1,10%,100%", 100, []int{1, 10, 89}},
+		{"2,10%", 25, []int{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1}},
+		{"10%", 3, []int{1, 1, 1}},
+		{"50", 10, []int{10}},
+	}
+	for _, tt := range tests {
+		serial, err := ParseSerial(tt.serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Plan{Serial: serial}.Batches(tt.n)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("serial %q over %d: %v %v, want %v", tt.serial, tt.n, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"x", "150%", "-1", "1,,2"} {
+		if _, err := ParseSerial(bad); err == nil {
+			t.Errorf("ParseSerial(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRolloutStopsAfterFailedBatch: max-fail 0 stops after the batch with
+// a refusal; later hosts are skipped and never dialled.
+func TestRolloutStopsAfterFailedBatch(t *testing.T) {
+	hosts := map[string]*fakeHost{}
+	var order []string
+	var mu sync.Mutex
+	d := dialerFunc(func(ctx context.Context, tg remote.Target) (remote.Runner, error) {
+		mu.Lock()
+		order = append(order, tg.Name)
+		h := hosts[tg.Name]
+		mu.Unlock()
+		return h.Dial(ctx, tg)
+	})
+	var targets []Target
+	for i := 1; i <= 6; i++ {
+		name := fmt.Sprintf("h%d", i)
+		h := newFakeHost(t)
+		if name == "h2" {
+			h.fw.S.BadLine = "policy drop"
+		}
+		hosts[name] = h
+		targets = append(targets, Target{Name: name, SSH: remote.Target{Name: name}, Ruleset: newRules, Format: revert.FormatNft})
+	}
+	s := New(d, Options{ConfirmTimeout: 5 * time.Second, Helper: func(string) ([]byte, string, error) { return []byte("helper"), helperSHA, nil }})
+	res, err := s.Rollout(context.Background(), Plan{Serial: []string{"1", "2", "100%"}, MaxFail: "0"}, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res {
+		got = append(got, r.Host+"="+string(r.Outcome))
+	}
+	want := "h1=confirmed h2=refused h3=confirmed h4=skipped h5=skipped h6=skipped"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	for _, n := range order {
+		if n == "h4" || n == "h5" || n == "h6" {
+			t.Errorf("skipped host %s was dialled", n)
+		}
+	}
+	var fe *FleetError
+	if err := Err(res); !errors.As(err, &fe) || len(fe.Hosts) != 4 {
+		t.Errorf("Err: %v", err)
+	}
+}
+
+type dialerFunc func(context.Context, remote.Target) (remote.Runner, error)
+
+func (f dialerFunc) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
+	return f(ctx, t)
+}
