@@ -37,6 +37,7 @@ type labUpOptions struct {
 	dir     string
 	hosts   int
 	backend string
+	systemd int
 }
 
 func newLabUpCmd(g *globals) *cobra.Command {
@@ -47,6 +48,7 @@ func newLabUpCmd(g *globals) *cobra.Command {
 		Example: `  lifeline lab up
   lifeline lab up --dir /tmp/lab --hosts 10 --backend iptables-legacy
   lifeline lab up --hosts 3 --json
+  lifeline lab up --hosts 2 --systemd 1
   lifeline -i lab/inventory.yaml run all -- hostname`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,12 +59,16 @@ func newLabUpCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.dir, "dir", "lab", "lab folder: inventory, ssh_config, known_hosts, key and host state")
 	f.IntVar(&o.hosts, "hosts", 3, fmt.Sprintf("number of hosts (1..%d)", lab.MaxHosts))
 	f.StringVar(&o.backend, "backend", lab.BackendMixed, "firewall backend of the hosts: nft, iptables-nft, iptables-legacy or mixed (cycles the three)")
+	f.IntVar(&o.systemd, "systemd", 0, "also start N hosts s01.. that boot systemd as PID 1 (systemd-nspawn, nft); the first use builds a cached Debian root (a few minutes, needs debootstrap and systemd-container)")
 	return cmd
 }
 
 func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 	if o.hosts < 1 || o.hosts > lab.MaxHosts {
 		return usagef("--hosts %d: want 1..%d", o.hosts, lab.MaxHosts)
+	}
+	if o.systemd < 0 || o.hosts+o.systemd > lab.MaxHosts {
+		return usagef("--systemd %d: want 0..%d with --hosts %d", o.systemd, lab.MaxHosts-o.hosts, o.hosts)
 	}
 	switch o.backend {
 	case lab.BackendNft, lab.BackendIptablesNft, lab.BackendIptablesLegacy, lab.BackendMixed:
@@ -73,7 +79,7 @@ func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 	if g.verbose {
 		log = g.stderr
 	}
-	l, err := lab.Up(cmd.Context(), lab.Options{Dir: o.dir, Hosts: o.hosts, Backend: o.backend, Log: log})
+	l, err := lab.Up(cmd.Context(), lab.Options{Dir: o.dir, Hosts: o.hosts, Backend: o.backend, Systemd: o.systemd, Log: log})
 	if errors.Is(err, lab.ErrPrereq) {
 		return err
 	}
@@ -85,7 +91,7 @@ func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 	}
 	fmt.Fprintf(g.stdout, "lab %s is up in %s: %d hosts on %s (bridge %s)\n\n", l.ID, l.Dir, len(l.Hosts), l.Subnet4, l.Bridge)
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tBACKEND\tUSER\tVIA")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tBACKEND\tUSER\tVIA\tINIT")
 	for _, h := range l.Hosts {
 		via := "-"
 		if h.Jump != "" {
@@ -95,7 +101,11 @@ func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 		if h.Port != 22 {
 			addr = fmt.Sprintf("%s:%d", h.Address, h.Port)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, addr, h.Backend, h.User, via)
+		kind := "lab"
+		if h.Init != lab.InitLab {
+			kind = h.Init
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, addr, h.Backend, h.User, via, kind)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -114,12 +124,13 @@ type labHostJSON struct {
 	User     string `json:"user"`
 	Port     int    `json:"port"`
 	Jump     string `json:"jump"`
+	Init     string `json:"init,omitempty"`
 }
 
 func printLabHostsJSON(w io.Writer, l *lab.Lab) error {
 	out := make([]labHostJSON, 0, len(l.Hosts))
 	for _, h := range l.Hosts {
-		out = append(out, labHostJSON{h.Name, h.Address, h.Address6, h.Netns, h.Backend, h.User, h.Port, h.Jump})
+		out = append(out, labHostJSON{h.Name, h.Address, h.Address6, h.Netns, h.Backend, h.User, h.Port, h.Jump, h.Init})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

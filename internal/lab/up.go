@@ -76,6 +76,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if o.Hosts < 1 || o.Hosts > MaxHosts {
 		return nil, fmt.Errorf("lab up: %d hosts: want 1..%d", o.Hosts, MaxHosts)
 	}
+	if o.Systemd < 0 || o.Hosts+o.Systemd > MaxHosts {
+		return nil, fmt.Errorf("lab up: %d hosts and %d systemd hosts: want at most %d in all", o.Hosts, o.Systemd, MaxHosts)
+	}
 	switch o.Backend {
 	case BackendNft, BackendIptablesNft, BackendIptablesLegacy, BackendMixed:
 	default:
@@ -88,6 +91,13 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	if err := CheckPrereqs(); err != nil {
 		return nil, err
+	}
+	rootfs := ""
+	if o.Systemd > 0 {
+		var err error
+		if rootfs, err = EnsureSystemdRootfs(ctx, o.Log); err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
 	}
 	if o.InitExe == "" {
 		exe, err := os.Executable()
@@ -118,7 +128,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		ID: id, Dir: dir, Bridge: bridgeName(id),
 		SSHConfig: filepath.Join(dir, "ssh_config"), KnownHosts: filepath.Join(dir, "known_hosts"),
 		Key: filepath.Join(dir, "id_ed25519"), Inventory: filepath.Join(dir, "inventory.yaml"),
-		SwitchNetns: switchNetns(id), InitExe: initExe,
+		SwitchNetns: switchNetns(id), InitExe: initExe, Rootfs: rootfs,
 	}
 	labPub, err := writeKey(l.Key, newEd25519(), "lifeline-lab-"+id)
 	if err != nil {
@@ -140,14 +150,18 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	l.Subnet4, l.BackSubnet4 = front.String(), back.String()
 	l.Subnet6, l.BackSubnet6 = prefix6+":1::/64", prefix6+":2::/64"
 	l.planHosts(o, front, back, prefix6)
-	logf("lab %s: bridge %s %s, starting %d hosts", id, l.Bridge, l.Subnet4, o.Hosts)
+	logf("lab %s: bridge %s %s, starting %d hosts", id, l.Bridge, l.Subnet4, len(l.Hosts))
 
 	keys := make([]hostKeys, len(l.Hosts))
 	var g errgroup.Group
 	g.SetLimit(16)
 	for i, h := range l.Hosts {
 		g.Go(func() error {
-			k, err := prepareHostDir(h, labPub)
+			prepare := prepareHostDir
+			if h.Init == InitSystemd {
+				prepare = prepareSystemdHost
+			}
+			k, err := prepare(h, labPub)
 			if err != nil {
 				return fmt.Errorf("prepare lab host %s: %w", h.Name, err)
 			}
@@ -159,6 +173,15 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
 	for _, h := range l.Hosts {
+		if h.Init == InitSystemd {
+			g.Go(func() error {
+				if err := l.systemdNetns(ctx, h); err != nil {
+					return err
+				}
+				return l.bootSystemd(ctx, h)
+			})
+			continue
+		}
 		g.Go(func() error {
 			pid, err := startInit(l.InitExe, h)
 			if err != nil {
@@ -184,14 +207,18 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := l.writeClientFiles(km); err != nil {
 		return nil, fmt.Errorf("lab up: write client files: %w", err)
 	}
-	logf("lab %s: %d inits started in %v, waiting for sshd", id, o.Hosts, time.Since(start).Round(time.Millisecond))
+	logf("lab %s: %d inits started in %v, waiting for sshd", id, len(l.Hosts), time.Since(start).Round(time.Millisecond))
 	for _, h := range l.Hosts {
+		if h.Init == InitSystemd {
+			g.Go(func() error { return l.waitSystemdSSHD(ctx, h) })
+			continue
+		}
 		g.Go(func() error { return l.waitListening(ctx, h) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
-	logf("lab %s: %d hosts up in %v", id, o.Hosts, time.Since(start).Round(time.Millisecond))
+	logf("lab %s: %d hosts up in %v", id, len(l.Hosts), time.Since(start).Round(time.Millisecond))
 	ok = true
 	return l, nil
 }
@@ -226,6 +253,16 @@ func (l *Lab) planHosts(o Options, front, back netip.Prefix, prefix6 string) {
 			h.Address6 = fmt.Sprintf("%s:1::%x", prefix6, i+1)
 		}
 		l.Hosts = append(l.Hosts, h)
+	}
+	for j := 1; j <= o.Systemd; j++ {
+		i := o.Hosts + j
+		name := fmt.Sprintf("s%02d", j)
+		l.Hosts = append(l.Hosts, &Host{
+			Name: name, Netns: nsPrefix(l.ID) + name, Backend: BackendNft, User: "root", Port: 22,
+			Init: InitSystemd, Dir: filepath.Join(l.Dir, "hosts", name),
+			Address:  netip.AddrFrom4([4]byte{f4[0], f4[1], f4[2], byte(i + 1)}).String(),
+			Address6: fmt.Sprintf("%s:1::%x", prefix6, i+1),
+		})
 	}
 }
 
@@ -417,6 +454,13 @@ func teardown(ctx context.Context, id, dir string, files bool) error {
 			if isLabInit(h.InitPID, h.Dir) {
 				_ = syscall.Kill(h.InitPID, syscall.SIGKILL)
 				recorded = append(recorded, h.InitPID)
+			}
+			if h.Init == InitSystemd {
+				// the container's PID 1 dies with its netns below
+				if isLabInit(h.NspawnPID, h.Dir) {
+					_ = syscall.Kill(h.NspawnPID, syscall.SIGKILL)
+					recorded = append(recorded, h.NspawnPID)
+				}
 			}
 		}
 	}

@@ -30,6 +30,7 @@ type Options struct {
 	Hosts   int
 	Backend string
 	InitExe string
+	Systemd int // systemd hosts s01..: build or reuse the cached root first (EnsureSystemdRootfs)
 }
 
 // MaybeRunInit runs the lab init and never returns when this process was
@@ -65,9 +66,26 @@ func Start(t testing.TB, o Options) *lab.Lab {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	if o.Systemd > 0 {
+		if err := lab.CheckSystemdPrereqs(); err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+		// The first run on a machine builds the root (minutes); Up below
+		// then finds it cached.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		start := time.Now()
+		_, err := lab.EnsureSystemdRootfs(ctx, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Logf("labtest: built the systemd hosts' root in %v", d.Round(time.Second))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second+time.Duration(o.Systemd)*30*time.Second)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Dir: dir, Hosts: o.Hosts, Backend: o.Backend, InitExe: o.InitExe})
+	l, err := lab.Up(ctx, lab.Options{Dir: dir, Hosts: o.Hosts, Backend: o.Backend, InitExe: o.InitExe, Systemd: o.Systemd})
 	if err != nil {
 		t.Fatalf("labtest: %v", err)
 	}
