@@ -18,6 +18,28 @@
 // sudo. The firewall backend of a host is chosen through its own
 // /etc/alternatives: nft, iptables-nft or iptables-legacy.
 //
+// # Systemd hosts
+//
+// [Options.Systemd] adds hosts s01.. whose PID 1 is systemd, for the code
+// paths that only run under systemd (the helper's transient revert timer).
+// Each is a systemd-nspawn container (--boot, --register=no, --keep-unit)
+// joined to its own lab netns, booted from a Debian 12 root that
+// [EnsureSystemdRootfs] builds once per machine with mmdebstrap (or
+// debootstrap) into a cache folder ($LIFELINE_LAB_ROOTFS_CACHE, default
+// /var/cache/lifeline-lab/bookworm-systemd/KEY, KEY a hash of the package
+// list and a version). The container's root is an overlay whose lower layer
+// is that cache (never written) and whose upper layer is
+// DIR/hosts/NAME/root: the host's keys, sshd_config, hostname, machine-id,
+// lab key and persisted /etc/nftables.conf (loaded by nftables.service at
+// boot). The overlay is mounted in a private mount namespace that
+// systemd-nspawn runs in, so it vanishes with the container. The host's
+// addresses are set in its netns before the first boot and outlive reboots.
+// Backend nft, user root, label init: systemd in the inventory.
+// [Lab.Exec] enters all of the container's namespaces, StopSSHD and
+// StartSSHD use systemctl, Crash kills the container's PID 1, Boot starts
+// the container again on the same overlay, and [Lab.Reboot] runs
+// `systemctl reboot` and boots it again (nspawn does not restart it).
+//
 // # Network
 //
 // The lab ID is the first 6 hex digits of sha256(absolute DIR). The lab

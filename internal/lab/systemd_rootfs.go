@@ -40,7 +40,7 @@ const (
 // rootfsPackages are installed on top of debootstrap's minbase variant.
 var rootfsPackages = []string{
 	"systemd", "systemd-sysv", "dbus", "openssh-server", "nftables", "iptables",
-	"iproute2", "sudo", "procps", "util-linux", "python3-minimal",
+	"iproute2", "sudo", "procps", "util-linux", "python3", // the e2e tests read tx records with python3's json
 }
 
 // systemdPrereqHint is what to install for systemd hosts.
@@ -130,6 +130,15 @@ func EnsureSystemdRootfs(ctx context.Context, log io.Writer) (string, error) {
 	}
 	if log != nil {
 		fmt.Fprintf(log, "lab: systemd root built in %v\n", time.Since(start).Round(time.Second))
+	}
+	// Roots of older keys are dead weight (about 250 MB each). A lab still
+	// running on one (its key changed under it) must be brought up again.
+	if old, err := filepath.Glob(filepath.Join(cache, "[0-9a-f]*")); err == nil {
+		for _, o := range old {
+			if o != final && len(filepath.Base(o)) == len(rootfsKey()) {
+				_ = os.RemoveAll(o)
+			}
+		}
 	}
 	return final, nil
 }
