@@ -13,7 +13,7 @@
 #   BENCH_SIZES           host counts (default "1 10 50 100")
 #   BENCH_BACKEND         iptables-legacy (default) or iptables-nft
 #   BENCH_FORKS           cap on parallelism; both tools use min(N, cap) (default 30)
-#   BENCH_WARM            extra lifeline runs with the helper already on the hosts (default 1)
+#   BENCH_WARM            extra lifeline runs with the helper already on the hosts (default 2)
 #   BENCH_ANSIBLE_WINDOW  Ansible's long rollback window in seconds (default 120)
 #   BENCH_SHORT_WINDOW    the short window run once more (default 30; 0 skips it)
 #   LIFELINE              the lifeline binary (default bin/lifeline)
@@ -32,7 +32,7 @@ LL=${LIFELINE:-$ROOT/bin/lifeline}
 SIZES=${BENCH_SIZES:-1 10 50 100}
 BACKEND=${BENCH_BACKEND:-iptables-legacy}
 FORK_CAP=${BENCH_FORKS:-30}
-WARM=${BENCH_WARM:-1}
+WARM=${BENCH_WARM:-2}
 LONG_WINDOW=${BENCH_ANSIBLE_WINDOW:-120}
 SHORT_WINDOW=${BENCH_SHORT_WINDOW:-30}
 RULESET=$ROOT/testdata/rulesets/good.v4
@@ -97,6 +97,17 @@ timeout 30 ip netns exec "$REFNS" "$SAVE" -t filter | normalize >"$WORK/good.nor
 ip netns del "$REFNS"
 
 now() { date +%s%N; }
+# cpu_ticks prints "busy total" jiffies of the whole machine; busy_pct turns
+# two of them into the share of all cores that was busy in between (other
+# processes on the machine count too: that is the point, it shows
+# saturation).
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+busy_pct() {
+	local b0 t0 b1 t1
+	read -r b0 t0 <<<"$1"
+	read -r b1 t1 <<<"$2"
+	awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * b / t; else print "n/a" }'
+}
 secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'; }
 perhost() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.1f", a / n }'; }
@@ -160,20 +171,22 @@ write_ansible_inventory() {
 	echo "$inv"
 }
 
-# run_lifeline TAG FORKS: one timed apply; prints "wall_ns exit_code".
+# run_lifeline TAG FORKS: one timed apply; prints "wall_ns exit_code cpu_busy".
 run_lifeline() {
-	local tag=$1 forks=$2 out=$OUT/lifeline-$1.json t0 t1 rc=0
+	local tag=$1 forks=$2 out=$OUT/lifeline-$1.json t0 t1 c0 rc=0
+	c0=$(cpu_ticks)
 	t0=$(now)
 	timeout 900 "$LL" -i "$LAB_DIR/inventory.yaml" apply all "$RULESET" --forks "$forks" --json \
 		>"$out" 2>"$OUT/lifeline-$tag.err" || rc=$?
 	t1=$(now)
-	echo "$((t1 - t0)) $rc"
+	echo "$((t1 - t0)) $rc $(busy_pct "$c0" "$(cpu_ticks)")"
 }
 
-# run_ansible TAG FORKS WINDOW: one timed playbook run; prints "wall_ns exit_code".
+# run_ansible TAG FORKS WINDOW: one timed playbook run; prints "wall_ns exit_code cpu_busy".
 run_ansible() {
-	local tag=$1 forks=$2 window=$3 inv=$OUT/hosts.ini t0 t1 rc=0
+	local tag=$1 forks=$2 window=$3 inv=$OUT/hosts.ini t0 t1 c0 rc=0
 	mkdir -p "$WORK/ansible-$tag/cp" "$WORK/ansible-$tag/tmp"
+	c0=$(cpu_ticks)
 	t0=$(now)
 	ANSIBLE_STDOUT_CALLBACK=json \
 		ANSIBLE_HOST_KEY_CHECKING=True \
@@ -187,7 +200,7 @@ run_ansible() {
 		-e "ruleset=$RULESET" -e "window=$window" \
 		>"$OUT/ansible-$tag.json" 2>"$OUT/ansible-$tag.err" || rc=$?
 	t1=$(now)
-	echo "$((t1 - t0)) $rc"
+	echo "$((t1 - t0)) $rc $(busy_pct "$c0" "$(cpu_ticks)")"
 }
 
 # ansible_summary TAG: "ok failed rolled_back unreachable" for the apply task.
@@ -233,7 +246,7 @@ for n in $SIZES; do
 	# 1. lifeline, cold (the helper is uploaded once per host), then warm.
 	log "N=$n: lifeline apply (forks $forks)"
 	c0=$(accepted)
-	read -r ll_ns ll_rc < <(run_lifeline cold "$forks")
+	read -r ll_ns ll_rc ll_cpu < <(run_lifeline cold "$forks")
 	ll_conns=$(($(accepted) - c0))
 	read -r ll_good ll_base ll_other < <(classify lifeline-cold)
 	ll_json=$OUT/lifeline-cold.json
@@ -248,13 +261,13 @@ for n in $SIZES; do
 		log "lifeline printed no JSON: $(head -c 600 "$OUT/lifeline-cold.err")"
 	fi
 	ll_false=$((n - ll_confirmed))
-	warm_best=""
+	warm_best="" warm_cpu="-"
 	for w in $(seq 1 "$WARM"); do
 		reset_hosts
-		read -r w_ns w_rc < <(run_lifeline "warm$w" "$forks")
+		read -r w_ns w_rc w_cpu < <(run_lifeline "warm$w" "$forks")
 		read -r w_good w_base w_other < <(classify "lifeline-warm$w")
 		[[ $w_good == "$n" && $w_rc == 0 ]] || log "N=$n: warm run $w: rc=$w_rc good=$w_good reverted=$w_base other=$w_other"
-		if [[ -z $warm_best || $w_ns -lt $warm_best ]]; then warm_best=$w_ns; fi
+		if [[ -z $warm_best || $w_ns -lt $warm_best ]]; then warm_best=$w_ns warm_cpu=$w_cpu; fi
 	done
 	if [[ -z $LL1 ]]; then LL1=$ll_ns LL1W=$warm_best; fi
 
@@ -262,17 +275,17 @@ for n in $SIZES; do
 	reset_hosts
 	log "N=$n: ansible-playbook (forks $forks, window ${LONG_WINDOW}s)"
 	c0=$(accepted)
-	read -r an_ns an_rc < <(run_ansible long "$forks" "$LONG_WINDOW")
+	read -r an_ns an_rc an_cpu < <(run_ansible long "$forks" "$LONG_WINDOW")
 	an_conns=$(($(accepted) - c0))
 	read -r an_good an_base an_other < <(classify ansible-long)
 	read -r an_ok an_failed an_rb an_unr < <(ansible_summary long)
 
 	# ... and once more with the short window, to count its false rollbacks.
-	sh_ns=0 sh_good="-" sh_base="-" sh_other="-" sh_rb="-" sh_failed="-"
+	sh_ns=0 sh_cpu="-" sh_good="-" sh_base="-" sh_other="-" sh_rb="-" sh_failed="-"
 	if [[ $SHORT_WINDOW != 0 ]]; then
 		reset_hosts
 		log "N=$n: ansible-playbook (forks $forks, window ${SHORT_WINDOW}s)"
-		read -r sh_ns sh_rc < <(run_ansible short "$forks" "$SHORT_WINDOW")
+		read -r sh_ns sh_rc sh_cpu < <(run_ansible short "$forks" "$SHORT_WINDOW")
 		read -r sh_good sh_base sh_other < <(classify ansible-short)
 		read -r sh_ok sh_failed sh_rb sh_unr < <(ansible_summary short)
 	fi
@@ -285,7 +298,7 @@ for n in $SIZES; do
 		"$(perhost "$ll_conns" "$n")" "$(perhost "$an_conns" "$n")" \
 		"$(perhost "$ll_rt" "$n")" "$(perhost "$ll_up" "$n")")
 	ROWS+=("$row")
-	DETAILS+=("- N=$n: load average before the runs ${load0}, after $(cut -d' ' -f1-3 /proc/loadavg); lab up ${labup}s; forks $forks; lifeline rc=$ll_rc outcomes [$ll_outcomes], live: good=$ll_good reverted=$ll_base other=$ll_other, self-reported ssh connections/host $(perhost "$ll_selfconn" "$n"); ansible (${LONG_WINDOW}s) rc=$an_rc ok=$an_ok failed=$an_failed rolled_back=$an_rb unreachable=$an_unr, live: good=$an_good reverted=$an_base other=$an_other; ansible (${SHORT_WINDOW}s) live: good=$sh_good reverted=$sh_base other=$sh_other, failed=$sh_failed rolled_back=$sh_rb")
+	DETAILS+=("- N=$n: load average before the runs ${load0}, after $(cut -d' ' -f1-3 /proc/loadavg); lab up ${labup}s; forks $forks; machine CPU busy: lifeline cold $ll_cpu, warm $warm_cpu, ansible $an_cpu, ansible ${SHORT_WINDOW}s $sh_cpu; lifeline rc=$ll_rc outcomes [$ll_outcomes], live: good=$ll_good reverted=$ll_base other=$ll_other, self-reported ssh connections/host $(perhost "$ll_selfconn" "$n"); ansible (${LONG_WINDOW}s) rc=$an_rc ok=$an_ok failed=$an_failed rolled_back=$an_rb unreachable=$an_unr, live: good=$an_good reverted=$an_base other=$an_other; ansible (${SHORT_WINDOW}s) live: good=$sh_good reverted=$sh_base other=$sh_other, failed=$sh_failed rolled_back=$sh_rb")
 	log "N=$n: ${row}"
 	mkdir -p "$RAW/n$n"
 	cp "$OUT"/*.json "$OUT"/*.err "$OUT"/*.ini "$RAW/n$n/" 2>/dev/null || true
