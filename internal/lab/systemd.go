@@ -125,7 +125,14 @@ func startSystemd(rootfs string, h *Host) (int, error) {
 	defer logf.Close()
 	merged := filepath.Join(h.Dir, rootMerge)
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", rootfs, filepath.Join(h.Dir, rootUpper), filepath.Join(h.Dir, rootWork))
+	// nspawn --keep-unit runs the container in nspawn's own cgroup: give
+	// each host its own, or every container's systemd shares one "payload"
+	// cgroup and stopping ssh.service in one kills sshd in the others.
 	script := `set -e
+for h in ` + strings.Join(cgroupHierarchies(), " ") + `; do
+  mkdir -p "$h/` + cgroupParent + `/$3"
+  echo $$ > "$h/` + cgroupParent + `/$3/cgroup.procs"
+done
 mount -t overlay overlay -o "$1" "$2"
 exec systemd-nspawn --quiet --boot --register=no --keep-unit --console=read-only \
   --capability=CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN \
@@ -147,6 +154,70 @@ exec systemd-nspawn --quiet --boot --register=no --keep-unit --console=read-only
 	}
 	go func() { _ = cmd.Wait() }() // reap it when it exits (crash, reboot, down) while we live
 	return cmd.Process.Pid, nil
+}
+
+// cgroupParent is the folder, in each cgroup hierarchy nspawn uses, that
+// holds one cgroup per systemd host (named after its netns).
+const cgroupParent = "lifeline-lab"
+
+// cgroupHierarchies are the cgroup mounts systemd-nspawn places a container
+// in: the unified hierarchy, plus name=systemd on a hybrid (v1) machine.
+func cgroupHierarchies() []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{"/sys/fs/cgroup"} // unified only
+	}
+	var out []string
+	for _, h := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"} {
+		if _, err := os.Stat(filepath.Join(h, "cgroup.procs")); err == nil {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// removeCgroups removes the (empty, once the container died) cgroup trees
+// of the systemd hosts whose netns names match the glob, deepest first.
+func removeCgroups(netnsGlob string) error {
+	var errs []error
+	for _, h := range cgroupHierarchies() {
+		roots, _ := filepath.Glob(filepath.Join(h, cgroupParent, netnsGlob))
+		for _, root := range roots {
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dirs[i], err))
+				}
+			}
+		}
+		_ = os.Remove(filepath.Join(h, cgroupParent)) // only when no other lab uses it
+	}
+	return errors.Join(errs...)
+}
+
+// nspawnPropagate is where systemd-nspawn keeps a folder per machine name;
+// it cannot remove it itself when /run is not a tmpfs.
+const nspawnPropagate = "/run/systemd/nspawn/propagate"
+
+// removeNspawnState removes what systemd-nspawn left of the lab's machines
+// (named after their netns, ll<ID>-sNN).
+func removeNspawnState(id string) error {
+	left, err := filepath.Glob(filepath.Join(nspawnPropagate, nsPrefix(id)+"*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range left {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // containerInit returns the root-namespace pid of the PID 1 that lives in
@@ -248,8 +319,14 @@ func (l *Lab) crashSystemd(ctx context.Context, h *Host) error {
 		_ = pollUntil(ctx, 5*time.Second, func() bool { return !pidRunning(npid) }, "")
 		_ = syscall.Kill(npid, syscall.SIGKILL)
 	}
-	return pollUntil(ctx, 10*time.Second, func() bool { return !pidRunning(ipid) && !pidRunning(npid) },
-		fmt.Sprintf("crash systemd host %s", h.Name))
+	if err := pollUntil(ctx, 10*time.Second, func() bool { return !pidRunning(ipid) && !pidRunning(npid) },
+		fmt.Sprintf("crash systemd host %s", h.Name)); err != nil {
+		return err
+	}
+	if err := errors.Join(os.RemoveAll(filepath.Join(nspawnPropagate, h.Netns)), removeCgroups(h.Netns)); err != nil {
+		return fmt.Errorf("crash systemd host %s: %w", h.Name, err)
+	}
+	return nil
 }
 
 // Reboot reboots a host and returns once sshd answers again. A systemd host

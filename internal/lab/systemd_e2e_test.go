@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 // and boot (a reboot keeps the overlay: same host keys), and that Down
 // leaves no systemd-nspawn behind.
 func TestSystemdHostLifecycle(t *testing.T) {
-	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: lab.BackendNft, Systemd: 1})
+	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: lab.BackendNft, Systemd: 2})
 	s := l.Host("s01")
 	if s == nil || s.Init != lab.InitSystemd || s.NspawnPID == 0 {
 		t.Fatalf("no systemd host s01 in %+v", l.Hosts)
@@ -30,9 +31,14 @@ func TestSystemdHostLifecycle(t *testing.T) {
 	if got := strings.TrimSpace(labtest.SSH(t, l, "h01", "cat /proc/1/comm")); got == "systemd" {
 		t.Errorf("h01 runs systemd: the lab host kinds are mixed up")
 	}
-	out, err := l.Exec(ctx, "s01", "systemctl", "is-system-running", "--wait")
-	if state := strings.TrimSpace(string(out)); state != "running" && state != "degraded" {
-		t.Errorf("systemctl is-system-running: %q, %v", state, err)
+	// Two containers sharing one cgroup tree failed units at random
+	// ("Failed to attach to cgroup"): each must boot clean.
+	for _, name := range []string{"s01", "s02"} {
+		out, err := l.Exec(ctx, name, "systemctl", "is-system-running", "--wait")
+		if state := strings.TrimSpace(string(out)); state != "running" {
+			failed, _ := l.Exec(ctx, name, "systemctl", "--failed", "--no-legend")
+			t.Errorf("%s: systemctl is-system-running: %q, %v; failed units:\n%s", name, state, err, failed)
+		}
 	}
 	if out, err := l.Exec(ctx, "s01", "nft", "list", "ruleset"); err != nil || !strings.Contains(string(out), "tcp dport 22 accept") {
 		t.Errorf("s01 did not load its persisted baseline at boot: %q, %v", out, err)
@@ -48,6 +54,8 @@ func TestSystemdHostLifecycle(t *testing.T) {
 	if _, err := labtest.TrySSH(l, "s01", "true"); err == nil {
 		t.Error("ssh s01 works with sshd stopped")
 	}
+	// Stopping ssh.service in s01 does not touch s02's sshd.
+	labtest.SSH(t, l, "s02", "true")
 	if err := l.StartSSHD(ctx, "s01"); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +96,15 @@ func TestSystemdHostLifecycle(t *testing.T) {
 	}
 	if left := leftovers(t, l.ID, []int{l.Host("s01").InitPID}); len(left) > 0 {
 		t.Errorf("down left behind: %v", left)
+	}
+	for _, pattern := range []string{
+		"/run/systemd/nspawn/propagate/ll" + l.ID + "-*",
+		"/sys/fs/cgroup/*/lifeline-lab/ll" + l.ID + "-*",
+		"/sys/fs/cgroup/lifeline-lab/ll" + l.ID + "-*",
+	} {
+		if left, _ := filepath.Glob(pattern); len(left) > 0 {
+			t.Errorf("down left behind: %v", left)
+		}
 	}
 }
 

@@ -510,6 +510,9 @@ func teardown(ctx context.Context, id, dir string, files bool) error {
 			}
 		}
 	}
+	if err := errors.Join(removeNspawnState(id), removeCgroups(nsPrefix(id)+"*")); err != nil {
+		errs = append(errs, err)
+	}
 	if files {
 		for _, f := range []string{"hosts", "lab.json", "ssh_config", "known_hosts", "inventory.yaml", "id_ed25519", "id_ed25519.pub"} {
 			if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
