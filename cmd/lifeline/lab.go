@@ -27,7 +27,12 @@ as the sudo user ops; with 3 hosts or more the last one is reachable only
 through h01 (ProxyJump). The lab writes an inventory, ssh_config, known_hosts
 and key into its folder, and never touches this machine's firewall.
 
-Needs root and: apt-get install openssh-server iptables nftables iproute2 sudo`,
+--systemd N adds hosts s01.. whose PID 1 is systemd: systemd-nspawn
+containers of a Debian 12 root that the first use builds once per machine
+(a few minutes; cached in /var/cache/lifeline-lab, or $LIFELINE_LAB_ROOTFS_CACHE).
+
+Needs root and: apt-get install openssh-server iptables nftables iproute2 sudo
+(for --systemd also: systemd-container mmdebstrap)`,
 	}
 	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g))
 	return cmd
@@ -59,7 +64,7 @@ func newLabUpCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.dir, "dir", "lab", "lab folder: inventory, ssh_config, known_hosts, key and host state")
 	f.IntVar(&o.hosts, "hosts", 3, fmt.Sprintf("number of hosts (1..%d)", lab.MaxHosts))
 	f.StringVar(&o.backend, "backend", lab.BackendMixed, "firewall backend of the hosts: nft, iptables-nft, iptables-legacy or mixed (cycles the three)")
-	f.IntVar(&o.systemd, "systemd", 0, "also start N hosts s01.. that boot systemd as PID 1 (systemd-nspawn, nft); the first use builds a cached Debian root (a few minutes, needs debootstrap and systemd-container)")
+	f.IntVar(&o.systemd, "systemd", 0, "also start N hosts s01.. that boot systemd as PID 1 (systemd-nspawn, nft); the first use builds a cached Debian root (a few minutes, needs systemd-container and mmdebstrap or debootstrap)")
 	return cmd
 }
 
@@ -78,6 +83,12 @@ func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 	var log io.Writer
 	if g.verbose {
 		log = g.stderr
+	}
+	if o.systemd > 0 && !g.verbose {
+		// the first use builds the root for minutes: say so
+		if _, err := lab.EnsureSystemdRootfs(cmd.Context(), g.stderr); err != nil {
+			return err
+		}
 	}
 	l, err := lab.Up(cmd.Context(), lab.Options{Dir: o.dir, Hosts: o.hosts, Backend: o.backend, Systemd: o.systemd, Log: log})
 	if errors.Is(err, lab.ErrPrereq) {
