@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,6 +89,38 @@ var _ Firewall = (*hostFirewall)(nil)
 
 type hostFirewall struct {
 	opts FirewallOptions
+
+	// reads caches the output of read-only tool runs (saves, nft list,
+	// ip link show, --version) for readTTL: one begin reads the same tables
+	// for detect, build, snapshot and the foreign-chain merge, and every
+	// process spawned costs tens of milliseconds on a busy host. Any other
+	// run (a load, a trial load) may change what they read and empties it.
+	mu    sync.Mutex
+	reads map[string]cachedRead
+}
+
+type cachedRead struct {
+	out string
+	at  time.Time
+}
+
+// readTTL bounds how old a cached read may be; the host lock keeps other
+// lifeline helpers out meanwhile.
+const readTTL = 2 * time.Second
+
+// readOnly reports whether a tool run only reads state.
+func readOnly(name string, args []string) bool {
+	switch {
+	case strings.HasSuffix(name, "-save"):
+		return true
+	case len(args) == 1 && args[0] == "--version":
+		return true
+	case name == "nft" && len(args) > 0 && args[0] == "list":
+		return true
+	case name == "ip" && len(args) == 3 && args[0] == "-o" && args[1] == "link" && args[2] == "show":
+		return true
+	}
+	return false
 }
 
 func localExec(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, []byte, error) {
@@ -120,11 +153,35 @@ func (f *hostFirewall) has(name string) bool {
 }
 
 func (f *hostFirewall) run(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
+	key := ""
+	if len(stdin) == 0 && readOnly(name, args) {
+		key = name + "\x00" + strings.Join(args, "\x00")
+		f.mu.Lock()
+		c, ok := f.reads[key]
+		f.mu.Unlock()
+		if ok && time.Since(c.at) < readTTL {
+			return c.out, nil
+		}
+	} else if name != "unshare" || len(args) == 0 || args[0] != "--net" {
+		// a trial load in a private netns changes nothing live: keep the cache
+		f.mu.Lock()
+		f.reads = nil
+		f.mu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
+	at := time.Now()
 	out, _, err := f.opts.Exec(ctx, stdin, f.tool(name), args...)
 	if err != nil {
 		return string(out), fmt.Errorf("run %s: %w", name, err)
+	}
+	if key != "" {
+		f.mu.Lock()
+		if f.reads == nil {
+			f.reads = map[string]cachedRead{}
+		}
+		f.reads[key] = cachedRead{out: string(out), at: at}
+		f.mu.Unlock()
 	}
 	return string(out), nil
 }
@@ -423,11 +480,14 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 		return "", err
 	}
 	var s strings.Builder
-	s.WriteString("for i in")
-	for _, i := range ifaces {
-		s.WriteString(" " + shQuote(i))
+	if len(ifaces) > 0 {
+		// one ip process for all links; -force goes on past a name it refuses
+		s.WriteString(shQuote(f.tool("ip")) + " -force -batch - >/dev/null 2>&1 <<'LIFELINE_LINKS'\n")
+		for _, i := range ifaces {
+			s.WriteString("link add name " + i + " type dummy\n")
+		}
+		s.WriteString("LIFELINE_LINKS\n")
 	}
-	s.WriteString("; do " + shQuote(f.tool("ip")) + " link add name \"$i\" type dummy >/dev/null 2>&1; done; ")
 	s.WriteString(shJoin(loadCmd) + " || exit $?")
 	if len(listCmd) > 0 {
 		s.WriteString("; exec " + shJoin(listCmd))
