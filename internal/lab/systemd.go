@@ -126,8 +126,9 @@ func startSystemd(rootfs string, h *Host) (int, error) {
 	merged := filepath.Join(h.Dir, rootMerge)
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", rootfs, filepath.Join(h.Dir, rootUpper), filepath.Join(h.Dir, rootWork))
 	// nspawn --keep-unit runs the container in nspawn's own cgroup: give
-	// each host its own, or every container's systemd shares one "payload"
-	// cgroup and stopping ssh.service in one kills sshd in the others.
+	// each host its own, or (started from the root cgroup) every
+	// container's systemd shares one "payload" tree, removes the others'
+	// unit cgroups, and units fail at boot ("Failed to attach to cgroup").
 	script := `set -e
 for h in ` + strings.Join(cgroupHierarchies(), " ") + `; do
   mkdir -p "$h/` + cgroupParent + `/$3"
@@ -144,7 +145,6 @@ exec systemd-nspawn --quiet --boot --register=no --keep-unit --console=read-only
 		hostDirEnv + "=" + h.Dir, // marks the process as this host's (teardown)
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"LANG=C.UTF-8",
-		"SYSTEMD_NSPAWN_TMPFS_TMP=1",
 	}
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
