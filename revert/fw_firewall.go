@@ -53,6 +53,9 @@ type FirewallOptions struct {
 	Exec FirewallExec
 	// LookPath finds a tool; nil is exec.LookPath.
 	LookPath func(string) (string, error)
+	// NetNS is the network namespace (a path like /run/netns/NAME) that the
+	// netlink reads go to; "" is the helper's own. Tests set it with Exec.
+	NetNS string
 	// Tools overrides a tool's path by name ("nft", "iptables-nft-save", ...).
 	Tools map[string]string
 	// Root prefixes the paths Persist writes ("" is "/").
@@ -353,52 +356,22 @@ var xtablesNames = map[string]bool{"filter": true, "nat": true, "mangle": true, 
 // snapshot and replace) and the others (iptables-nft's and foreign ones,
 // never touched by nft).
 func (f *hostFirewall) nftTables(ctx context.Context) (native, other []nftTableID, err error) {
-	out, err := f.run(ctx, nil, "nft", "list", "tables")
+	all, chains, err := f.nftInventory()
 	if err != nil {
-		return nil, nil, fmt.Errorf("list nft tables: %w", err)
-	}
-	var all []nftTableID
-	for _, l := range strings.Split(out, "\n") {
-		fs := strings.Fields(l)
-		if len(fs) == 3 && fs[0] == "table" {
-			all = append(all, nftTableID{fs[1], fs[2]})
-		}
-	}
-	if len(all) == 0 {
-		return nil, nil, nil
-	}
-	chainsOut, err := f.run(ctx, nil, "nft", "list", "chains")
-	if err != nil {
-		return nil, nil, fmt.Errorf("list nft chains: %w", err)
-	}
-	type info struct{ xt, foreign bool }
-	infos := map[nftTableID]*info{}
-	for _, blk := range splitNftTables(chainsOut) {
-		in := &info{xt: xtablesNames[blk.id.name] && (blk.id.family == "ip" || blk.id.family == "ip6")}
-		_, chains := nftScan(blk.text)
-		for _, c := range chains {
-			if c.chain != strings.ToUpper(c.hook) {
-				in.xt = false
-			}
-		}
-		toks := nftTokens(blk.text)
-		for i := 0; i+1 < len(toks); i++ {
-			if toks[i].s == "chain" && f.isForeign(toks[i+1].s) {
-				in.foreign = true
-			}
-		}
-		infos[blk.id] = in
+		return nil, nil, err
 	}
 	for _, t := range all {
-		in := infos[t]
-		xt := xtablesNames[t.name] && (t.family == "ip" || t.family == "ip6")
-		if in != nil {
-			xt = in.xt
-		}
+		xt := xtablesManaged(t, chains)
 		if t.family == "arp" || t.family == "bridge" && (t.name == "filter" || t.name == "nat" || t.name == "broute") {
 			xt = true // arptables-nft / ebtables-nft
 		}
-		if xt || f.isForeign(t.name) || (in != nil && in.foreign) {
+		foreign := f.isForeign(t.name)
+		for _, c := range chains {
+			if c.table == t && f.isForeign(c.name) {
+				foreign = true
+			}
+		}
+		if xt || foreign {
 			other = append(other, t)
 		} else {
 			native = append(native, t)

@@ -70,7 +70,7 @@ func nsRun(t *testing.T, ns, stdin string, args ...string) string {
 }
 
 func newTestFirewall(t *testing.T, ns string) Firewall {
-	return NewFirewall(FirewallOptions{Exec: nsExec(ns), Log: t.Logf, Timeout: 20 * time.Second})
+	return NewFirewall(FirewallOptions{Exec: nsExec(ns), NetNS: "/run/netns/" + ns, Log: t.Logf, Timeout: 20 * time.Second})
 }
 
 // saveText is a tool's save output without its timestamped comments.
