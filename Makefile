@@ -35,6 +35,7 @@ demo-down:
 
 ## test: vet, gofmt, and every test (unit + end-to-end lab tests, as root)
 test: deps build vet
+	bin/lifeline lab rootfs
 	$(GO) test -race -count=1 -timeout 14m ./...
 
 test-short: build

@@ -34,7 +34,7 @@ containers of a Debian 12 root that the first use builds once per machine
 Needs root and: apt-get install openssh-server iptables nftables iproute2 sudo
 (for --systemd also: systemd-container mmdebstrap)`,
 	}
-	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g))
+	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g), newLabRootfsCmd(g))
 	return cmd
 }
 
@@ -232,4 +232,25 @@ func answers(b bool) string {
 		return "answers"
 	}
 	return "no answer"
+}
+
+func newLabRootfsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rootfs",
+		Short: "Build (or reuse) the cached Debian root that --systemd hosts boot",
+		Long: `rootfs makes sure the Debian 12 root that systemd lab hosts boot from is in
+the cache ($LIFELINE_LAB_ROOTFS_CACHE, default /var/cache/lifeline-lab), and
+prints its path. The first build takes a few minutes (mmdebstrap, or
+debootstrap); later calls return at once. make test runs it before the
+tests, so that no test spends its time limit on the build.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := lab.EnsureSystemdRootfs(cmd.Context(), g.stderr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, dir)
+			return nil
+		},
+	}
 }

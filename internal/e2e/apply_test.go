@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-iptables/iptables"
+
 	"github.com/lifeline-dev/lifeline/internal/lab"
 	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
 )
@@ -223,18 +225,34 @@ func TestForeignChains(t *testing.T) {
 			continue
 		}
 		t.Run(h.Name, func(t *testing.T) {
-			setup := strings.Join([]string{
-				"iptables -N DOCKER-USER", "iptables -A DOCKER-USER -s 203.0.113.0/24 -j DROP", "iptables -A DOCKER-USER -j RETURN",
-				"iptables -I FORWARD 1 -j DOCKER-USER",
-				"iptables -t nat -N DOCKER", "iptables -t nat -A DOCKER -i docker0 -j RETURN",
-				"iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-				"iptables -t nat -N KUBE-SERVICES", "iptables -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j RETURN",
-				"iptables -t nat -I PREROUTING 1 -j KUBE-SERVICES",
-			}, " && ")
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if out, err := l.Exec(ctx, h.Name, "sh", "-c", setup); err != nil {
-				t.Fatalf("create foreign chains: %v: %s", err, out)
+			// Plant the chains the way Docker and kube-proxy do: through
+			// go-iptables, in the host's own netns and backend.
+			err := l.IPTables(h.Name, false, func(ipt *iptables.IPTables) error {
+				steps := []func() error{
+					func() error { return ipt.NewChain("filter", "DOCKER-USER") },
+					func() error { return ipt.Append("filter", "DOCKER-USER", "-s", "203.0.113.0/24", "-j", "DROP") },
+					func() error { return ipt.Append("filter", "DOCKER-USER", "-j", "RETURN") },
+					func() error { return ipt.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER") },
+					func() error { return ipt.NewChain("nat", "DOCKER") },
+					func() error { return ipt.Append("nat", "DOCKER", "-i", "docker0", "-j", "RETURN") },
+					func() error {
+						return ipt.Append("nat", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER")
+					},
+					func() error { return ipt.NewChain("nat", "KUBE-SERVICES") },
+					func() error {
+						return ipt.Append("nat", "KUBE-SERVICES", "-d", "10.96.0.1/32", "-p", "tcp", "--dport", "443", "-j", "RETURN")
+					},
+					func() error { return ipt.Insert("nat", "PREROUTING", 1, "-j", "KUBE-SERVICES") },
+				}
+				for _, step := range steps {
+					if err := step(); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("create foreign chains: %v", err)
 			}
 			foreign := func() string {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
