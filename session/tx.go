@@ -241,14 +241,14 @@ func (h *hostTx) run(ctx context.Context) {
 	if err != nil {
 		// The apply may have locked our own connection out mid-answer.
 		h.event(PhaseApply, "info", "no answer from apply; checking with a fresh connection")
-		h.lockedOut(pctx, nil, fmt.Errorf("apply: %w", err))
+		h.lockedOut(pctx, nil, fmt.Errorf("locked out: apply: %w", err))
 		return
 	}
 
 	// checks from the workstation, then confirm over a NEW connection.
 	if len(h.s.opts.Checks) > 0 {
 		if err := h.phase(PhaseCheck, func() error { return h.checks(pctx) }); err != nil {
-			h.lockedOut(pctx, p1, err)
+			h.lockedOut(pctx, p1, fmt.Errorf("not confirmed: %w", err))
 			return
 		}
 	}
@@ -273,11 +273,11 @@ func (h *hostTx) run(ctx context.Context) {
 	case err == nil && rep.State == revert.StateConfirmed:
 		h.end(Confirmed, nil, "")
 	case errors.As(err, new(*lockedOutError)):
-		h.lockedOut(pctx, p1, err)
+		h.lockedOut(pctx, p1, fmt.Errorf("locked out: %w", err))
 	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate:
 		h.end(Reverted, err, "the confirmation came after the deadline; raise --confirm-timeout")
 	default:
-		h.lockedOut(pctx, p1, err)
+		h.lockedOut(pctx, p1, fmt.Errorf("not confirmed: %w", err))
 	}
 }
 
@@ -306,8 +306,7 @@ func (e *lockedOutError) Unwrap() error { return e.err }
 // deadline, reconnect, and report what the host did by itself.
 func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 	h.res.Phase = PhaseRevert
-	h.event(PhaseRevert, "info", "LOCKED OUT: "+cause.Error())
-	cause = fmt.Errorf("locked out: %w", cause)
+	h.event(PhaseRevert, "info", strings.ToUpper(cause.Error()[:1])+cause.Error()[1:])
 	h.res.Err, h.res.Error = cause, cause.Error()
 	t0 := h.s.opts.Now()
 	defer func() {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,5 +126,27 @@ func reboot(t *testing.T, l interface {
 	}
 	if err := l.Boot(ctx, host); err != nil {
 		t.Fatalf("boot %s: %v", host, err)
+	}
+}
+
+// TestCheckProbe: a --check probe that fails from the workstation keeps the
+// change from being confirmed even though SSH still works: the host reverts.
+// One that answers lets it confirm.
+func TestCheckProbe(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
+	h := l.Hosts[0]
+	before := liveRuleset(t, l, h.Name)
+	// good.nft opens 8080, but nothing listens there: the probe fails.
+	r, stderr, code := apply(t, l, l.SSHConfig, h.Name, "good.nft", goodTimeout, "--check", "tcp://"+h.Address+":8080")
+	if r.Outcome != "reverted" || code != 1 || !strings.Contains(r.Error, "check tcp://") {
+		t.Fatalf("failing check: outcome %s exit %d: %s\n%s", r.Outcome, code, r.Error, stderr)
+	}
+	if got := liveRuleset(t, l, h.Name); got != before {
+		t.Fatalf("after a failed check the ruleset is not the snapshot:\n%s", got)
+	}
+	// the SSH port answers: the probe passes and the change confirms.
+	r, stderr, code = apply(t, l, l.SSHConfig, h.Name, "good.nft", goodTimeout, "--check", fmt.Sprintf("tcp://%s:%d", h.Address, h.Port))
+	if r.Outcome != "confirmed" || code != 0 {
+		t.Fatalf("passing check: outcome %s exit %d: %s\n%s", r.Outcome, code, r.Error, stderr)
 	}
 }
