@@ -449,17 +449,27 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) boo
 	return verified
 }
 
+// lockTx takes the host lock and loads the transaction under it.
+func (e *engine) lockTx(ctx context.Context, id string) (*hostLock, *txRecord, error) {
+	l, err := e.lock(ctx, e.env.LockWait)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := e.loadTx(id)
+	if err != nil {
+		l.unlock()
+		return nil, nil, err
+	}
+	return l, r, nil
+}
+
 // apply: guard + atomic swap of the staged ruleset.
 func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
-	l, err := e.lock(ctx, e.env.LockWait)
+	l, r, err := e.lockTx(ctx, req.TxID)
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	r, err := e.loadTx(req.TxID)
-	if err != nil {
-		return err
-	}
 	fill(rep, r)
 	if _, err := e.rebootSettle(r); err != nil {
 		return err
@@ -546,15 +556,11 @@ func checkToken(r *txRecord, token string) bool {
 
 // confirm: token, drop the guard, record confirmed, disarm, persist.
 func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
-	l, err := e.lock(ctx, e.env.LockWait)
+	l, r, err := e.lockTx(ctx, req.TxID)
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	r, err := e.loadTx(req.TxID)
-	if err != nil {
-		return err
-	}
 	fill(rep, r)
 	if !checkToken(r, req.Token) {
 		e.logf(r.ID, "warning", "confirm with a wrong token from %s", req.Origin)
@@ -685,15 +691,11 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 
 // abort: restore the snapshot now (workstation-initiated revert).
 func (e *engine) abort(ctx context.Context, req *Request, rep *Report) error {
-	l, err := e.lock(ctx, e.env.LockWait)
+	l, r, err := e.lockTx(ctx, req.TxID)
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	r, err := e.loadTx(req.TxID)
-	if err != nil {
-		return err
-	}
 	if _, err := e.rebootSettle(r); err != nil {
 		return err
 	}

@@ -228,11 +228,11 @@ func v6Config(t *testing.T, l *lab.Lab) string {
 	return p
 }
 
-// streamUntil starts `lifeline apply --json-stream` and returns once an
-// event matching phase/status arrived; the caller owns the process.
-func streamUntil(t *testing.T, cfg, host, ruleset, phase, status string, extra ...string) (*exec.Cmd, *bufio.Scanner) {
+// startStream starts lifeline with args (which ask for --json-stream) and
+// returns the process and a scanner over its stdout; the process is killed
+// at cleanup if still running.
+func startStream(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
-	args := append([]string{"-F", cfg, "apply", "--json-stream", host, filepath.Join(repoRoot, "testdata", "rulesets", ruleset)}, extra...)
 	cmd := exec.Command(lifelineBin, args...)
 	cmd.Env = append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin, "XDG_STATE_HOME="+stateDir(t))
 	cmd.Stderr = os.Stderr
@@ -245,7 +245,16 @@ func streamUntil(t *testing.T, cfg, host, ruleset, phase, status string, extra .
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, 4<<20), 4<<20)
+	return cmd, sc
+}
+
+// streamUntil starts `lifeline apply --json-stream` and returns once an
+// event matching phase/status arrived; the caller owns the process.
+func streamUntil(t *testing.T, cfg, host, ruleset, phase, status string, extra ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	args := append([]string{"-F", cfg, "apply", "--json-stream", host, filepath.Join(repoRoot, "testdata", "rulesets", ruleset)}, extra...)
+	cmd, sc := startStream(t, args...)
 	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
 	defer deadline.Stop()
 	for sc.Scan() {

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,19 +122,7 @@ func TestRolloutBatches(t *testing.T) {
 func TestRolloutInterrupt(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 20, Backend: "nft", InitExe: lifelineBin})
 	inv := rolloutInventory(t, l, map[string]string{"h03": "dropnew.nft"})
-	cmd := exec.Command(lifelineBin, "-i", inv, "apply", "all", "--json-stream", "--forks", "4", "--confirm-timeout", "30s")
-	cmd.Env = append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin, "XDG_STATE_HOME="+stateDir(t))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 4<<20), 4<<20)
+	cmd, sc := startStream(t, "-i", inv, "apply", "all", "--json-stream", "--forks", "4", "--confirm-timeout", "30s")
 	kill := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
 	defer kill.Stop()
 	applied := 0
@@ -164,7 +149,7 @@ func TestRolloutInterrupt(t *testing.T) {
 			doc = ev.applyDoc
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if !interrupted || len(doc.Results) != 20 {
 		t.Fatalf("interrupted=%v results=%d (wait: %v)", interrupted, len(doc.Results), err)
 	}
