@@ -208,24 +208,14 @@ func TestApplyOutcomes(t *testing.T) {
 		{
 			name: "fresh connection refused: the first connection aborts at once",
 			setup: func(h *fakeHost) {
-				h.refuse = func(n int) error {
-					if n == 2 {
-						return fmt.Errorf("dial: %w", remote.ErrTimeout)
-					}
-					return nil
-				}
+				h.refuse = refuseDials(2, 2)
 			},
 			rules: newRules, want: Reverted, live: liveRules, errLike: "locked out",
 		},
 		{
 			name: "locked out completely: the host's own timer reverts, seen after the deadline",
 			setup: func(h *fakeHost) {
-				h.refuse = func(n int) error {
-					if n == 2 {
-						return fmt.Errorf("dial: %w", remote.ErrTimeout)
-					}
-					return nil
-				}
+				h.refuse = refuseDials(2, 2)
 				h.brokeAt = func(dial int, verb string) error {
 					if dial == 1 && verb == revert.VerbAbort {
 						h.fire() // the deadline passes while we are locked out
@@ -239,12 +229,7 @@ func TestApplyOutcomes(t *testing.T) {
 		{
 			name: "never reachable again: unknown, never success",
 			setup: func(h *fakeHost) {
-				h.refuse = func(n int) error {
-					if n >= 2 {
-						return fmt.Errorf("dial: %w", remote.ErrTimeout)
-					}
-					return nil
-				}
+				h.refuse = refuseDials(2, 1<<30)
 				h.brokeAt = func(dial int, verb string) error {
 					if verb == revert.VerbAbort {
 						return errConnDropped
@@ -257,12 +242,7 @@ func TestApplyOutcomes(t *testing.T) {
 		{
 			name: "timer died: needs recovery",
 			setup: func(h *fakeHost) {
-				h.refuse = func(n int) error {
-					if n == 2 {
-						return fmt.Errorf("dial: %w", remote.ErrTimeout)
-					}
-					return nil
-				}
+				h.refuse = refuseDials(2, 2)
 				h.brokeAt = func(dial int, verb string) error {
 					if verb == revert.VerbAbort {
 						for id := range h.armer.armed {
@@ -413,6 +393,17 @@ func TestRolloutStopsAfterFailedBatch(t *testing.T) {
 	var fe *FleetError
 	if err := Err(res); !errors.As(err, &fe) || len(fe.Hosts) != 4 {
 		t.Errorf("Err: %v", err)
+	}
+}
+
+// refuseDials makes dials number from..to (1-based) time out, like a host
+// whose firewall drops new connections.
+func refuseDials(from, to int) func(int) error {
+	return func(n int) error {
+		if n >= from && n <= to {
+			return fmt.Errorf("dial: %w", remote.ErrTimeout)
+		}
+		return nil
 	}
 }
 
