@@ -1,12 +1,15 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 )
 
 // A value is one setting as written in the file, before precedence is applied.
@@ -85,13 +88,73 @@ func (b *builder) errorf(line int, format string, a ...any) error {
 }
 
 // checkName refuses host and group names that target patterns could not
-// name: empty, with spaces or commas, or starting with a pattern operator.
+// name: empty, with spaces, commas or control characters, or starting with
+// a pattern operator. Host names are held to [CheckHostName] as well.
 func checkName(kind, name string) error {
+	if kind == "host" {
+		return CheckHostName(name)
+	}
 	if name == "" {
 		return fmt.Errorf("empty %s name", kind)
 	}
-	if strings.ContainsAny(name, ", \t\r\n\"'") || strings.ContainsAny(name[:1], "!&~@") {
-		return fmt.Errorf("%s name %q cannot be targeted: use letters, digits, '.', '-' and '_'", kind, name)
+	if strings.ContainsAny(name, ", \"'") || hasControl(name) || strings.ContainsAny(name[:1], "!&~@") {
+		return fmt.Errorf("%s name %s cannot be targeted: use letters, digits, '.', '-' and '_'", kind, textsafe.Quote(name))
+	}
+	return nil
+}
+
+// maxHostName is DNS's limit for a name; it also keeps the files named
+// after a host in the run folder under the file system's 255 bytes.
+const maxHostName = 253
+
+// CheckHostName refuses a host name that is not safe both as a target and
+// as one component of a file name: a host's results are stored as
+// NAME.json in the run folder. A safe name is made of letters, digits,
+// '.', '-' and '_', does not start with '.' or '-', has no "..", and is at
+// most 253 bytes long. The error quotes the name escaped.
+func CheckHostName(name string) error {
+	if name == "" {
+		return errors.New("empty host name")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !isNameByte(c) {
+			return fmt.Errorf("host name %s cannot be targeted: use letters, digits, '.', '-' and '_'", textsafe.Quote(name))
+		}
+	}
+	if name[0] == '.' || name[0] == '-' || strings.Contains(name, "..") {
+		return fmt.Errorf("host name %s cannot be targeted: it must not start with '.' or '-' or contain '..'", textsafe.Quote(name))
+	}
+	if len(name) > maxHostName {
+		return fmt.Errorf("host name %s is %d bytes long: at most %d", textsafe.Quote(name), len(name), maxHostName)
+	}
+	return nil
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
+}
+
+// hasControl reports whether s holds a control character (C0, DEL or C1):
+// none belongs in an address, a user or a name, and a newline in one could
+// add lines to an ssh_config or a command.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConnValue refuses an address, user, jump or identity file that ssh
+// could read as something else: with a control character, or (but for the
+// identity file, a path) starting with '-', which ssh takes as an option.
+func checkConnValue(key, v string) error {
+	if hasControl(v) {
+		return fmt.Errorf("%s %s has a control character", key, textsafe.Quote(v))
+	}
+	if key != "identity_file" && strings.HasPrefix(v, "-") {
+		return fmt.Errorf("%s %s starts with '-'", key, textsafe.Quote(v))
 	}
 	return nil
 }
@@ -383,6 +446,12 @@ func (b *builder) finish(name string, m settings) (*Host, error) {
 	}
 	for k, v := range m {
 		h.Sources[k] = v.src
+		switch k {
+		case "address", "user", "jump", "identity_file":
+			if err := checkConnValue(k, v.v); err != nil {
+				return nil, fmt.Errorf("%s: host %s: %w", v.pos, name, err)
+			}
+		}
 		switch k {
 		case "address":
 			h.Address = v.v

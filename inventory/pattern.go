@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 )
 
 // UnknownError is a plain name in a target pattern that is neither a host
@@ -349,13 +351,16 @@ func FromAliases(pattern string) ([]*Host, error) {
 		h := &Host{Name: t}
 		if u, n, ok := strings.Cut(t, "@"); ok {
 			if u == "" || n == "" {
-				return nil, fmt.Errorf("target %q: %q is not user@host", pattern, t)
+				return nil, fmt.Errorf("target %s: %s is not user@host", textsafe.Quote(pattern), textsafe.Quote(t))
+			}
+			if err := checkConnValue("user", u); err != nil {
+				return nil, fmt.Errorf("target %s: %w", textsafe.Quote(pattern), err)
 			}
 			h.Name, h.User = n, u
 			h.Sources = map[string]string{"user": "target " + t}
 		}
-		if strings.ContainsAny(h.Name, " \t@/") {
-			return nil, fmt.Errorf("target %q: %q is not a host name", pattern, h.Name)
+		if err := CheckHostName(h.Name); err != nil {
+			return nil, fmt.Errorf("target %s: %w", textsafe.Quote(pattern), err)
 		}
 		if seen[h.Name] {
 			continue

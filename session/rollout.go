@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -173,6 +175,8 @@ func (s *Session) skip(t Target, why string) *Result {
 }
 
 // save writes a host's result (and the snapshot it took) into the run folder.
+// The files are named after the host through [hostFile], so that no name
+// can write outside the folder.
 func (s *Session) save(r *Result) {
 	if s.opts.RunDir == "" {
 		return
@@ -181,12 +185,65 @@ func (s *Session) save(r *Result) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
-	if b, err := json.MarshalIndent(r, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, r.Host+".json"), b, 0o600)
-	}
-	if r.Snapshot != nil {
-		if b, err := json.MarshalIndent(r.Snapshot, "", "  "); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, r.Host+".snapshot.json"), b, 0o600)
+	base := hostFile(r.Host)
+	write := func(name string, v any) {
+		p := filepath.Join(dir, name)
+		if filepath.Dir(p) != dir {
+			return // cannot happen with hostFile; never write elsewhere
+		}
+		if b, err := json.MarshalIndent(v, "", "  "); err == nil {
+			_ = os.WriteFile(p, b, 0o600)
 		}
 	}
+	write(base+".json", r)
+	if r.Snapshot != nil {
+		write(base+".snapshot.json", r.Snapshot)
+	}
+}
+
+// maxHostFile bounds a host's file name so that NAME.snapshot.json stays
+// under the file system's 255 bytes.
+const maxHostFile = 200
+
+// hostFile returns the host name as one component of a file name. Names
+// from an inventory are already safe (inventory.CheckHostName) and are kept
+// as they are. Any other name is escaped: every byte but letters, digits,
+// '-' and '_' becomes %XX, so the result holds no '/', is never "." or
+// "..", and cannot collide with a safe name, which never holds '%'. A name
+// still too long keeps its start and gets a hash of the whole.
+func hostFile(name string) string {
+	if safeComponent(name) {
+		return name
+	}
+	var b strings.Builder
+	b.WriteByte('%') // even "" becomes a name
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	out := b.String()
+	if len(out) > maxHostFile {
+		sum := sha256.Sum256([]byte(name))
+		out = out[:maxHostFile-17] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return out
+}
+
+// safeComponent is inventory.CheckHostName's rule, restated here because
+// the run store must not trust its callers.
+func safeComponent(name string) bool {
+	if name == "" || len(name) > maxHostFile || name[0] == '.' || name[0] == '-' || strings.Contains(name, "..") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

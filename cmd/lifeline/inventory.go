@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/inventory"
 )
 
@@ -167,7 +168,7 @@ func writeHostSources(w io.Writer, hosts []*inventory.Host) {
 		sort.Strings(keys)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, k := range keys {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", k, dash(settingValue(h, k)), h.Sources[k])
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", textsafe.Escape(k), dash(oneLine(textsafe.Text(settingValue(h, k)))), textsafe.Escape(h.Sources[k]))
 		}
 		tw.Flush()
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/session"
 )
 
@@ -82,6 +83,8 @@ func (v *liveView) tick() {
 }
 
 func (v *liveView) event(e session.Event) {
+	// What the host said is drawn on the terminal: escaped, on one line.
+	e.Host, e.Msg = textsafe.Escape(e.Host), oneLine(textsafe.Text(e.Msg))
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	switch e.Status {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 )
 
 // Exit codes: the one switch, documented in the root command's help.
@@ -123,13 +125,19 @@ func exitCode(g *globals, err error) int {
 	case errors.As(err, &fe):
 		return exitFailure
 	case errors.As(err, &ue):
-		fmt.Fprintf(g.stderr, "lifeline: %v\n", err)
+		printError(g, err)
 		return exitUsage
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(g.stderr, "lifeline: %v\n", err)
+		printError(g, err)
 		return exitCancelled
 	default:
-		fmt.Fprintf(g.stderr, "lifeline: %v\n", err)
+		printError(g, err)
 		return exitFailure
 	}
+}
+
+// printError prints a command's error on stderr, escaped: it can quote
+// input or a host's output (see textsafe).
+func printError(g *globals, err error) {
+	fmt.Fprintf(g.stderr, "lifeline: %s\n", textsafe.Text(err.Error()))
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/session"
 )
 
@@ -40,6 +41,7 @@ func (p *progress) event(e session.Event) {
 	defer p.mu.Unlock()
 	switch {
 	case p.stream:
+		e.Msg = textsafe.Truncate(e.Msg)
 		b, _ := json.Marshal(struct {
 			Type string `json:"type"`
 			session.Event
@@ -52,9 +54,9 @@ func (p *progress) event(e session.Event) {
 		}
 		msg := e.Status
 		if e.Msg != "" {
-			msg += ": " + e.Msg
+			msg += ": " + oneLine(textsafe.Text(e.Msg))
 		}
-		fmt.Fprintf(p.g.stderr, "%6.1fs  %-12s %-8s %s\n", e.At.Sub(p.start).Seconds(), e.Host, e.Phase, msg)
+		fmt.Fprintf(p.g.stderr, "%6.1fs  %-12s %-8s %s\n", e.At.Sub(p.start).Seconds(), textsafe.Escape(e.Host), e.Phase, msg)
 	}
 }
 
@@ -67,7 +69,7 @@ func (p *progress) done(runID, runDir string, results []*session.Result) {
 		counts[string(r.Outcome)]++
 	}
 	if p.stream || p.g.jsonOut {
-		doc := jsonResults{RunID: runID, RunDir: runDir, OK: session.Err(results) == nil, Counts: counts, Results: results}
+		doc := jsonResults{RunID: runID, RunDir: runDir, OK: session.Err(results) == nil, Counts: counts, Results: truncated(results)}
 		if p.stream {
 			b, _ := json.Marshal(struct {
 				Type string `json:"type"`
@@ -81,21 +83,24 @@ func (p *progress) done(runID, runDir string, results []*session.Result) {
 	}
 	for _, r := range results {
 		if r.Diff != "" {
-			fmt.Fprintf(p.g.stdout, "--- %s: live\n+++ %s: new\n%s\n", r.Host, r.Host, strings.TrimRight(r.Diff, "\n"))
+			host := textsafe.Escape(r.Host)
+			fmt.Fprintf(p.g.stdout, "--- %s: live\n+++ %s: new\n%s\n", host, host, textsafe.Text(strings.TrimRight(r.Diff, "\n")))
 		}
 	}
 	tw := tabwriter.NewWriter(p.g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tOUTCOME\tPHASE\tTOOK\tTX\tERROR")
 	for _, r := range results {
-		errText := r.Error
-		if r.Hint != "" {
+		// Error and hint are escaped and cut apart, so that a long error
+		// never cuts off the hint.
+		errText, hint := textsafe.Text(r.Error), textsafe.Text(r.Hint)
+		if hint != "" {
 			if errText != "" {
-				errText += " (hint: " + r.Hint + ")"
+				errText += " (hint: " + hint + ")"
 			} else {
-				errText = r.Hint
+				errText = hint
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Outcome, r.Phase, r.Took.Round(10*time.Millisecond), r.TxID, oneLine(errText))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(r.Host), r.Outcome, r.Phase, r.Took.Round(10*time.Millisecond), textsafe.Escape(r.TxID), oneLine(errText))
 	}
 	tw.Flush()
 	var parts []string
@@ -105,6 +110,22 @@ func (p *progress) done(runID, runDir string, results []*session.Result) {
 		}
 	}
 	fmt.Fprintf(p.g.stdout, "%d hosts: %s in %s (run %s)\n", len(results), strings.Join(parts, ", "), time.Since(p.start).Round(100*time.Millisecond), runID)
+}
+
+// truncated returns copies of results whose error and hint have their long
+// lines cut (textsafe.Truncate), for the JSON document; JSON escapes the
+// rest by itself.
+func truncated(results []*session.Result) []*session.Result {
+	out := make([]*session.Result, len(results))
+	for i, r := range results {
+		if r == nil {
+			continue
+		}
+		c := *r
+		c.Error, c.Hint = textsafe.Truncate(c.Error), textsafe.Truncate(c.Hint)
+		out[i] = &c
+	}
+	return out
 }
 
 func oneLine(s string) string {

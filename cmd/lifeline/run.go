@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
 )
@@ -100,6 +101,9 @@ func runRun(ctx context.Context, g *globals, o *runOptions, pattern, command str
 		}
 	}
 	if g.jsonOut {
+		for i := range results {
+			results[i].Error = textsafe.Truncate(results[i].Error)
+		}
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(results); err != nil {
@@ -108,7 +112,7 @@ func runRun(ctx context.Context, g *globals, o *runOptions, pattern, command str
 	} else {
 		for _, r := range results {
 			if r.err != nil {
-				fmt.Fprintf(g.stderr, "lifeline: %s\n", hostLine(r.err, r.Host))
+				fmt.Fprintf(g.stderr, "lifeline: %s\n", textsafe.Text(hostLine(r.err, r.Host)))
 			}
 		}
 	}
