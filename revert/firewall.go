@@ -47,10 +47,17 @@ type Firewall interface {
 	// Diff is a unified diff from the live ruleset to what Apply(ruleset)
 	// would leave. Changes nothing.
 	Diff(ctx context.Context, format Format, ruleset string) (string, error)
-	// Persist writes ruleset where the host's boot-time loader reads it
-	// (e.g. /etc/nftables.conf, /etc/iptables/rules.v4), atomically, and
-	// returns the files written.
+	// Persist writes the live ruleset of format's family, as the kernel
+	// holds it after the confirm, where the host's boot-time loader reads
+	// it (e.g. /etc/nftables.conf, /etc/iptables/rules.v4), atomically,
+	// keeps the previous boot file as FILE.lifeline.bak, and returns the
+	// files written (the boot file first, then the backup).
 	Persist(ctx context.Context, format Format, ruleset string) ([]string, error)
+	// GuardPlan says which base chains of what Apply(ruleset) leaves the
+	// kernel guard covers for the operator op, which it can skip (SSH
+	// never crosses them, or the ruleset leaves them as they are) and
+	// which it cannot cover. Changes nothing live.
+	GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error)
 }
 
 // Snapshot is a host's whole ruleset at one moment, one Part per family and
@@ -77,4 +84,7 @@ type Guard struct {
 	Port      int           // sshd port
 	Deadline  time.Time     // absolute, host clock (iptables -m time, UTC)
 	Remaining time.Duration // relative countdown (nft set element timeout)
+	// Chains are the base chains the guard goes into (nft: from begin's
+	// GuardPlan; iptables formats place it by table, the same way).
+	Chains []GuardChain
 }

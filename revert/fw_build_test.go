@@ -112,7 +112,15 @@ add table ip nat
 add chain ip nat post { type nat hook postrouting priority 100; }
 add chain ip nat raw_out { type filter hook postrouting priority 0; }
 `
-	lf := buildNft(nft, []nftTableID{{"inet", "filter"}, {"ip", "old"}}, testGuard, t.Logf)
+	g := *testGuard
+	g.Chains = []GuardChain{
+		{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"},
+		{Family: "inet", Table: "filter", Chain: "out", Hook: "output", Type: "filter"},
+		{Family: "ip", Table: "nat", Chain: "post", Hook: "postrouting", Type: "nat"},
+		{Family: "netdev", Table: "lockout", Chain: "ing", Hook: "ingress", Type: "filter"},
+		{Family: "arp", Table: "a", Chain: "in", Hook: "input", Type: "filter"},
+	}
+	lf := buildNft(nft, []nftTableID{{"inet", "filter"}, {"ip", "old"}}, &g, t.Logf)
 	golden(t, "nft-apply.golden", lf.String())
 }
 
@@ -192,33 +200,71 @@ func TestNormIPTablesIgnoresCountersGuardForeign(t *testing.T) {
 	}
 }
 
-func TestPersist(t *testing.T) {
-	root := t.TempDir()
-	fw := NewFirewall(FirewallOptions{Root: root})
-	for _, tc := range []struct {
-		format Format
-		path   string
-	}{{FormatIPTables, "/etc/iptables/rules.v4"}, {FormatIP6Tables, "/etc/iptables/rules.v6"}, {FormatNft, "/etc/nftables.conf"}} {
-		for round, text := range []string{"first\n", "second\n"} {
-			files, err := fw.Persist(t.Context(), tc.format, text)
-			if err != nil || len(files) != 1 || files[0] != tc.path {
-				t.Fatalf("persist %s: %v %v, want [%s]", tc.format, files, err, tc.path)
-			}
-			got, _ := os.ReadFile(filepath.Join(root, tc.path))
-			if !strings.HasSuffix(string(got), text) {
-				t.Errorf("%s round %d: %q", tc.path, round, got)
-			}
-		}
-		bak, err := os.ReadFile(filepath.Join(root, tc.path+".lifeline.bak"))
-		if err != nil || !strings.HasSuffix(string(bak), "first\n") {
-			t.Errorf("%s.lifeline.bak: %q, %v; want the previous file", tc.path, bak, err)
+// TestPlanNft: every base chain the operator's SSH crosses is covered when
+// the ruleset replaces its table, whatever the family, type or hook.
+func TestPlanNft(t *testing.T) {
+	tbl := func(id, body string) string { return "table " + id + " {\n" + body + "}\n" }
+	ch := func(name, spec string) string {
+		return "\tchain " + name + " {\n\t\ttype " + spec + "; policy drop;\n\t}\n"
+	}
+	got := map[string]string{
+		"netdev lockout": tbl("netdev lockout", ch("ing", `filter hook ingress device "eth0" priority 0`)+ch("eg", `filter hook egress device "eth0" priority 0`)),
+		"inet filter":    tbl("inet filter", ch("in", "filter hook input priority -500")+ch("fwd", "filter hook forward priority 0")),
+		"ip nat":         tbl("ip nat", ch("pre", "nat hook prerouting priority -100")),
+		"ip mangle":      tbl("ip mangle", ch("out", "route hook output priority -150")),
+		"ip6 six":        tbl("ip6 six", ch("in", "filter hook input priority 0")),
+		"arp a":          tbl("arp a", ch("in", "filter hook input priority 0")),
+		"bridge br":      tbl("bridge br", ch("in", "filter hook input priority 0")),
+		"inet same":      tbl("inet same", ch("in", "filter hook input priority 0")),
+		"inet cmd":       tbl("inet cmd", ch("in", "filter hook input priority 0")),
+		"bridge filter":  tbl("bridge filter", ch("INPUT", "filter hook input priority 0")),
+	}
+	live := map[string]string{"inet same": got["inet same"], "inet cmd": "table inet cmd {\n}\n"}
+	order := []string{"netdev lockout", "inet filter", "ip nat", "ip mangle", "ip6 six", "arp a", "bridge br", "inet same", "inet cmd", "bridge filter"}
+	declared := []nftTableID{{"netdev", "lockout"}, {"inet", "filter"}, {"ip", "nat"}, {"ip", "mangle"}, {"ip6", "six"}, {"arp", "a"}, {"bridge", "br"}, {"bridge", "filter"}}
+	p := planNft(got, live, order, declared, nil, false)
+	want := map[string]string{
+		"netdev lockout ing (ingress)": "covered", "netdev lockout eg (egress)": "covered",
+		"inet filter in (input)": "covered", "inet filter fwd (forward)": "skipped",
+		"ip nat pre (prerouting)": "covered", "ip mangle out (output)": "covered",
+		"ip6 six in (input)": "skipped", "arp a in (input)": "covered", "bridge br in (input)": "covered",
+		"inet same in (input)": "skipped", "inet cmd in (input)": "uncovered", "bridge filter INPUT": "uncovered",
+	}
+	have := map[string]string{}
+	for kind, cs := range map[string][]GuardChain{"covered": p.Covered, "skipped": p.Skipped, "uncovered": p.Uncovered} {
+		for _, c := range cs {
+			have[c.String()] = kind
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(root, "etc/sysconfig"), 0o755); err != nil {
+	for k, v := range want {
+		if have[k] != v {
+			t.Errorf("%s: %q, want %q", k, have[k], v)
+		}
+	}
+	if len(have) != len(want) {
+		t.Errorf("plan %v, want exactly %v", have, want)
+	}
+	// IPv6 operator: the IPv4 table is skipped, the IPv6 one covered
+	p6 := planNft(got, live, order, declared, nil, true)
+	for _, c := range p6.Covered {
+		if c.Family == "ip" || c.Family == "arp" {
+			t.Errorf("IPv6 operator: %s covered", c)
+		}
+	}
+}
+
+func TestPlanIPTables(t *testing.T) {
+	user, err := parseIPTables("*raw\n-A PREROUTING -j DROP\nCOMMIT\n*nat\n-A PREROUTING -p tcp --dport 22 -j REDIRECT --to-ports 2\nCOMMIT\n")
+	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := fw.Persist(t.Context(), FormatIPTables, "x\n")
-	if err != nil || files[0] != "/etc/sysconfig/iptables" {
-		t.Errorf("RHEL-like host: %v %v, want /etc/sysconfig/iptables", files, err)
+	p := planIPTables(user, "iptables", true)
+	got := strings.Join(chainNames(p.Covered, false), ", ")
+	want := "iptables raw PREROUTING, iptables raw OUTPUT, iptables nat PREROUTING, iptables nat INPUT, iptables nat OUTPUT, iptables nat POSTROUTING"
+	if got != want || len(p.Uncovered) > 0 {
+		t.Errorf("covered %s, want %s (uncovered %v)", got, want, p.Uncovered)
+	}
+	if p := planIPTables(user, "iptables", false); len(p.Covered) > 0 || len(p.Skipped) != 6 {
+		t.Errorf("other IP version: %+v, want all skipped", p)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -362,7 +364,7 @@ func (f *hostFirewall) nftTables(ctx context.Context) (native, other []nftTableI
 	}
 	for _, t := range all {
 		xt := xtablesManaged(t, chains)
-		if t.family == "arp" || t.family == "bridge" && (t.name == "filter" || t.name == "nat" || t.name == "broute") {
+		if t.family == "arp" && t.name == "filter" || t.family == "bridge" && (t.name == "filter" || t.name == "nat" || t.name == "broute") {
 			xt = true // arptables-nft / ebtables-nft
 		}
 		foreign := f.isForeign(t.name)
@@ -443,9 +445,136 @@ func (f *hostFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 	return s, nil
 }
 
+// ---- request checks: before the lock, the record or any tool run ----
+
+// DefaultMaxRulesetSize caps a ruleset when the request names no cap. A
+// ruleset this large is already far beyond a hand-written one; a larger one
+// is most likely the wrong file, and loading it would hold the host's lock
+// past any confirm timeout.
+const DefaultMaxRulesetSize = 4 << 20
+
+// CheckRuleset refuses a ruleset that must never reach a load: one larger
+// than max bytes (max <= 0: DefaultMaxRulesetSize), and an empty one (only
+// blank lines and comments), which every loader accepts and which leaves
+// the host with no firewall at all, at boot too when persisted. The
+// workstation calls it before connecting, the helper before it takes the
+// lock or writes anything. Not worth retrying: the ruleset must change.
+func CheckRuleset(format Format, ruleset string, max int64) error {
+	if max <= 0 {
+		max = DefaultMaxRulesetSize
+	}
+	if int64(len(ruleset)) > max {
+		return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is %s, more than the limit of %s: check that it is the right file, or raise --max-ruleset-size", format, sizeOf(int64(len(ruleset))), sizeOf(max))}
+	}
+	for _, l := range strings.Split(ruleset, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			return nil
+		}
+	}
+	hint := "write the rules you want"
+	if format == FormatNft {
+		hint += "; to remove every table on purpose, send `flush ruleset`"
+	} else {
+		hint += "; to accept everything on purpose, send table blocks with ACCEPT policies"
+	}
+	return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is empty (only blank lines and comments): loading it would leave the host without a firewall; %s", format, hint)}
+}
+
+func sizeOf(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+}
+
+// formatFits refuses a ruleset whose format is not the one of the host's
+// active backend, unless the operator chose the format explicitly: an nft
+// ruleset on a host whose rules are iptables' (legacy or iptables-nft), or
+// an iptables ruleset on a host whose rules are native nft tables, would
+// load as a second firewall layer next to the one in use, and every packet
+// would have to pass both. A host with no rules at all accepts any format.
+func formatFits(req *Request, det *Detect) *Error {
+	if req.FormatExplicit || det == nil {
+		return nil
+	}
+	var nftActive bool
+	var ipt []string
+	for _, a := range det.Active {
+		if a == "nft" {
+			nftActive = true
+		} else {
+			ipt = append(ipt, a)
+		}
+	}
+	switch {
+	case req.Format == FormatNft && !nftActive && len(ipt) > 0:
+		return &Error{Code: CodeBackend, Message: fmt.Sprintf("the host's active firewall is %s, but the ruleset is in nft format: it would load as a second layer beside the active rules; send an iptables-save ruleset, or pass --format nft to load it anyway", strings.Join(ipt, ", "))}
+	case req.Format != FormatNft && nftActive && len(ipt) == 0:
+		return &Error{Code: CodeBackend, Message: fmt.Sprintf("the host's active firewall is nft (native tables), but the ruleset is in %s format: it would load as a second layer beside the active rules; send an nft ruleset, or pass --format %s to load it anyway", req.Format, req.Format)}
+	}
+	return nil
+}
+
+// maxQuoted is how many bytes of one line of input an Error quotes.
+const maxQuoted = 200
+
+// quoteSafe makes text that quotes input safe to print and small: it cuts
+// it after limit bytes (at a character boundary) with a note of the full
+// length, and writes control bytes (other than tab) and invalid UTF-8 as
+// \xNN, so that an error never carries a terminal escape or megabytes of a
+// ruleset.
+func quoteSafe(s string, limit int) string {
+	full := len(s)
+	cut := false
+	if full > limit {
+		s = s[:limit]
+		if i := lastRuneStart(s); !utf8.FullRuneInString(s[i:]) {
+			s = s[:i] // a character cut in half
+		}
+		cut = true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1, r < 0x20 && r != '\t', r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+			n = 1
+		case r >= 0x80 && r < 0xa0, r == 0x200b, r >= 0x200e && r <= 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			fmt.Fprintf(&b, `\u%04x`, r) // C1 controls, bidi and zero-width
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	if cut {
+		fmt.Fprintf(&b, "... (cut, %d bytes in all)", full)
+	}
+	return b.String()
+}
+
+func lastRuneStart(s string) int {
+	i := len(s) - 1
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return i
+}
+
+// safeError returns e with Text and Message made safe by quoteSafe (Text:
+// one line of input; Message: lifeline's words around quoted input).
+func safeError(e *Error) *Error {
+	if e == nil {
+		return nil
+	}
+	e.Text = quoteSafe(e.Text, maxQuoted)
+	e.Message = quoteSafe(e.Message, 4*maxQuoted)
+	return e
+}
+
 // ---- validation: trial loads in a private network namespace ----
 
-// scratchScript runs, in a fresh network namespace with dummy links named
+// scratchScript runs, in a fresh network namespace with veth links named
 // like the host's, one load of stdin by loadCmd, then (if non-empty) listCmd.
 func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listCmd []string) (string, error) {
 	ifaces, err := f.interfaces(ctx)
@@ -456,8 +585,10 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 	if len(ifaces) > 0 {
 		// one ip process for all links; -force goes on past a name it refuses
 		s.WriteString(shQuote(f.tool("ip")) + " -force -batch - >/dev/null 2>&1 <<'LIFELINE_LINKS'\n")
-		for _, i := range ifaces {
-			s.WriteString("link add name " + i + " type dummy\n")
+		for n, i := range ifaces {
+			// veth, not dummy: kernels without CONFIG_DUMMY (and modules
+			// not loadable in a container) refuse dummy links silently
+			fmt.Fprintf(&s, "link add name %s type veth peer name llscratch%d\n", i, n)
 		}
 		s.WriteString("LIFELINE_LINKS\n")
 	}
@@ -498,9 +629,11 @@ func shJoin(args []string) string {
 }
 
 var (
-	nftErrRE     = regexp.MustCompile(`(?m)^[^\n:]*:(\d+):\d+(?:-\d+)?: (Error: .*)$`)
-	iptLineRE    = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
-	iptNoChainRE = regexp.MustCompile(`Chain '([^']+)' does not exist`)
+	nftErrRE        = regexp.MustCompile(`(?m)^[^\n:]*:(\d+):\d+(?:-\d+)?: (Error: .*)$`)
+	iptLineRE       = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
+	iptNoChainRE    = regexp.MustCompile(`Chain '([^']+)' does not exist`)
+	iptLinePrefixRE = regexp.MustCompile(`^line \d+: `)
+	iptBannerRE     = regexp.MustCompile(`^\S+ v[0-9.]+ \([^)]*\):\s*$`)
 )
 
 // loadError turns a failed load of lf into an *Error with code, pointing at
@@ -508,7 +641,7 @@ var (
 func loadError(code string, format Format, lf *loadFile, err error) *Error {
 	var te *ToolError
 	if !errors.As(err, &te) {
-		return &Error{Code: code, Message: err.Error()}
+		return safeError(&Error{Code: code, Message: err.Error()})
 	}
 	stderr := strings.TrimSpace(te.Stderr)
 	e := &Error{Code: code, Message: firstLine(stderr)}
@@ -520,8 +653,10 @@ func loadError(code string, format Format, lf *loadFile, err error) *Error {
 		}
 	} else {
 		for _, l := range strings.Split(stderr, "\n") {
-			if !strings.Contains(l, "Try `") && !strings.HasPrefix(l, "Error occurred") && e.Message == firstLine(stderr) {
-				e.Message = strings.TrimSpace(l)
+			// iptables-nft prints a bare banner line before a kernel-side error
+			if !strings.Contains(l, "Try `") && !strings.HasPrefix(l, "Error occurred") && !iptBannerRE.MatchString(l) {
+				// its "line N: " counts lines of the load file, not the operator's
+				e.Message = iptLinePrefixRE.ReplaceAllString(strings.TrimSpace(l), "")
 				break
 			}
 		}
@@ -546,7 +681,7 @@ func loadError(code string, format Format, lf *loadFile, err error) *Error {
 			e.Message += " (in a line lifeline added: foreign chains or guard)"
 		}
 	}
-	return e
+	return safeError(e)
 }
 
 func firstLine(s string) string {
@@ -559,10 +694,170 @@ func (f *hostFirewall) Validate(ctx context.Context, format Format, ruleset stri
 	if err != nil {
 		return err
 	}
+	klog := kernelLog()
 	if err := f.trialLoad(ctx, format, b, lf); err != nil {
-		return loadError(CodeInvalidRuleset, format, lf, err)
+		return f.explain(ctx, CodeInvalidRuleset, format, b, lf, err, klog())
 	}
+	klog()
 	return nil
+}
+
+// explain is loadError plus what the kernel said. A rule the kernel
+// refuses (REJECT --reject-with tcp-reset without -p tcp, DNAT in the
+// filter table, ...) passes every userspace check: iptables-legacy-restore
+// then names only the table's COMMIT (a line lifeline writes), and
+// iptables-nft-restore names the rule with nothing but an errno. For a
+// COMMIT, explain finds the first rule of that table that the kernel
+// refuses by bisecting trial loads of the table's prefixes in scratch
+// namespaces (log2(rules) loads), and adds the kernel's own reason from
+// its log when it logged one during a failing load.
+func (f *hostFirewall) explain(ctx context.Context, code string, format Format, b iptBackend, lf *loadFile, err error, klog []string) *Error {
+	e := loadError(code, format, lf, err)
+	var te *ToolError
+	if format != FormatNft && errors.As(err, &te) {
+		line := 0
+		if m := iptLineRE.FindStringSubmatch(te.Stderr); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		if line > 0 && line <= len(lf.lines) && strings.TrimSpace(lf.lines[line-1].text) == "COMMIT" && (e.Line == 0 || e.Text == "COMMIT") {
+			if i, more, ok := f.refusedRule(ctx, format, b, lf, line-1); ok {
+				l := lf.lines[i]
+				e.Line, e.Text = l.origin, quoteSafe(l.text, maxQuoted)
+				e.Message = "the kernel refused this rule when its table was committed"
+				if l.origin == 0 {
+					e.Message += " (in a line lifeline added: foreign chains or guard)"
+				}
+				if len(more) > 0 {
+					klog = more
+				}
+			}
+		}
+	}
+	if len(klog) > 0 {
+		e.Message = quoteSafe(e.Message+"; kernel: "+klog[len(klog)-1], 4*maxQuoted)
+	} else if format != FormatNft && e.Line > 0 {
+		e.Message = quoteSafe(e.Message+" (the kernel gave no reason here; dmesg may have one)", 4*maxQuoted)
+	}
+	return e
+}
+
+// refusedRule finds, for the table whose COMMIT is lf.lines[commit], the
+// index in lf.lines of the first rule the kernel refuses: the shortest
+// prefix of the table's rules (after all its chain declarations) that
+// fails to load. It returns the kernel's log lines of the last failing
+// load. ok is false when even the whole table loads on its own (the
+// failure lies elsewhere) or when a load cannot run.
+func (f *hostFirewall) refusedRule(ctx context.Context, format Format, b iptBackend, lf *loadFile, commit int) (idx int, klog []string, ok bool) {
+	start := commit - 1
+	for start >= 0 && !strings.HasPrefix(strings.TrimSpace(lf.lines[start].text), "*") {
+		start--
+	}
+	if start < 0 {
+		return 0, nil, false
+	}
+	var head, rules []int
+	for i := start + 1; i < commit; i++ {
+		if strings.HasPrefix(strings.TrimSpace(lf.lines[i].text), ":") {
+			head = append(head, i)
+		} else {
+			rules = append(rules, i)
+		}
+	}
+	fails := func(k int) (bool, error) {
+		var in strings.Builder
+		in.WriteString(lf.lines[start].text + "\n")
+		for _, i := range head {
+			in.WriteString(lf.lines[i].text + "\n")
+		}
+		for _, i := range rules[:k] {
+			in.WriteString(lf.lines[i].text + "\n")
+		}
+		in.WriteString("COMMIT\n")
+		stop := kernelLog()
+		_, err := f.scratch(ctx, []byte(in.String()), f.loadCmd(format, b), nil)
+		if l := stop(); err != nil && len(l) > 0 {
+			klog = l
+		}
+		var te *ToolError
+		if err != nil && !errors.As(err, &te) {
+			return false, err // the load did not run: no answer
+		}
+		return err != nil, nil
+	}
+	if bad, err := fails(len(rules)); err != nil || !bad {
+		return 0, nil, false
+	}
+	if bad, err := fails(0); err != nil {
+		return 0, nil, false
+	} else if bad {
+		return start, klog, true // the declarations alone fail
+	}
+	lo, hi := 0, len(rules) // fails(lo) is false, fails(hi) is true
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		bad, err := fails(mid)
+		if err != nil {
+			return 0, nil, false
+		}
+		if bad {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return rules[hi-1], klog, true
+}
+
+// kernelLog starts reading the kernel log (/dev/kmsg) from its end; the
+// returned function reads what was logged since and returns the messages
+// of the packet filter (x_tables, ipt_REJECT, xt_*, nf_tables, ...). Best
+// effort: without /dev/kmsg it returns nothing. Another process's message
+// logged in the same moment can slip in; it is only ever shown as a reason.
+func kernelLog() func() []string {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return func() []string { return nil }
+	}
+	if _, err := unix.Seek(fd, 0, io.SeekEnd); err != nil {
+		unix.Close(fd)
+		return func() []string { return nil }
+	}
+	return func() []string {
+		defer unix.Close(fd)
+		var out []string
+		buf := make([]byte, 8192)
+		for range 256 {
+			n, err := unix.Read(fd, buf)
+			if err == unix.EPIPE {
+				continue // records overwritten meanwhile
+			}
+			if err != nil || n <= 0 {
+				break
+			}
+			rec := string(buf[:n])
+			_, msg, ok := strings.Cut(rec, ";")
+			if !ok {
+				continue
+			}
+			msg, _, _ = strings.Cut(msg, "\n")
+			if filterMessage(msg) {
+				out = append(out, strings.TrimSpace(msg))
+			}
+		}
+		return out
+	}
+}
+
+func filterMessage(msg string) bool {
+	if strings.Contains(msg, "x_tables") {
+		return true
+	}
+	for _, p := range []string{"ipt_", "ip6t_", "xt_", "ip_tables", "ip6_tables", "nf_tables", "nft_", "ebt_", "arp_tables"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // trialLoad loads lf into a scratch namespace with the backend's tool.
@@ -598,7 +893,7 @@ func (f *hostFirewall) build(ctx context.Context, format Format, ruleset string,
 		}
 		user, err := parseIPTables(ruleset)
 		if err != nil {
-			return nil, b, &Error{Code: CodeInvalidRuleset, Message: err.Error()}
+			return nil, b, safeError(&Error{Code: CodeInvalidRuleset, Message: err.Error()})
 		}
 		live, err := f.iptSave(ctx, b)
 		if err != nil {
@@ -854,7 +1149,7 @@ func (f *hostFirewall) applied(ctx context.Context, format Format, ruleset strin
 	}
 	out, err := f.scratch(ctx, []byte(lf.String()), f.loadCmd(format, b), []string{f.tool(b.save())})
 	if err != nil {
-		return nil, nil, nil, loadError(CodeInvalidRuleset, format, lf, err)
+		return nil, nil, nil, f.explain(ctx, CodeInvalidRuleset, format, b, lf, err, nil)
 	}
 	user, _ := parseIPTables(ruleset)
 	sts, err := parseIPTables(out)
@@ -904,20 +1199,52 @@ func (f *hostFirewall) Diff(ctx context.Context, format Format, ruleset string) 
 
 // ---- persist ----
 
+// Persist writes what the kernel holds now for format's family (not the
+// operator's file: that could be empty, or hold text the tools read
+// differently) where the boot-time loader reads it, and keeps the previous
+// boot file beside it as FILE.lifeline.bak. It returns the file written and
+// the backup, when there was a previous file. ruleset only tells the
+// engine's fakes what was confirmed; the host's tools are the truth.
+//
+// nft: the live native, non-foreign tables (nft list table), each after the
+// `table F N` + `delete table F N` idiom, into /etc/nftables.conf (0755,
+// #!/usr/sbin/nft -f): loading it at boot or by hand replaces those tables
+// and leaves iptables-nft's and foreign ones (Docker's, kube-proxy's)
+// alone, which `flush ruleset` would not. iptables: the backend's save
+// output without foreign chains (their owners recreate them at boot; an old
+// copy must not come back), into /etc/sysconfig/iptables (ip6tables) when
+// /etc/sysconfig exists, else /etc/iptables/rules.v4 (rules.v6).
 func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset string) ([]string, error) {
 	root := f.opts.Root
 	if root == "" {
 		root = "/"
 	}
-	var path string
+	var path, text string
 	mode := os.FileMode(0o644)
-	text := ruleset
 	switch format {
 	case FormatNft:
 		path, mode = "/etc/nftables.conf", 0o755
-		if !strings.HasPrefix(text, "#!") {
-			text = "#!/usr/sbin/nft -f\n" + text
+		native, _, err := f.nftTables(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("persist: read live nft tables: %w", err)
 		}
+		blocks, err := f.nftListNative(ctx, native)
+		if err != nil {
+			return nil, fmt.Errorf("persist: %w", err)
+		}
+		var b strings.Builder
+		b.WriteString("#!/usr/sbin/nft -f\n# written by lifeline after a confirm: the live native nft tables\n")
+		for _, blk := range blocks {
+			b.WriteString("\n")
+			for _, l := range nftIdiom(blk.id) {
+				b.WriteString(l + "\n")
+			}
+			b.WriteString(blk.text)
+			if !strings.HasSuffix(blk.text, "\n") {
+				b.WriteString("\n")
+			}
+		}
+		text = b.String()
 	case FormatIPTables, FormatIP6Tables:
 		name := map[Format]string{FormatIPTables: "iptables", FormatIP6Tables: "ip6tables"}[format]
 		if st, err := os.Stat(filepath.Join(root, "etc/sysconfig")); err == nil && st.IsDir() {
@@ -925,16 +1252,23 @@ func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset strin
 		} else {
 			path = map[Format]string{FormatIPTables: "/etc/iptables/rules.v4", FormatIP6Tables: "/etc/iptables/rules.v6"}[format]
 		}
+		b, err := f.backendFor(ctx, format)
+		if err != nil {
+			return nil, fmt.Errorf("persist: %w", err)
+		}
+		out, err := f.run(ctx, nil, b.save())
+		if err != nil {
+			return nil, fmt.Errorf("persist: save %s: %w", b.name, err)
+		}
+		text = withoutForeign(out, f.isForeign)
 	default:
 		return nil, fmt.Errorf("persist: unknown format %q", format)
-	}
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
 	}
 	full := filepath.Join(root, path)
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return nil, fmt.Errorf("persist %s: %w", path, err)
 	}
+	written := []string{path}
 	if st, err := os.Stat(full); err == nil {
 		mode = st.Mode().Perm()
 		old, err := os.ReadFile(full)
@@ -944,11 +1278,30 @@ func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset strin
 		if err := writeAtomic(full+".lifeline.bak", old, mode); err != nil {
 			return nil, fmt.Errorf("persist %s: keep previous file: %w", path, err)
 		}
+		written = append(written, path+".lifeline.bak")
 	}
 	if err := writeAtomic(full, []byte(text), mode); err != nil {
 		return nil, fmt.Errorf("persist %s: %w", path, err)
 	}
-	return []string{path}, nil
+	return written, nil
+}
+
+// withoutForeign drops from iptables-save output the declarations and rules
+// of foreign chains and the rules that jump into them.
+func withoutForeign(save string, isForeign func(string) bool) string {
+	var b strings.Builder
+	for _, l := range splitLines(save) {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, ":") {
+			if f := strings.Fields(t[1:]); len(f) > 0 && isForeign(f[0]) {
+				continue
+			}
+		} else if strings.HasPrefix(t, "-") && (isForeign(ruleChain(t)) || isForeign(ruleTarget(t))) {
+			continue
+		}
+		b.WriteString(l + "\n")
+	}
+	return b.String()
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {

@@ -194,6 +194,9 @@ func (e *engine) diff(ctx context.Context, req *Request, rep *Report) error {
 	if err := checkFormat(req.Format); err != nil {
 		return err
 	}
+	if err := CheckRuleset(req.Format, req.Ruleset, req.MaxRulesetSize); err != nil {
+		return err
+	}
 	return e.phase(rep, "diff", func() error {
 		d, err := e.fw.Diff(ctx, req.Format, req.Ruleset)
 		if err != nil {
