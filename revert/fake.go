@@ -43,9 +43,12 @@ type FakeState struct {
 	// FailRestores: the next N Restores fail without changing anything.
 	FailRestores int `json:"fail_restores,omitempty"`
 	// Unrestorable: ValidateSnapshot refuses every snapshot.
-	Unrestorable bool              `json:"unrestorable,omitempty"`
-	Persisted    map[Format]string `json:"persisted,omitempty"`
-	Calls        map[string]int    `json:"calls,omitempty"`
+	Unrestorable bool `json:"unrestorable,omitempty"`
+	// Uncoverable: a ruleset with a line containing it has a chain the
+	// guard cannot cover (GuardPlan reports it Uncovered).
+	Uncoverable string            `json:"uncoverable,omitempty"`
+	Persisted   map[Format]string `json:"persisted,omitempty"`
+	Calls       map[string]int    `json:"calls,omitempty"`
 }
 
 var _ Firewall = (*FakeFirewall)(nil)
@@ -194,6 +197,22 @@ func (f *FakeFirewall) Validate(ctx context.Context, format Format, ruleset stri
 		}
 		return nil
 	})
+}
+
+// GuardPlan covers "inet filter input", and reports "netdev t ing" as
+// uncovered when the ruleset holds S.Uncoverable.
+func (f *FakeFirewall) GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error) {
+	p := &GuardPlan{Covered: []GuardChain{{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"}}}
+	err := f.call("GuardPlan", func() error {
+		if f.S.Uncoverable != "" && strings.Contains(ruleset, f.S.Uncoverable) {
+			p.Uncovered = append(p.Uncovered, GuardChain{Family: "netdev", Table: "t", Chain: "ing", Hook: "ingress", Reason: "fake: uncoverable"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func (f *FakeFirewall) ValidateSnapshot(ctx context.Context, s *Snapshot) error {

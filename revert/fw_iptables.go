@@ -156,15 +156,6 @@ func findTable(ts []*iptTable, name string) *iptTable {
 	return nil
 }
 
-// iptGuardChains names, per table, the built-in chains SSH traffic to and
-// from the host crosses: input-side first, then output-side.
-var iptGuardChains = map[string]struct{ in, out []string }{
-	"filter":   {[]string{"INPUT"}, []string{"OUTPUT"}},
-	"raw":      {[]string{"PREROUTING"}, []string{"OUTPUT"}},
-	"mangle":   {[]string{"PREROUTING", "INPUT"}, []string{"OUTPUT", "POSTROUTING"}},
-	"security": {[]string{"INPUT"}, []string{"OUTPUT"}},
-}
-
 // iptGuardRule is the guard rule for one chain: accept the operator's SSH
 // path once the deadline (UTC) has passed.
 func iptGuardRule(chain string, input bool, g *Guard, v6 bool) string {
@@ -272,15 +263,16 @@ func buildIPTables(user []*iptTable, live []*iptTable, isForeign func(string) bo
 			}
 		}
 		if guard != nil {
+			// the built-in chains exist in every loaded table, declared or not
 			if gc, ok := iptGuardChains[t.name]; ok {
 				for _, c := range gc.in {
-					if t.name == "filter" || t.chain(c) != nil {
-						f.add(iptGuardRule(c, true, guard, v6), 0)
+					for _, l := range iptGuardLines(c, true, guard, v6) {
+						f.add(l, 0)
 					}
 				}
 				for _, c := range gc.out {
-					if t.name == "filter" || t.chain(c) != nil {
-						f.add(iptGuardRule(c, false, guard, v6), 0)
+					for _, l := range iptGuardLines(c, false, guard, v6) {
+						f.add(l, 0)
 					}
 				}
 			}

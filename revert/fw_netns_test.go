@@ -201,6 +201,11 @@ func TestFirewallRoundTrip(t *testing.T) {
 			if tc.format == FormatIP6Tables {
 				guard.Addr = "2001:db8::7"
 			}
+			plan, err := fw.GuardPlan(ctx, tc.format, tc.ruleset, Operator{Addr: guard.Addr, SSHPort: guard.Port})
+			if err != nil || len(plan.Covered) == 0 || len(plan.Uncovered) > 0 {
+				t.Fatalf("guard plan: %+v, %v; want covered chains and none uncovered", plan, err)
+			}
+			guard.Chains = plan.Covered
 			if err := fw.Apply(ctx, tc.format, tc.ruleset, guard); err != nil {
 				t.Fatalf("apply: %v", err)
 			}
@@ -402,6 +407,11 @@ func TestFirewallGuard(t *testing.T) {
 			// -m time has 1 s resolution: start the countdown on a whole second.
 			deadline := time.Now().Add(wait).Truncate(time.Second).Add(time.Second)
 			g := &Guard{TxID: "g1", Addr: clientIP, Port: port, Deadline: deadline, Remaining: time.Until(deadline).Round(time.Second)}
+			plan, err := fw.GuardPlan(context.Background(), tc.format, tc.ruleset, Operator{Addr: g.Addr, SSHPort: g.Port})
+			if err != nil || len(plan.Uncovered) > 0 {
+				t.Fatalf("guard plan: %+v, %v", plan, err)
+			}
+			g.Chains = plan.Covered
 			if err := fw.Apply(context.Background(), tc.format, tc.ruleset, g); err != nil {
 				t.Fatalf("apply: %v", err)
 			}

@@ -228,12 +228,15 @@ func nftGuardTimeout(d time.Duration) string {
 // the file loads.
 //
 // The guard (nil: none) is appended at the end of the same file, so it is
-// loaded in the same transaction: per table with filter base chains on the
-// input, prerouting, output or postrouting hook, a set lifeline_guard of
-// nf_proto elements with a timeout of guard.Remaining, and at the top of
-// each such chain (insert rule) an accept of the operator's SSH path that
-// holds while `meta nfproto != @lifeline_guard`, i.e. once the element has
-// timed out: a relative countdown the kernel keeps, immune to clock steps.
+// loaded in the same transaction: at the top of every chain of
+// guard.Chains (begin's GuardPlan: every base chain the operator's SSH
+// traffic crosses, of any family, type and hook), rules that accept the
+// operator's SSH path (and ARP or IPv6 neighbour discovery where those
+// cross the chain) once the deadline has passed. Each rule pins its key and
+// then looks the same key up in a set whose element times out at the
+// deadline (see nftGuardRules): a relative countdown the kernel keeps,
+// immune to clock steps, that can only keep the path shut too long, never
+// open it early.
 func buildNft(ruleset string, live []nftTableID, guard *Guard, logf func(string, ...any)) *loadFile {
 	f := &loadFile{}
 	// A table the file declares as a block replaces the live table of that
@@ -270,50 +273,7 @@ func buildNft(ruleset string, live []nftTableID, guard *Guard, logf func(string,
 	if guard == nil {
 		return f
 	}
-	_, chains := nftScan(ruleset)
-	v6 := strings.Contains(guard.Addr, ":")
-	proto := "ip"
-	if v6 {
-		proto = "ip6"
-	}
-	withSet := map[nftTableID]bool{}
-	for _, c := range chains {
-		if c.typ != "filter" {
-			continue
-		}
-		var dir string
-		switch c.hook {
-		case "input", "prerouting":
-			dir = "saddr %s tcp dport %d"
-		case "output", "postrouting":
-			dir = "daddr %s tcp sport %d"
-		default:
-			continue
-		}
-		switch c.table.family {
-		case "inet":
-		case "ip":
-			if v6 {
-				logf("nft table %s: operator address %s is IPv6, no guard needed", c.table, guard.Addr)
-				continue
-			}
-		case "ip6":
-			if !v6 {
-				logf("nft table %s: operator address %s is IPv4, no guard needed", c.table, guard.Addr)
-				continue
-			}
-		default:
-			continue
-		}
-		if !withSet[c.table] {
-			withSet[c.table] = true
-			to := nftGuardTimeout(guard.Remaining)
-			f.add(fmt.Sprintf("add set %s %s { type nf_proto; flags timeout; elements = { ipv4 timeout %s, ipv6 timeout %s } }",
-				c.table, guardSet, to, to), 0)
-		}
-		f.add(fmt.Sprintf("insert rule %s %s meta nfproto != @%s %s %s accept comment \"%s\"",
-			c.table, c.chain, guardSet, proto, fmt.Sprintf(dir, guard.Addr, guard.Port), guardComment(guard)), 0)
-	}
+	addNftGuard(f, guard)
 	return f
 }
 
@@ -394,7 +354,7 @@ func normNft(blocks []nftBlock) string {
 				skip += braceDelta(line)
 				continue
 			}
-			if strings.HasPrefix(tr, "set "+guardSet+" ") {
+			if strings.HasPrefix(tr, "set "+guardSet+" ") || strings.HasPrefix(tr, "set "+guardSet+"_") {
 				skip = braceDelta(line)
 				continue
 			}

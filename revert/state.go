@@ -66,6 +66,8 @@ type txRecord struct {
 	BootID         string        `json:"boot_id,omitempty"`
 	Timer          Timer         `json:"timer,omitzero"`
 	Guard          string        `json:"guard,omitempty"`
+	GuardChains    []GuardChain  `json:"guard_chains,omitempty"` // begin's GuardPlan: where apply puts the guard
+	Unguarded      []GuardChain  `json:"unguarded,omitempty"`    // chains it cannot cover (forced)
 	Transitions    []transition  `json:"transitions"`
 	Outcome        string        `json:"outcome,omitempty"` // human summary of how it ended
 	Errors         []string      `json:"errors,omitempty"`

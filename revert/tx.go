@@ -174,6 +174,8 @@ func fill(rep *Report, r *txRecord) {
 	rep.Deadline = r.Deadline
 	rep.Timer = r.Timer.String()
 	rep.Guard = r.Guard
+	rep.GuardChains = chainNames(r.GuardChains, false)
+	rep.Unguarded = chainNames(r.Unguarded, true)
 	if len(r.Persisted) > 0 {
 		rep.Persisted = r.Persisted
 	}
@@ -211,6 +213,9 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := checkFormat(req.Format); err != nil {
 		return err
 	}
+	if err := CheckRuleset(req.Format, req.Ruleset, req.MaxRulesetSize); err != nil {
+		return err // before the lock and the tx folder: nothing is written
+	}
 	l, err := e.lock(ctx, e.env.LockWait)
 	if err != nil {
 		return err
@@ -236,12 +241,31 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if !offersBackend(det, req.Format) {
 		return refuse(&Error{Code: CodeBackend, Message: fmt.Sprintf("no %s backend on this host (found: %s): install it or send another format", req.Format, strings.Join(det.Backends, ", "))})
 	}
+	if pe := formatFits(req, det); pe != nil {
+		return refuse(pe)
+	}
 	if err := e.phase(rep, "validate", func() error { return e.fw.Validate(ctx, req.Format, req.Ruleset) }); err != nil {
 		var pe *Error
 		if !errors.As(err, &pe) {
 			pe = &Error{Code: CodeInvalidRuleset, Message: err.Error()}
 		}
 		return refuse(pe)
+	}
+	var plan *GuardPlan
+	if err := e.phase(rep, "guard-plan", func() (err error) { plan, err = e.fw.GuardPlan(ctx, req.Format, req.Ruleset, req.Operator); return err }); err != nil {
+		var pe *Error
+		if !errors.As(err, &pe) {
+			pe = &Error{Code: CodeInvalidRuleset, Message: "plan the kernel guard: " + err.Error()}
+		}
+		return refuse(pe)
+	}
+	if len(plan.Uncovered) > 0 && !req.Force {
+		return refuse(&Error{Code: CodeUnguarded, Message: fmt.Sprintf(
+			"the kernel guard cannot cover %s of this ruleset, so if the revert timer died the host could stay locked out: %s; change the ruleset, or pass --force to rely on the revert timer alone for these",
+			plural(len(plan.Uncovered), "base chain"), strings.Join(chainNames(plan.Uncovered, true), "; "))})
+	}
+	if len(plan.Uncovered) > 0 {
+		e.logf(req.TxID, "warning", "forced: the guard does not cover %s", strings.Join(chainNames(plan.Uncovered, true), "; "))
 	}
 	var snap *Snapshot
 	if err := e.phase(rep, "snapshot", func() (err error) { snap, err = e.fw.Snapshot(ctx); return err }); err != nil {
@@ -265,6 +289,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		MonoDeadline:   e.clock.Monotonic() + time.Duration(req.ConfirmTimeout),
 		ConfirmTimeout: req.ConfirmTimeout, TokenHash: hex.EncodeToString(sum[:]),
 		BootID: det.BootID, Detect: det,
+		GuardChains: plan.Covered, Unguarded: plan.Uncovered,
 	}
 	err = e.phase(rep, "record", func() error {
 		if err := e.st.createTx(r.ID); err != nil {
@@ -495,9 +520,12 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	g := &Guard{TxID: r.ID, Addr: r.Operator.Addr, Port: r.Operator.SSHPort, Deadline: r.Deadline, Remaining: remaining}
+	g := &Guard{TxID: r.ID, Addr: r.Operator.Addr, Port: r.Operator.SSHPort, Deadline: r.Deadline, Remaining: remaining, Chains: r.GuardChains}
 	r.State, r.Step = StateApplied, stepApplying
-	r.Guard = fmt.Sprintf("accept %s to port %d after %s", g.Addr, g.Port, g.Deadline.Format(time.RFC3339))
+	r.Guard = fmt.Sprintf("accept %s to port %d after %s in %s", g.Addr, g.Port, g.Deadline.Format(time.RFC3339), plural(len(g.Chains), "chain"))
+	if len(g.Chains) == 0 {
+		r.Guard = "none needed: the ruleset leaves no base chain the operator's SSH crosses changed"
+	}
 	if err := e.save(r, ""); err != nil {
 		return err
 	}

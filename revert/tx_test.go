@@ -270,6 +270,7 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 		{"bad format", func(h *harness, r *Request) { r.Format = "pf" }, CodeBadRequest, StateNone, 0},
 		{"other protocol", func(h *harness, r *Request) { r.Version = 99 }, CodeBadRequest, StateNone, 0},
 		{"arm fails", func(h *harness, r *Request) { h.armer.failArm = errors.New("no timer") }, CodeInternal, StateRefused, 0},
+		{"chain the guard cannot cover", func(h *harness, r *Request) { h.fw.S.Uncoverable = "dport 22" }, CodeUnguarded, StateRefused, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -603,5 +604,29 @@ func TestWallClockStepIgnored(t *testing.T) {
 				t.Fatalf("confirm: code %q state %s, want %q %s", code(rep), rep.State, tt.code, tt.state)
 			}
 		})
+	}
+}
+
+// TestForceUnguarded: --force takes a ruleset the guard cannot fully cover;
+// the record and every report name the uncovered chains, and the guard
+// still goes into the chains it covers.
+func TestForceUnguarded(t *testing.T) {
+	h := newHarness(t)
+	h.fw.S.Uncoverable = "dport 22"
+	req := beginReq("tx1")
+	req.Force = true
+	rep := h.do(VerbBegin, req)
+	h.mustOK(rep, StateArmed)
+	if len(rep.Unguarded) != 1 || !strings.Contains(rep.Unguarded[0], "netdev t ing") || len(rep.GuardChains) != 1 {
+		t.Fatalf("begin report: guard %q unguarded %q", rep.GuardChains, rep.Unguarded)
+	}
+	rep = h.do(VerbApply, &Request{Version: ProtocolVersion, TxID: "tx1"})
+	h.mustOK(rep, StateApplied)
+	if g := h.fw.S.Guard; g == nil || len(g.Chains) != 1 || g.Chains[0].String() != "inet filter input" {
+		t.Fatalf("guard applied: %+v", h.fw.S.Guard)
+	}
+	st := h.do(VerbStatus, &Request{Version: ProtocolVersion})
+	if len(st.Unguarded) != 1 || len(st.GuardChains) != 1 {
+		t.Fatalf("status: guard %q unguarded %q", st.GuardChains, st.Unguarded)
 	}
 }

@@ -79,27 +79,45 @@ type Request struct {
 	ConfirmTimeout Duration `json:"confirm_timeout,omitempty"`
 	Persist        bool     `json:"persist,omitempty"` // confirm persists the ruleset (begin records it)
 	Operator       Operator `json:"operator"`
+	// FormatExplicit says the operator chose Format (--format) rather than
+	// lifeline inferring it: begin then loads a format that differs from
+	// the host's active backend (a second firewall layer) instead of
+	// refusing it.
+	FormatExplicit bool `json:"format_explicit,omitempty"`
+	// MaxRulesetSize caps len(Ruleset) in bytes (begin, diff); 0 means
+	// DefaultMaxRulesetSize.
+	MaxRulesetSize int64 `json:"max_ruleset_size,omitempty"`
+	// Force (begin) applies a ruleset with base chains the kernel guard
+	// cannot cover (CodeUnguarded without it): the operator accepts that
+	// only the revert timer protects those chains.
+	Force bool `json:"force,omitempty"`
 }
 
 // Report is the helper's one answer to a Request.
 type Report struct {
-	Version   int       `json:"version"`
-	Verb      string    `json:"verb"`
-	Hostname  string    `json:"hostname"`
-	TxID      string    `json:"tx_id,omitempty"`
-	Token     string    `json:"token,omitempty"` // begin only
-	State     State     `json:"state"`
-	Now       time.Time `json:"now"`                 // host clock
-	Deadline  time.Time `json:"deadline,omitzero"`   // host clock, UTC
-	Timer     string    `json:"timer,omitempty"`     // "systemd:UNIT" or "watchdog:PID"
-	Guard     string    `json:"guard,omitempty"`     // the kernel guard as installed
-	Detect    *Detect   `json:"detect,omitempty"`    // detect, begin
-	Snapshot  *Snapshot `json:"snapshot,omitempty"`  // begin: the snapshot taken (kept in the workstation's run folder)
-	Diff      string    `json:"diff,omitempty"`      // diff: unified diff live -> requested
-	Verified  *bool     `json:"verified,omitempty"`  // status/revert/abort: live equals snapshot; apply: live holds the ruleset
-	Persisted []string  `json:"persisted,omitempty"` // confirm: files written
-	Phases    []Phase   `json:"phases,omitempty"`    // host-side timings
-	Error     *Error    `json:"error,omitempty"`
+	Version  int       `json:"version"`
+	Verb     string    `json:"verb"`
+	Hostname string    `json:"hostname"`
+	TxID     string    `json:"tx_id,omitempty"`
+	Token    string    `json:"token,omitempty"` // begin only
+	State    State     `json:"state"`
+	Now      time.Time `json:"now"`               // host clock
+	Deadline time.Time `json:"deadline,omitzero"` // host clock, UTC
+	Timer    string    `json:"timer,omitempty"`   // "systemd:UNIT" or "watchdog:PID"
+	Guard    string    `json:"guard,omitempty"`   // the kernel guard as installed
+	// GuardChains (begin and later) are the base chains the kernel guard
+	// covers ("inet filter input", "iptables nat PREROUTING", ...);
+	// Unguarded those it cannot cover, each with the reason (begin refuses
+	// them unless Request.Force; a forced tx keeps the list).
+	GuardChains []string  `json:"guard_chains,omitempty"`
+	Unguarded   []string  `json:"unguarded,omitempty"`
+	Detect      *Detect   `json:"detect,omitempty"`    // detect, begin
+	Snapshot    *Snapshot `json:"snapshot,omitempty"`  // begin: the snapshot taken (kept in the workstation's run folder)
+	Diff        string    `json:"diff,omitempty"`      // diff: unified diff live -> requested
+	Verified    *bool     `json:"verified,omitempty"`  // status/revert/abort: live equals snapshot; apply: live holds the ruleset
+	Persisted   []string  `json:"persisted,omitempty"` // confirm: files written
+	Phases      []Phase   `json:"phases,omitempty"`    // host-side timings
+	Error       *Error    `json:"error,omitempty"`
 	// TimerAlive (status of an armed/applied tx): whether the revert timer
 	// or watchdog still runs. False means nothing will revert it by itself.
 	TimerAlive *bool `json:"timer_alive,omitempty"`
@@ -136,6 +154,7 @@ const (
 	CodeInternal       = "internal"
 	CodeBadRequest     = "bad-request" // the request is malformed (tx id, format, timeout, version)
 	CodeBadState       = "bad-state"   // the tx is not in the state the verb needs (e.g. confirm before apply)
+	CodeUnguarded      = "unguarded"   // the ruleset has base chains the kernel guard cannot cover (Request.Force accepts)
 )
 
 // Error is a helper-side failure or refusal.

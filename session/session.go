@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/revert"
 )
@@ -67,6 +68,9 @@ type Target struct {
 	SSH     remote.Target // how to reach it
 	Ruleset string        // the ruleset text for this host
 	Format  revert.Format
+	// FormatExplicit: the operator chose Format (--format), so the host
+	// loads it even when its active backend is another one.
+	FormatExplicit bool
 	// RulesetPath names where Ruleset came from (for messages and JSON).
 	RulesetPath string
 }
@@ -75,10 +79,14 @@ type Target struct {
 type Options struct {
 	ConfirmTimeout time.Duration // revert deadline after begin; default 60s
 	Persist        bool          // persist after confirm
-	Checks         []string      // tcp://HOST:PORT probes run from the workstation before confirm
-	DryRun         bool          // show the diff, change nothing
-	Origin         string        // user@workstation run-id, shown to lock holders
-	RunID          string
+	MaxRulesetSize int64         // bytes the host accepts (0: revert.DefaultMaxRulesetSize)
+	// Force applies rulesets with base chains the kernel guard cannot
+	// cover (the host refuses them with revert.CodeUnguarded otherwise).
+	Force  bool
+	Checks []string // tcp://HOST:PORT probes run from the workstation before confirm
+	DryRun bool     // show the diff, change nothing
+	Origin string   // user@workstation run-id, shown to lock holders
+	RunID  string
 	// Helper returns the helper for a GOARCH.
 	Helper func(arch string) (data []byte, sha string, err error)
 	// Events receives progress; called from many goroutines; may be nil.
@@ -125,6 +133,8 @@ type Result struct {
 	Uploaded    int64            `json:"bytes_uploaded"`
 	Took        time.Duration    `json:"took_ns"`
 	Holder      *revert.Holder   `json:"holder,omitempty"`
+	GuardChains []string         `json:"guard_chains,omitempty"` // base chains the kernel guard covers
+	Unguarded   []string         `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
 	Snapshot    *revert.Snapshot `json:"-"`
 	Err         error            `json:"-"`
 }
@@ -136,11 +146,15 @@ type HostError struct {
 	Err     error
 }
 
+// Error is safe to print on a terminal: the host's own error text (which
+// can carry its stderr or bytes of the ruleset) is escaped and long lines
+// are cut, see [textsafe.Text].
 func (e *HostError) Error() string {
+	host := textsafe.Escape(e.Host)
 	if e.Err == nil {
-		return e.Host + ": " + string(e.Outcome)
+		return host + ": " + string(e.Outcome)
 	}
-	return e.Host + ": " + string(e.Outcome) + ": " + e.Err.Error()
+	return host + ": " + string(e.Outcome) + ": " + textsafe.Text(e.Err.Error())
 }
 func (e *HostError) Unwrap() error { return e.Err }
 

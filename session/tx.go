@@ -172,6 +172,8 @@ func (h *hostTx) run(ctx context.Context) {
 		Format: h.t.Format, Ruleset: h.t.Ruleset,
 		ConfirmTimeout: revert.Duration(h.s.opts.ConfirmTimeout),
 		Persist:        h.s.opts.Persist, Operator: h.op,
+		FormatExplicit: h.t.FormatExplicit, MaxRulesetSize: h.s.opts.MaxRulesetSize,
+		Force: h.s.opts.Force,
 	}
 	if ctx.Err() != nil {
 		h.endBeforeBegin(ctx, ctx.Err(), "")
@@ -205,6 +207,10 @@ func (h *hostTx) run(ctx context.Context) {
 		return
 	}
 	h.token = rep.Token
+	h.res.GuardChains, h.res.Unguarded = rep.GuardChains, rep.Unguarded
+	if len(rep.Unguarded) > 0 {
+		h.event(PhaseBegin, "info", "WARNING --force: the kernel guard does not cover "+strings.Join(rep.Unguarded, "; ")+"; only the revert timer protects them")
+	}
 	h.res.Snapshot = rep.Snapshot
 	h.res.Deadline = rep.Deadline
 	h.localDL = h.s.opts.Now().Add(rep.Deadline.Sub(rep.Now))
@@ -497,7 +503,7 @@ func (h *hostTx) absorb(rep *revert.Report) {
 func (h *hostTx) dryRun(ctx context.Context, r remote.Runner) {
 	var rep *revert.Report
 	err := h.phase(PhaseDiff, func() (err error) {
-		rep, err = h.call(ctx, r, revert.VerbDiff, &revert.Request{Version: revert.ProtocolVersion, Format: h.t.Format, Ruleset: h.t.Ruleset, Operator: h.op})
+		rep, err = h.call(ctx, r, revert.VerbDiff, &revert.Request{Version: revert.ProtocolVersion, Format: h.t.Format, Ruleset: h.t.Ruleset, Operator: h.op, MaxRulesetSize: h.s.opts.MaxRulesetSize})
 		return err
 	})
 	if err == nil {
@@ -566,6 +572,8 @@ func refusalHint(rep *revert.Report) string {
 		return "fix the ruleset; nothing was changed"
 	case revert.CodeBackend:
 		return "install the backend on the host, or pick another --format"
+	case revert.CodeUnguarded:
+		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
 	}
 	return ""
 }
@@ -618,8 +626,12 @@ type HostStatus struct {
 	TimerAlive *bool        `json:"timer_alive,omitempty"`
 	Verified   *bool        `json:"verified,omitempty"`
 	Aborted    bool         `json:"aborted,omitempty"` // Status(abort=true) restored the snapshot
-	Error      string       `json:"error,omitempty"`
-	Err        error        `json:"-"`
+	// GuardChains are the base chains the tx's kernel guard covers;
+	// Unguarded those a forced tx left to the revert timer alone.
+	GuardChains []string `json:"guard_chains,omitempty"`
+	Unguarded   []string `json:"unguarded,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Err         error    `json:"-"`
 }
 
 // Status asks a host for its latest transaction (the helper settles one
@@ -648,6 +660,7 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 	}
 	st.TxID, st.State, st.Deadline, st.Timer = rep.TxID, rep.State, rep.Deadline, rep.Timer
 	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
+	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
 	if rep.Error != nil {
 		return fail(rep.Error)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -29,6 +30,8 @@ type applyOptions struct {
 	serial         string
 	maxFail        string
 	limit          string
+	maxRulesetSize int64
+	force          bool
 }
 
 func init() { subcommands = append(subcommands, newApplyCmd) }
@@ -78,7 +81,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&o.confirmTimeout, "confirm-timeout", 60*time.Second, "revert deadline after begin, on the host's clock")
+	f.DurationVar(&o.confirmTimeout, "confirm-timeout", 60*time.Second, "revert deadline after begin, on the host's clock (5s to 24h)")
 	f.StringVar(&o.format, "format", "", "ruleset format: nft, iptables or ip6tables (default: from the file name or content)")
 	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
 	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
@@ -88,12 +91,24 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
 	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
 	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
+	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
+	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", revert.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
 }
 
+// The bounds of --confirm-timeout. Above a day, a forgotten transaction
+// would hold the host's lock and its revert for longer than anyone watches.
+const (
+	minConfirmTimeout = 5 * time.Second
+	maxConfirmTimeout = 24 * time.Hour
+)
+
 func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file string) error {
-	if o.confirmTimeout < 5*time.Second {
+	if o.confirmTimeout < minConfirmTimeout {
 		return usagef("--confirm-timeout %s is too short: at least 5s", o.confirmTimeout)
+	}
+	if o.confirmTimeout > maxConfirmTimeout {
+		return usagef("--confirm-timeout %s is too long: at most 24h (a host stays armed, its revert pending, until the deadline)", o.confirmTimeout)
 	}
 	serial, err := session.ParseSerial(o.serial)
 	if err != nil {
@@ -103,7 +118,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	if err != nil {
 		return err
 	}
-	targets, err := applyTargets(hosts, file, o.format)
+	targets, err := applyTargets(hosts, file, o.format, o.maxRulesetSize)
 	if err != nil {
 		return err
 	}
@@ -113,6 +128,8 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.confirmTimeout,
 		Persist:        o.persist,
+		MaxRulesetSize: o.maxRulesetSize,
+		Force:          o.force,
 		Checks:         o.checks,
 		DryRun:         o.dryRun,
 		Origin:         origin(runID),
@@ -132,7 +149,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 }
 
 // applyTargets pairs every host with its ruleset text and format.
-func applyTargets(hosts []*inventory.Host, file, format string) ([]session.Target, error) {
+func applyTargets(hosts []*inventory.Host, file, format string, maxSize int64) ([]session.Target, error) {
 	cache := map[string]string{}
 	read := func(p string) (string, error) {
 		if s, ok := cache[p]; ok {
@@ -162,7 +179,15 @@ func applyTargets(hosts []*inventory.Host, file, format string) ([]session.Targe
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, session.Target{Name: h.Name, SSH: targetOf(h), Ruleset: text, Format: f, RulesetPath: path})
+		// the hosts refuse these too; refusing here spares every connection
+		if err := revert.CheckRuleset(f, text, maxSize); err != nil {
+			var re *revert.Error
+			if errors.As(err, &re) {
+				err = errors.New(re.Message)
+			}
+			return nil, fmt.Errorf("ruleset %s: %w; nothing was changed", path, err)
+		}
+		out = append(out, session.Target{Name: h.Name, SSH: targetOf(h), Ruleset: text, Format: f, FormatExplicit: format != "", RulesetPath: path})
 	}
 	return out, nil
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/session"
 )
 
@@ -76,6 +78,9 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 		}
 	}
 	if g.jsonOut {
+		for _, st := range out {
+			st.Error = textsafe.Truncate(st.Error)
+		}
 		encodeJSON(g, out)
 	} else {
 		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
@@ -93,7 +98,13 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 			if st.Aborted {
 				state += " (aborted now)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Host, state, st.TxID, dl, timer, yesNo(st.Verified), oneLine(st.Error))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(st.Host), textsafe.Escape(state), textsafe.Escape(st.TxID), dl, textsafe.Escape(timer), yesNo(st.Verified), oneLine(textsafe.Text(st.Error)))
+			if len(st.GuardChains) > 0 && !st.State.Terminal() {
+				fmt.Fprintf(tw, "  guard:\t%s\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.GuardChains, ", ")))
+			}
+			if len(st.Unguarded) > 0 {
+				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
+			}
 		}
 		tw.Flush()
 	}

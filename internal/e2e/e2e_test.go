@@ -77,6 +77,7 @@ type result struct {
 	RoundTrips  int           `json:"round_trips"`
 	Uploaded    int64         `json:"bytes_uploaded"`
 	Took        time.Duration `json:"took_ns"`
+	GuardChains []string      `json:"guard_chains"`
 	Timings     []struct {
 		Phase string        `json:"phase"`
 		Took  time.Duration `json:"took_ns"`

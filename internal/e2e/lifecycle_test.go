@@ -13,13 +13,14 @@ import (
 )
 
 type statusDoc []struct {
-	Host       string `json:"host"`
-	TxID       string `json:"tx_id"`
-	State      string `json:"state"`
-	TimerAlive *bool  `json:"timer_alive"`
-	Verified   *bool  `json:"verified"`
-	Aborted    bool   `json:"aborted"`
-	Error      string `json:"error"`
+	Host        string   `json:"host"`
+	TxID        string   `json:"tx_id"`
+	State       string   `json:"state"`
+	TimerAlive  *bool    `json:"timer_alive"`
+	Verified    *bool    `json:"verified"`
+	Aborted     bool     `json:"aborted"`
+	GuardChains []string `json:"guard_chains"`
+	Error       string   `json:"error"`
 }
 
 func status(t *testing.T, cfg, host string, extra ...string) statusDoc {
