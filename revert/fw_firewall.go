@@ -382,7 +382,12 @@ func (f *hostFirewall) nftTables(ctx context.Context) (native, other []nftTableI
 	return native, other, nil
 }
 
-func (f *hostFirewall) nftListNative(ctx context.Context, native []nftTableID) ([]nftBlock, error) {
+// nftListNative lists the live native nft tables (see nftTables) as blocks.
+func (f *hostFirewall) nftListNative(ctx context.Context) ([]nftBlock, error) {
+	native, _, err := f.nftTables(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read live nft tables: %w", err)
+	}
 	var blocks []nftBlock
 	for _, t := range native {
 		out, err := f.run(ctx, nil, "nft", "list", "table", t.family, t.name)
@@ -399,11 +404,7 @@ func (f *hostFirewall) nftListNative(ctx context.Context, native []nftTableID) (
 func (f *hostFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 	s := &Snapshot{Taken: time.Now().UTC()}
 	if f.has("nft") {
-		native, _, err := f.nftTables(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot nft: %w", err)
-		}
-		blocks, err := f.nftListNative(ctx, native)
+		blocks, err := f.nftListNative(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot nft: %w", err)
 		}
@@ -1040,11 +1041,7 @@ func (f *hostFirewall) Restore(ctx context.Context, s *Snapshot) error {
 // liveNorm returns the normalised live ruleset of one part's backend.
 func (f *hostFirewall) liveNorm(ctx context.Context, format Format, b iptBackend) (string, error) {
 	if format == FormatNft {
-		native, _, err := f.nftTables(ctx)
-		if err != nil {
-			return "", err
-		}
-		blocks, err := f.nftListNative(ctx, native)
+		blocks, err := f.nftListNative(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -1106,11 +1103,7 @@ func (f *hostFirewall) applied(ctx context.Context, format Format, ruleset strin
 	}
 	got, live = map[string]string{}, map[string]string{}
 	if format == FormatNft {
-		native, _, err := f.nftTables(ctx)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		blocks, err := f.nftListNative(ctx, native)
+		blocks, err := f.nftListNative(ctx)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -1224,11 +1217,7 @@ func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset strin
 	switch format {
 	case FormatNft:
 		path, mode = "/etc/nftables.conf", 0o755
-		native, _, err := f.nftTables(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("persist: read live nft tables: %w", err)
-		}
-		blocks, err := f.nftListNative(ctx, native)
+		blocks, err := f.nftListNative(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("persist: %w", err)
 		}

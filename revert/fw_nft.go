@@ -196,6 +196,20 @@ func isPunct(s string) bool { return s == "{" || s == "}" || s == ";" || s == "\
 
 var nftTableBlockRE = regexp.MustCompile(`(?m)^\s*table\s+(?:(ip|ip6|inet|arp|bridge|netdev)\s+)?([A-Za-z0-9_.-]+)\s*\{`)
 
+// nftDeclaredTables returns the tables ruleset writes as blocks
+// (table F N { ... }): each load replaces them whole.
+func nftDeclaredTables(ruleset string) []nftTableID {
+	var ids []nftTableID
+	for _, m := range nftTableBlockRE.FindAllStringSubmatch(ruleset, -1) {
+		fam := m[1]
+		if fam == "" {
+			fam = "ip"
+		}
+		ids = append(ids, nftTableID{fam, m[2]})
+	}
+	return ids
+}
+
 var flushRulesetRE = regexp.MustCompile(`^\s*flush\s+ruleset(?:\s+(ip6?|inet|arp|bridge|netdev))?\s*;?\s*(#.*)?$`)
 
 // nftIdiom deletes a table whether it exists or not.
@@ -243,12 +257,7 @@ func buildNft(ruleset string, live []nftTableID, guard *Guard, logf func(string,
 	// name as a whole (declarative per table): without this, nft -f merges
 	// the block into the live table, so a re-apply (the confirm dropping
 	// the guard) would duplicate every rule and keep the guard.
-	for _, m := range nftTableBlockRE.FindAllStringSubmatch(ruleset, -1) {
-		fam := m[1]
-		if fam == "" {
-			fam = "ip"
-		}
-		id := nftTableID{fam, m[2]}
+	for _, id := range nftDeclaredTables(ruleset) {
 		if slices.Contains(live, id) {
 			for _, l := range nftIdiom(id) {
 				f.add(l, 0)

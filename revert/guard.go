@@ -304,15 +304,7 @@ func (f *hostFirewall) GuardPlan(ctx context.Context, format Format, ruleset str
 		if err != nil {
 			return nil, err
 		}
-		var declared []nftTableID
-		for _, m := range nftTableBlockRE.FindAllStringSubmatch(ruleset, -1) {
-			fam := m[1]
-			if fam == "" {
-				fam = "ip"
-			}
-			declared = append(declared, nftTableID{fam, m[2]})
-		}
-		return planNft(got, live, order, declared, other, v6), nil
+		return planNft(got, live, order, nftDeclaredTables(ruleset), other, v6), nil
 	case FormatIPTables, FormatIP6Tables:
 		user, err := parseIPTables(ruleset)
 		if err != nil {

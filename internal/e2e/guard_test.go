@@ -30,13 +30,12 @@ func TestGuardCoversEveryHook(t *testing.T) {
 			defer wg.Done()
 			for _, tc := range cases {
 				t.Run(h.Name+"/"+tc.ruleset, func(t *testing.T) {
-					cmd, sc := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s")
+					cmd, _ := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s")
 					applied := time.Now()
 					// the workstation and the host's revert timer both die
 					// right after the apply: nothing but the kernel guard is left
 					_ = cmd.Process.Kill()
 					_ = cmd.Wait()
-					_ = sc
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no helper process found; exit 1; }; kill -9 $pids`)
 					cancel()
