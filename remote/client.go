@@ -123,8 +123,17 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 		return c.execErr(cmd, errors.New("connection closed"))
 	default:
 	}
+	// Opening the channel and sending the exec request wait for the server
+	// and ignore ctx: on a link that went silent they block until TCP gives
+	// up (minutes). Watch ctx meanwhile and close the connection if it ends:
+	// a connection that cannot open a session in time is of no further use.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	sess, err := c.ssh.NewSession()
 	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %q: open session: %w", c.name, shortCmd(cmd.Command), ctx.Err())
+		}
 		return c.execErr(cmd, err)
 	}
 	defer sess.Close()
@@ -144,7 +153,13 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	if err != nil {
 		return c.execErr(cmd, err)
 	}
-	if err := sess.Start(cmd.Command); err != nil {
+	err = sess.Start(cmd.Command)
+	if !stop() {
+		// ctx ended while the session was being opened: the connection
+		// is closed (or closing)
+		return fmt.Errorf("%s: %q: start: %w", c.name, shortCmd(cmd.Command), ctx.Err())
+	}
+	if err != nil {
 		return c.execErr(cmd, err)
 	}
 	go func() {
@@ -158,11 +173,17 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGKILL)
-		sess.Close()
+		// Signal and Close only queue packets; if the session has not
+		// ended 2s later the link is dead: close the connection so that
+		// nothing of it lingers.
+		go func() {
+			_ = sess.Signal(ssh.SIGKILL)
+			sess.Close()
+		}()
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
+			c.Close()
 		}
 		return fmt.Errorf("%s: %q: %w", c.name, shortCmd(cmd.Command), ctx.Err())
 	}

@@ -345,3 +345,36 @@ func TestUpload(t *testing.T) {
 		})
 	}
 }
+
+// A link that goes silent after connect: opening a session waits for the
+// server forever, so Run must end at ctx's deadline by closing the
+// connection, not when TCP gives up minutes later.
+func TestRunHonoursContextOnSilentLink(t *testing.T) {
+	srv := remotetest.StartServer(t, remotetest.ServerOptions{})
+	d := dialer(t, remote.Options{}, srv.SSHConfig("h1"))
+	c, err := dial(t, d, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, remote.Cmd{Command: "true"}) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run on a silent link still blocked 10s after its 1s deadline")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run on a silent link = %v, want context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("Run took %s after a 1s deadline", took)
+	}
+	// the connection is of no further use: later runs fail at once
+	if err := c.Run(context.Background(), remote.Cmd{Command: "true"}); err == nil {
+		t.Fatalf("Run on the closed connection succeeded")
+	}
+}

@@ -206,16 +206,35 @@ func TestApplyOutcomes(t *testing.T) {
 			want:  Refused, live: liveRules, conns: 1, trips: 2, errLike: "invalid-ruleset",
 		},
 		{
-			name: "fresh connection refused: the first connection aborts at once",
+			name: "one fresh connection refused (sshd restarting): retried, confirmed",
 			setup: func(h *fakeHost) {
 				h.refuse = refuseDials(2, 2)
 			},
-			rules: newRules, want: Reverted, live: liveRules, errLike: "locked out",
+			rules: newRules, want: Confirmed, live: newRules, conns: 3,
+		},
+		{
+			name: "fresh connections refused until the deadline: the first connection aborts",
+			setup: func(h *fakeHost) {
+				h.refuse = refuseFor(2, 2*time.Second)
+			},
+			rules: newRules, want: Reverted, live: liveRules, errLike: "attempts",
+		},
+		{
+			name: "fresh connection refused for an auth reason: not retried, aborted",
+			setup: func(h *fakeHost) {
+				h.refuse = func(n int) error {
+					if n == 2 {
+						return fmt.Errorf("dial: %w", remote.ErrAuth)
+					}
+					return nil
+				}
+			},
+			rules: newRules, want: Reverted, live: liveRules, conns: 2, errLike: "locked out",
 		},
 		{
 			name: "locked out completely: the host's own timer reverts, seen after the deadline",
 			setup: func(h *fakeHost) {
-				h.refuse = refuseDials(2, 2)
+				h.refuse = refuseFor(2, 2*time.Second)
 				h.brokeAt = func(dial int, verb string) error {
 					if dial == 1 && verb == revert.VerbAbort {
 						h.fire() // the deadline passes while we are locked out
@@ -242,7 +261,7 @@ func TestApplyOutcomes(t *testing.T) {
 		{
 			name: "timer died: needs recovery",
 			setup: func(h *fakeHost) {
-				h.refuse = refuseDials(2, 2)
+				h.refuse = refuseFor(2, 2*time.Second)
 				h.brokeAt = func(dial int, verb string) error {
 					if verb == revert.VerbAbort {
 						for id := range h.armer.armed {
@@ -401,6 +420,27 @@ func TestRolloutStopsAfterFailedBatch(t *testing.T) {
 func refuseDials(from, to int) func(int) error {
 	return func(n int) error {
 		if n >= from && n <= to {
+			return fmt.Errorf("dial: %w", remote.ErrTimeout)
+		}
+		return nil
+	}
+}
+
+// refuseFor makes every dial from number from on time out for d after
+// the first refused one: a host unreachable for a while.
+func refuseFor(from int, d time.Duration) func(int) error {
+	var mu sync.Mutex
+	var first time.Time
+	return func(n int) error {
+		if n < from {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if time.Since(first) < d {
 			return fmt.Errorf("dial: %w", remote.ErrTimeout)
 		}
 		return nil

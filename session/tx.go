@@ -258,22 +258,9 @@ func (h *hostTx) run(ctx context.Context) {
 			return
 		}
 	}
-	var c2 remote.Runner
-	err = h.phase(PhaseConfirm, func() error {
-		cctx, ccancel := context.WithDeadline(pctx, h.localDL.Add(-time.Second))
-		defer ccancel()
-		var err error
-		c2, err = h.dial(cctx)
-		if err != nil {
-			return &lockedOutError{err}
-		}
-		defer c2.Close()
-		rep, err = h.call(cctx, h.priv(c2), revert.VerbConfirm, &revert.Request{Version: revert.ProtocolVersion, TxID: txID, Token: h.token})
-		if err != nil {
-			return &lockedOutError{err}
-		}
-		h.absorb(rep)
-		return reportErr(rep)
+	err = h.phase(PhaseConfirm, func() (err error) {
+		rep, err = h.confirm(pctx)
+		return err
 	})
 	switch {
 	case err == nil && rep.State == revert.StateConfirmed:
@@ -285,6 +272,64 @@ func (h *hostTx) run(ctx context.Context) {
 	default:
 		h.lockedOut(pctx, p1, fmt.Errorf("not confirmed: %w", err))
 	}
+}
+
+// confirm proves access over a NEW connection and confirms over it. A
+// fresh connection that fails for a network reason (an sshd restarting, a
+// lost SYN) is retried with backoff until the deadline minus a margin, so
+// that one refused connection does not revert a good change; only then is
+// the operator locked out. A confirm is idempotent on the host, so one whose
+// answer was lost is simply sent again.
+func (h *hostTx) confirm(ctx context.Context) (*revert.Report, error) {
+	margin := min(3*time.Second, h.s.opts.ConfirmTimeout/3)
+	cctx, cancel := context.WithDeadline(ctx, h.localDL.Add(-margin))
+	defer cancel()
+	req := &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID, Token: h.token, Origin: h.s.opts.Origin}
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		rep, err := h.confirmOnce(cctx, req)
+		if err == nil {
+			return rep, reportErr(rep)
+		}
+		if !retryable(err) || cctx.Err() != nil {
+			if attempt > 1 {
+				err = fmt.Errorf("%w (%d attempts)", err, attempt)
+			}
+			return nil, &lockedOutError{err}
+		}
+		h.event(PhaseConfirm, "info", fmt.Sprintf("fresh connection attempt %d failed (%v); retrying in %s", attempt, err, backoff))
+		select {
+		case <-time.After(backoff):
+		case <-cctx.Done():
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (h *hostTx) confirmOnce(ctx context.Context, req *revert.Request) (*revert.Report, error) {
+	c2, err := h.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c2.Close()
+	rep, err := h.call(ctx, h.priv(c2), revert.VerbConfirm, req)
+	if err != nil {
+		return nil, err
+	}
+	h.absorb(rep)
+	return rep, nil
+}
+
+// retryable reports whether a fresh connection's failure may be transient
+// (network, timeout, a connection dropped mid-call) rather than a refusal
+// that repeating cannot change (host key, authentication, no sudo).
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, remote.ErrHostKeyMismatch), errors.Is(err, remote.ErrHostKeyUnknown),
+		errors.Is(err, remote.ErrAuth), errors.Is(err, context.Canceled):
+		return false
+	}
+	return isTransport(err)
 }
 
 // beginTimeout bounds the begin call (helper upload included): detect,
@@ -343,7 +388,14 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 		if attempt > 0 && h.s.opts.Now().After(h.localDL.Add(h.s.opts.RevertGrace)) {
 			break
 		}
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		// Each look is bounded by its own timeout, not by ctx: even when
+		// everything before overran, the host gets one real look after its
+		// deadline before lifeline says it does not know.
+		base := ctx
+		if ctx.Err() != nil {
+			base = context.WithoutCancel(ctx)
+		}
+		rctx, cancel := context.WithTimeout(base, 15*time.Second)
 		rep, err := h.statusFresh(rctx)
 		cancel()
 		if err == nil {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,7 +61,15 @@ type Server struct {
 	conns []net.Conn
 	wg    sync.WaitGroup
 	done  chan struct{}
+	// frozen: new channels and requests go unanswered, as on a link that
+	// went silent
+	frozen atomic.Bool
 }
+
+// Freeze makes the server stop answering on its open connections: channel
+// opens and global requests (keepalives) get no reply, as when the link
+// goes silent after the TCP connection was set up.
+func (s *Server) Freeze() { s.frozen.Store(true) }
 
 // NewHostKey returns a fresh key of kind "ed25519", "ecdsa" or "rsa".
 func NewHostKey(t testing.TB, kind string) ssh.Signer {
@@ -226,7 +235,7 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 	defer sc.Close()
 	go func() {
 		for r := range reqs {
-			if s.o.IgnoreKeepalives {
+			if s.o.IgnoreKeepalives || s.frozen.Load() {
 				continue
 			}
 			if r.WantReply {
@@ -236,6 +245,9 @@ func (s *Server) handle(c net.Conn, cfg *ssh.ServerConfig) {
 	}()
 	var wg sync.WaitGroup
 	for nc := range chans {
+		if s.frozen.Load() {
+			continue // never accepted nor rejected: the opener waits
+		}
 		switch nc.ChannelType() {
 		case "session":
 			ch, creqs, err := nc.Accept()
