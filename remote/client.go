@@ -49,12 +49,14 @@ func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		// The connection first: sftp's Close waits for its reader, which
+		// on a silent link ends only when the connection does.
+		err = c.closeChain()
 		c.sftpMu.Lock()
 		if c.sftp != nil {
 			c.sftp.Close()
 		}
 		c.sftpMu.Unlock()
-		err = c.closeChain()
 	})
 	return err
 }

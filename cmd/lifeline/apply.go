@@ -21,6 +21,7 @@ import (
 
 type applyOptions struct {
 	confirmTimeout time.Duration
+	revertGrace    time.Duration
 	format         string
 	persist        bool
 	checks         []string
@@ -92,6 +93,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
 	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
 	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
+	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", revert.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
 }
@@ -110,6 +112,9 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	if o.confirmTimeout > maxConfirmTimeout {
 		return usagef("--confirm-timeout %s is too long: at most 24h (a host stays armed, its revert pending, until the deadline)", o.confirmTimeout)
 	}
+	if o.revertGrace < time.Second || o.revertGrace > time.Hour {
+		return usagef("--revert-grace %s is out of range: 1s to 1h", o.revertGrace)
+	}
 	serial, err := session.ParseSerial(o.serial)
 	if err != nil {
 		return usageError{err}
@@ -127,6 +132,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	pr := newProgress(g, o.jsonStream, len(targets))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.confirmTimeout,
+		RevertGrace:    o.revertGrace,
 		Persist:        o.persist,
 		MaxRulesetSize: o.maxRulesetSize,
 		Force:          o.force,

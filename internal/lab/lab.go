@@ -246,6 +246,35 @@ func (l *Lab) StopSSHD(ctx context.Context, host string) error {
 		fmt.Sprintf("stop sshd on lab host %s", host))
 }
 
+// SetLink takes the machine side of a directly attached host's link down
+// (up=false) or up again. Down, the host's eth0 loses its carrier and every
+// packet between the machine and the host is silently lost, in both
+// directions: a cut cable. The host keeps its addresses, routes, sockets
+// and firewall. Only the lab's own veth is touched.
+func (l *Lab) SetLink(ctx context.Context, host string, up bool) error {
+	h, err := l.host(host)
+	if err != nil {
+		return err
+	}
+	if h.Jump != "" {
+		return fmt.Errorf("set link of lab host %s: it is reached through %s, not over its own link", host, h.Jump)
+	}
+	n := 0
+	for i := range l.Hosts {
+		if l.Hosts[i].Name == host {
+			n = i + 1
+		}
+	}
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if err := runIP(ctx, nil, "link", "set", vethName(l.ID, n), state); err != nil {
+		return fmt.Errorf("set link of lab host %s %s: %w", host, state, err)
+	}
+	return nil
+}
+
 // StartSSHD starts the host's sshd when it is not running and returns once
 // it answers with its SSH banner. Idempotent.
 func (l *Lab) StartSSHD(ctx context.Context, host string) error {
