@@ -88,3 +88,12 @@ type Guard struct {
 	// GuardPlan; iptables formats place it by table, the same way).
 	Chains []GuardChain
 }
+
+// size is about how many bytes the snapshot takes on disk.
+func (s *Snapshot) size() int64 {
+	var n int64
+	for _, p := range s.Parts {
+		n += 2*int64(len(p.Text)) + 64 // JSON escapes tabs and newlines
+	}
+	return n
+}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -28,7 +29,12 @@ const (
 	snapshotFile = "snapshot.json"
 	rulesetFile  = "ruleset"
 	logFile      = "log"
+	reserveFile  = "reserve"
 )
+
+// reserveSize is the space the state dir keeps allocated for the record
+// writes of a transaction in flight (see store.ensureReserve).
+const reserveSize = 1 << 20
 
 // Steps refine a State inside record.json so that a crash between two
 // writes can be told apart (see the crash table in tx.go).
@@ -74,6 +80,30 @@ type txRecord struct {
 	Diff           string        `json:"diff,omitempty"` // revert-failed: live vs snapshot
 	Persisted      []string      `json:"persisted,omitempty"`
 	Detect         *Detect       `json:"detect,omitempty"`
+
+	// disk is the state, step and outcome record.json holds (as loaded or
+	// last written): a failed write puts them back, so that what the
+	// helper reports is what the next helper will read.
+	disk diskState
+}
+
+type diskState struct {
+	state   State
+	step    string
+	outcome string
+	n       int // len(Transitions)
+}
+
+func (r *txRecord) markSaved() {
+	r.disk = diskState{r.State, r.Step, r.Outcome, len(r.Transitions)}
+}
+
+// rollback undoes the in-memory transition a failed write did not record.
+func (r *txRecord) rollback() {
+	r.State, r.Step, r.Outcome = r.disk.state, r.disk.step, r.disk.outcome
+	if r.disk.n <= len(r.Transitions) {
+		r.Transitions = r.Transitions[:r.disk.n]
+	}
 }
 
 // transition is one write of record.json.
@@ -135,6 +165,7 @@ func (s store) load(id string) (*txRecord, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("load tx %s: parse %s: %w", id, recordFile, err)
 	}
+	r.markSaved()
 	return &r, nil
 }
 
@@ -144,10 +175,62 @@ func (s store) save(r *txRecord) error {
 	if err != nil {
 		return fmt.Errorf("save tx %s: %w", r.ID, err)
 	}
+	if testHookWrite != nil {
+		if err := testHookWrite(r); err != nil {
+			return fmt.Errorf("save tx %s: %w", r.ID, err)
+		}
+	}
 	if err := writeFileAtomic(s.path(r.ID, recordFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save tx %s: %w", r.ID, err)
 	}
 	return nil
+}
+
+// testHookWrite, when set (tests only), runs before every record write; an
+// error fails the write as a full disk would.
+var testHookWrite func(r *txRecord) error
+
+// ensureReserve keeps reserveSize bytes allocated in the state dir. A
+// transaction's record writes must not fail halfway because the file
+// system filled up after its begin: when one does, the engine releases the
+// reserve and writes again. begin refuses when it cannot set the reserve
+// up, before anything is written or changed.
+func (s store) ensureReserve() error {
+	p := filepath.Join(s.dir, reserveFile)
+	if fi, err := os.Stat(p); err == nil && fi.Size() >= reserveSize {
+		return nil
+	}
+	err := writeFileAtomic(p, make([]byte, reserveSize), 0o600)
+	if err != nil {
+		_ = os.Remove(p)
+		var free string
+		var st syscall.Statfs_t
+		if syscall.Statfs(s.dir, &st) == nil {
+			free = fmt.Sprintf(" (%d KiB free)", uint64(st.Bavail)*uint64(st.Bsize)/1024)
+		}
+		return fmt.Errorf("the state folder %s is full%s: lifeline keeps %d KiB there so that a transaction can always record its end: %w", s.dir, free, reserveSize>>10, err)
+	}
+	return nil
+}
+
+// room checks that the state dir's file system has space for n more
+// bytes of tx files (plus slack for records and the log), not counting the
+// reserve: begin refuses before it writes anything otherwise.
+func (s store) room(n int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return nil // cannot tell: the writes will say
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if need := n + 256<<10; free < need {
+		return fmt.Errorf("the state folder %s is full: %d KiB free, this transaction needs %d KiB: %w", s.dir, free>>10, need>>10, syscall.ENOSPC)
+	}
+	return nil
+}
+
+// releaseReserve frees the reserve; it reports whether there was one.
+func (s store) releaseReserve() bool {
+	return os.Remove(filepath.Join(s.dir, reserveFile)) == nil
 }
 
 func (s store) saveSnapshot(id string, snap *Snapshot) error {

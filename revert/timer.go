@@ -214,10 +214,16 @@ func (a *watchdogArmer) Disarm(ctx context.Context, t Timer) error {
 	if err := syscall.Kill(t.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("disarm watchdog %d: %w", t.PID, err)
 	}
-	// bounded wait so the caller can report "disarmed" truthfully
-	for range 100 {
+	// bounded wait so the caller can report "disarmed" truthfully; a
+	// watchdog that ignores SIGTERM for a second (stopped, hung) is killed
+	for i := range 100 {
 		if !watchdogAlive(t) {
 			return nil
+		}
+		if i == 50 {
+			if err := syscall.Kill(t.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("disarm watchdog %d: %w", t.PID, err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -225,7 +231,7 @@ func (a *watchdogArmer) Disarm(ctx context.Context, t Timer) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("disarm watchdog %d: still running 2s after SIGTERM", t.PID)
+	return fmt.Errorf("disarm watchdog %d: still running 2s after SIGTERM and SIGKILL", t.PID)
 }
 
 // procStat returns field 22 (starttime, clock ticks since boot) and field 3

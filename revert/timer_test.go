@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -135,4 +136,31 @@ func procSession(pid int) (int, error) {
 	}
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return strconv.Atoi(f[3])
+}
+
+// A SIGSTOPped watchdog cannot act on SIGTERM: Disarm kills it.
+func TestDisarmStoppedWatchdog(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("sleep(1) not found: install coreutils")
+	}
+	script := filepath.Join(t.TempDir(), "fake-helper")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+sleep+" 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := &watchdogArmer{opts: ArmerOptions{Exe: script, StateDir: t.TempDir()}}
+	ctx := context.Background()
+	tm, err := a.Arm(ctx, "tx1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(tm.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Disarm(ctx, tm); err != nil {
+		t.Fatalf("Disarm of a stopped watchdog: %v", err)
+	}
+	if alive, _ := a.Alive(ctx, tm); alive {
+		t.Fatalf("stopped watchdog alive after Disarm")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -71,12 +72,25 @@ var testHookSave func(r *txRecord)
 
 func (e *engine) now() time.Time { return e.clock.Now() }
 
-// save stamps a transition and writes the record atomically.
+// save stamps a transition and writes the record atomically. When the
+// write fails (a full disk), it releases the state folder's reserve and
+// writes again; when that fails too, r is rolled back to what the record
+// on disk holds and the error is a CodeStateWrite *Error: the caller must
+// not take (or must undo) the step the record would have announced.
 func (e *engine) save(r *txRecord, note string) error {
 	r.Transitions = append(r.Transitions, transition{State: r.State, Step: r.Step, At: e.now().UTC().Round(0), Note: note})
-	if err := e.st.save(r); err != nil {
-		return err
+	err := e.st.save(r)
+	if err != nil && e.st.releaseReserve() {
+		e.logf(r.ID, "warning", "%v: released the %d KiB reserve of %s to record %s/%s; free space there", err, reserveSize>>10, e.st.dir, r.State, r.Step)
+		err = e.st.save(r)
 	}
+	if err != nil {
+		want := fmt.Sprintf("%s/%s", r.State, r.Step)
+		r.rollback()
+		return &Error{Code: CodeStateWrite, Message: fmt.Sprintf(
+			"cannot record %s of transaction %s in %s: %v (the record still says %s/%s)", want, r.ID, e.st.dir, err, r.State, r.Step)}
+	}
+	r.markSaved()
 	if testHookSave != nil {
 		testHookSave(r)
 	}
@@ -170,6 +184,7 @@ func (e *engine) loadTx(id string) (*txRecord, error) {
 
 func fill(rep *Report, r *txRecord) {
 	rep.TxID = r.ID
+	rep.Origin = r.Origin
 	rep.State = r.State
 	rep.Deadline = r.Deadline
 	rep.Timer = r.Timer.String()
@@ -221,6 +236,9 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return err
 	}
 	defer l.unlock()
+	if err := e.st.ensureReserve(); err != nil {
+		return &Error{Code: CodeStateWrite, Message: err.Error() + "; nothing was changed"}
+	}
 	if err := e.phase(rep, "settle", func() error { return e.settleCurrent(ctx) }); err != nil {
 		return err
 	}
@@ -292,6 +310,9 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		GuardChains: plan.Covered, Unguarded: plan.Uncovered,
 	}
 	err = e.phase(rep, "record", func() error {
+		if err := e.st.room(int64(len(req.Ruleset)) + snap.size()); err != nil {
+			return err
+		}
 		if err := e.st.createTx(r.ID); err != nil {
 			return err
 		}
@@ -309,7 +330,13 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return e.save(r, "begin by "+req.Origin)
 	})
 	if err != nil {
-		return fmt.Errorf("write tx %s: %w", r.ID, err)
+		// nothing is armed yet: leave no half-written folder behind
+		_ = os.RemoveAll(e.st.txDir(r.ID))
+		code := CodeInternal
+		if errors.Is(err, syscall.ENOSPC) || errors.As(err, new(*Error)) {
+			code = CodeStateWrite
+		}
+		return &Error{Code: code, Message: fmt.Sprintf("write tx %s: %s; nothing was changed", r.ID, errMessage(err))}
 	}
 	var t Timer
 	if err := e.phase(rep, "arm", func() (err error) { t, err = e.armer.Arm(ctx, r.ID, time.Duration(req.ConfirmTimeout)); return err }); err != nil {
@@ -356,9 +383,26 @@ func (e *engine) recordRefusal(req *Request, det *Detect, pe *Error) {
 	e.logf(r.ID, "info", "refused: %v", pe)
 }
 
+// overdueAfter is how long past its deadline an armed or applied
+// transaction may stay so before its timer counts as hung: the timer
+// fires at the deadline and its revert takes seconds.
+const overdueAfter = 15 * time.Second
+
+// overdue reports whether r's revert is overdue: still armed or applied
+// overdueAfter past the deadline, whatever its timer process looks like
+// (a SIGSTOPped watchdog is alive and does nothing).
+func (e *engine) overdue(r *txRecord) bool {
+	return !r.State.Terminal() && e.remaining(r) < -overdueAfter
+}
+
 // settleCurrent resolves the current tx before a new begin: terminal →
-// nothing; another boot → reverted; timer alive → lock held; timer gone →
-// run its overdue revert now. Caller holds the lock.
+// nothing; another boot → reverted; timer alive and not overdue → lock
+// held; armed with its timer dead or overdue → reverted (nothing was
+// applied); applied with its timer dead or overdue → reverted when the
+// live ruleset already equals its snapshot, else refused with
+// CodeNeedsRecovery: restoring a snapshot that may be older than changes
+// made by hand since is the operator's call, not begin's. Caller holds the
+// lock.
 func (e *engine) settleCurrent(ctx context.Context) error {
 	id, err := e.st.current()
 	if err != nil || id == "" {
@@ -381,24 +425,79 @@ func (e *engine) settleCurrent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("check revert timer of tx %s: %w", r.ID, err)
 	}
-	if alive {
+	overdue := e.overdue(r)
+	if alive && !overdue {
 		return &Error{Code: CodeLockHeld, Holder: holderOf(r), Message: fmt.Sprintf(
 			"transaction %s from %s is %s until %s: wait for it to end, or abort it",
 			r.ID, r.Origin, r.State, r.Deadline.Format(time.RFC3339))}
 	}
-	e.logf(r.ID, "warning", "revert timer %s is gone while %s: reverting now", r.Timer, r.State)
-	e.revertLocked(ctx, r, "revert timer gone before its deadline; reverted by the next begin")
-	if r.State == StateRevertFailed {
-		return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf(
-			"the previous transaction %s could not be reverted: inspect %s, then begin again", r.ID, e.st.txDir(r.ID))}
+	why := fmt.Sprintf("revert timer %s gone", r.Timer)
+	if alive {
+		why = fmt.Sprintf("revert timer %s still %s past the deadline (hung)", r.Timer, (-e.remaining(r)).Round(time.Second))
+	}
+	if r.State == StateArmed {
+		e.logf(r.ID, "warning", "%s while armed: ending it (nothing was applied)", why)
+		if _, err := e.revertLocked(ctx, r, why+"; ended by the next begin"); err != nil {
+			return err
+		}
+		return nil
+	}
+	if r.Step == stepReverting {
+		// a revert was decided (deadline, abort) and interrupted: finish it
+		e.logf(r.ID, "warning", "%s during its revert: finishing the revert", why)
+		if _, err := e.revertLocked(ctx, r, why+" during the revert; finished by the next begin"); err != nil {
+			return err
+		}
+		if r.State == StateRevertFailed {
+			return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf(
+				"the previous transaction %s could not be reverted: inspect %s, then begin again", r.ID, e.st.txDir(r.ID))}
+		}
+		return nil
+	}
+	snap, err := e.st.loadSnapshot(r.ID)
+	if err != nil {
+		return &Error{Code: CodeNeedsRecovery, Holder: holderOf(r), Message: fmt.Sprintf(
+			"transaction %s from %s was left applied (%s) and its snapshot cannot be read (%v): inspect %s", r.ID, r.Origin, why, err, e.st.txDir(r.ID))}
+	}
+	eq, diff, err := e.fw.Equal(ctx, snap)
+	if err != nil {
+		return fmt.Errorf("compare the live ruleset with the snapshot of tx %s: %w", r.ID, err)
+	}
+	if !eq {
+		e.logf(r.ID, "warning", "%s while applied; the live ruleset differs from the snapshot: begin refused, needs recovery", why)
+		return &Error{Code: CodeNeedsRecovery, Holder: holderOf(r), Message: fmt.Sprintf(
+			"transaction %s from %s (deadline %s) was left applied (%s) and the live ruleset differs from its snapshot%s; lifeline will not restore that snapshot over changes that may have been made since without being asked: "+
+				"restore it with `lifeline status HOST --abort`, then apply again; differences:\n%s",
+			r.ID, r.Origin, r.Deadline.Format(time.RFC3339), why, takenAt(snap), truncateLines(diff, 40))}
+	}
+	e.logf(r.ID, "warning", "%s while applied; the live ruleset already equals the snapshot: marked reverted", why)
+	r.State, r.Step = StateReverted, stepReverted
+	r.Outcome = "reverted: " + why + "; the live ruleset already equalled the snapshot at the next begin"
+	if err := e.save(r, "settled by the next begin"); err != nil {
+		return err
+	}
+	if err := e.armer.Disarm(ctx, r.Timer); err != nil {
+		e.logf(r.ID, "warning", "%v", err)
 	}
 	return nil
 }
 
+// truncateLines keeps the first n lines of s, saying how many it dropped.
+func truncateLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return strings.Join(lines[:n], "") + fmt.Sprintf("... (%d more lines)\n", len(lines)-n)
+}
+
 // revertLocked restores the snapshot of r, verifies it, records the
 // outcome and disarms r's timer. Caller holds the lock (or gave up on it).
-// Returns whether the live ruleset equals the snapshot.
-func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) bool {
+// Returns whether the live ruleset equals the snapshot, and a
+// CodeStateWrite error when the outcome could not be recorded: r's timer
+// is then left armed (it finds the record applied at the deadline and
+// restores the same snapshot again), and r is what the record says.
+func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bool, error) {
 	if r.State == StateArmed {
 		// apply records "applied" before it touches the firewall, so an
 		// armed tx never changed anything: restoring would only clobber
@@ -406,21 +505,25 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) boo
 		r.State, r.Step = StateReverted, stepReverted
 		r.Outcome = "reverted (nothing was applied): " + note
 		if err := e.save(r, note); err != nil {
-			e.logf(r.ID, "warning", "%v", err)
+			e.logf(r.ID, "crit", "%v; the revert timer stays armed", err)
+			return true, err
 		}
 		if err := e.armer.Disarm(ctx, r.Timer); err != nil {
 			e.logf(r.ID, "warning", "%v", err)
 		}
 		e.logf(r.ID, "info", "ended before apply (%s): nothing to restore", note)
-		return true
+		return true, nil
 	}
 	r.Step = stepReverting
 	if err := e.save(r, note); err != nil {
+		// restoring is what gives the operator back their access: do it
+		// anyway; the record keeps saying applied, the timer stays armed
 		e.logf(r.ID, "warning", "%v (reverting anyway)", err)
 	}
 	var errs []error
 	snap, err := e.st.loadSnapshot(r.ID)
 	verified := false
+	var diff string
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -438,30 +541,36 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) boo
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restore snapshot: %w", err))
 		}
-		eq, diff, eqErr := e.fw.Equal(ctx, snap)
+		eq, d, eqErr := e.fw.Equal(ctx, snap)
 		switch {
 		case eqErr != nil:
 			errs = append(errs, fmt.Errorf("verify restore: %w", eqErr))
 		case !eq:
 			errs = append(errs, errors.New("live ruleset differs from the snapshot after restore"))
-			r.Diff = diff
+			diff = d
 		default:
 			verified = err == nil
 		}
 	}
 	r.Step = stepReverted
+	nErrs := len(r.Errors)
 	if verified {
 		r.State = StateReverted
 		r.Outcome = "reverted: " + note
 	} else {
 		r.State = StateRevertFailed
 		r.Outcome = "revert failed: " + note
+		r.Diff = diff
 		for _, err := range errs {
 			r.Errors = append(r.Errors, err.Error())
 		}
 	}
 	if err := e.save(r, note); err != nil {
-		e.logf(r.ID, "crit", "record revert outcome: %v", err)
+		r.Errors = r.Errors[:nErrs]
+		e.logf(r.ID, "crit", "%v; restored (verified %v) but the revert timer %s stays armed and restores the snapshot again at the deadline", err, verified, r.Timer)
+		return verified, &Error{Code: CodeStateWrite, Message: fmt.Sprintf(
+			"the snapshot was restored (live equals it: %v), but %s; the revert timer %s stays armed and restores the same snapshot again at %s; free space in %s",
+			verified, errMessage(err), r.Timer, r.Deadline.Format(time.RFC3339), e.st.dir)}
 	}
 	if err := e.armer.Disarm(ctx, r.Timer); err != nil {
 		e.logf(r.ID, "warning", "%v", err)
@@ -471,7 +580,7 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) boo
 	} else {
 		e.logf(r.ID, "crit", "REVERT FAILED (%s): %v; diff:\n%s", note, errors.Join(errs...), r.Diff)
 	}
-	return verified
+	return verified, nil
 }
 
 // lockTx takes the host lock and loads the transaction under it.
@@ -533,9 +642,13 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	if err != nil {
 		e.logf(r.ID, "warning", "apply failed, restoring the snapshot now: %v", err)
 		var ok bool
-		_ = e.phase(rep, "restore", func() error { ok = e.revertLocked(ctx, r, "apply failed: "+err.Error()); return nil })
+		var werr error
+		_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, "apply failed: "+err.Error()); return nil })
 		fill(rep, r)
 		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
 		return &Error{Code: CodeApplyFailed, Message: fmt.Sprintf("apply %s ruleset: %v; the snapshot was restored (state %s)", r.Format, err, r.State)}
 	}
 	_ = e.phase(rep, "verify", func() error {
@@ -552,7 +665,16 @@ func (e *engine) apply(ctx context.Context, req *Request, rep *Report) error {
 	})
 	r.Step = stepApplied
 	if err := e.save(r, ""); err != nil {
-		return err
+		// the record cannot follow: undo the step rather than leave the
+		// workstation confirming what the host cannot record
+		e.logf(r.ID, "warning", "%v: restoring the snapshot now", err)
+		ok, werr := e.revertLocked(ctx, r, "the applied step could not be recorded")
+		fill(rep, r)
+		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
+		return &Error{Code: CodeStateWrite, Message: fmt.Sprintf("%s; the snapshot was restored (state %s)", errMessage(err), r.State)}
 	}
 	e.logf(r.ID, "info", "applied with guard (%s)", r.Guard)
 	fill(rep, r)
@@ -608,9 +730,12 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeBadState, Message: fmt.Sprintf("transaction %s is %s, confirm needs applied", r.ID, r.State)}
 	}
 	if e.remaining(r) <= 0 {
-		ok := e.revertLocked(ctx, r, "confirm arrived after the deadline")
+		ok, werr := e.revertLocked(ctx, r, "confirm arrived after the deadline")
 		fill(rep, r)
 		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("confirm arrived after the deadline %s: the change was reverted; begin again with a longer confirm timeout", r.Deadline.Format(time.RFC3339))}
 	}
 	ruleset, err := e.st.loadRuleset(r.ID)
@@ -623,9 +748,12 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	}
 	if err := e.phase(rep, "drop-guard", func() error { return e.fw.Apply(ctx, r.Format, ruleset, nil) }); err != nil {
 		e.logf(r.ID, "warning", "drop guard failed, restoring the snapshot now: %v", err)
-		ok := e.revertLocked(ctx, r, "dropping the guard failed: "+err.Error())
+		ok, werr := e.revertLocked(ctx, r, "dropping the guard failed: "+err.Error())
 		fill(rep, r)
 		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
 		return &Error{Code: CodeApplyFailed, Message: fmt.Sprintf("drop the kernel guard: %v; the snapshot was restored (state %s)", err, r.State)}
 	}
 	r.State, r.Step = StateConfirmed, stepConfirmed
@@ -704,6 +832,7 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 			return err
 		}
 		rep.TimerAlive = &alive
+		rep.Overdue = e.overdue(r)
 	case StateReverted, StateRevertFailed:
 		if snap, err := e.st.loadSnapshot(r.ID); err == nil {
 			if eq, _, err := e.fw.Equal(ctx, snap); err == nil {
@@ -735,10 +864,19 @@ func (e *engine) abort(ctx context.Context, req *Request, rep *Report) error {
 	default:
 		return &Error{Code: CodeBadState, Message: fmt.Sprintf("transaction %s is %s, nothing to abort", r.ID, r.State)}
 	}
+	if who, owner := originUser(req.Origin), originUser(r.Origin); who != owner {
+		w := fmt.Sprintf("aborting transaction %s of %s (began %s), not one of yours (%s)", r.ID, r.Origin, r.Created.Format(time.RFC3339), orUnknown(req.Origin))
+		rep.Warnings = append(rep.Warnings, w)
+		e.logf(r.ID, "warning", "%s", w)
+	}
 	var ok bool
-	_ = e.phase(rep, "restore", func() error { ok = e.revertLocked(ctx, r, "aborted by "+req.Origin); return nil })
+	var werr error
+	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, "aborted by "+orUnknown(req.Origin)); return nil })
 	fill(rep, r)
 	rep.Verified = &ok
+	if werr != nil {
+		return werr
+	}
 	if !ok {
 		return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf("abort of %s: %s: inspect %s", r.ID, strings.Join(r.Errors, "; "), e.st.txDir(r.ID))}
 	}
@@ -766,9 +904,13 @@ func (e *engine) revert(ctx context.Context, req *Request, rep *Report) error {
 		return nil
 	}
 	var ok bool
-	_ = e.phase(rep, "restore", func() error { ok = e.revertLocked(ctx, r, "deadline reached without confirm"); return nil })
+	var werr error
+	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, "deadline reached without confirm"); return nil })
 	fill(rep, r)
 	rep.Verified = &ok
+	if werr != nil {
+		return werr
+	}
 	if !ok {
 		return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf("revert of %s: %s", r.ID, strings.Join(r.Errors, "; "))}
 	}
@@ -803,4 +945,33 @@ func (e *engine) watchdog(ctx context.Context, req *Request, rep *Report) error 
 		}
 	}
 	return e.revert(ctx, req, rep)
+}
+
+// errMessage is an *Error's message, else err's text.
+func errMessage(err error) string {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	return err.Error()
+}
+
+// originUser is the user@workstation part of an origin ("user@ws run ID").
+func originUser(origin string) string {
+	u, _, _ := strings.Cut(origin, " ")
+	return u
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func takenAt(snap *Snapshot) string {
+	if snap.Taken.IsZero() {
+		return ""
+	}
+	return " taken " + snap.Taken.UTC().Format(time.RFC3339)
 }

@@ -315,17 +315,26 @@ func TestLockHeld(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.dir, "tx", "tx2")); err == nil {
 		t.Fatalf("lock-held refusal created a tx folder")
 	}
-	// the watchdog dies: the next begin reverts tx1 first, then proceeds
+	// the watchdog dies: the next begin refuses (needs recovery) rather
+	// than restore a snapshot older than the live ruleset unasked
 	h.armer.kill("tx1")
 	s := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateApplied)
 	if s.TimerAlive == nil || *s.TimerAlive {
 		t.Fatalf("status of a tx whose timer died: timer_alive %v", s.TimerAlive)
 	}
-	h.mustOK(h.do(VerbBegin, r2), StateArmed)
-	if h.live() != oldRules {
-		t.Fatalf("tx1 was not reverted before tx2")
+	rep = h.do(VerbBegin, r2)
+	if code(rep) != CodeNeedsRecovery || !strings.Contains(rep.Error.Message, "status HOST --abort") {
+		t.Fatalf("begin after the timer died: %+v, want needs-recovery naming the recovery", rep.Error)
 	}
-	h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateReverted)
+	if h.live() != newRules {
+		t.Fatalf("a refused begin restored the old snapshot")
+	}
+	// the operator decides: abort restores it, and the host is free again
+	h.mustOK(h.do(VerbAbort, &Request{TxID: "tx1", Origin: "bob@ws"}), StateReverted)
+	if h.live() != oldRules {
+		t.Fatalf("abort did not restore tx1's snapshot")
+	}
+	h.mustOK(h.do(VerbBegin, beginReq("tx3")), StateArmed)
 }
 
 func TestConfirmRefusals(t *testing.T) {

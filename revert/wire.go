@@ -121,6 +121,13 @@ type Report struct {
 	// TimerAlive (status of an armed/applied tx): whether the revert timer
 	// or watchdog still runs. False means nothing will revert it by itself.
 	TimerAlive *bool `json:"timer_alive,omitempty"`
+	// Origin is who began the tx (user@workstation run ID).
+	Origin string `json:"origin,omitempty"`
+	// Overdue (status): the tx is still armed or applied well past its
+	// deadline, so its timer is dead or hung: it needs recovery (abort).
+	Overdue bool `json:"overdue,omitempty"`
+	// Warnings the operator must see even though the verb succeeded.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Phase is one timed step on the host.
@@ -155,6 +162,16 @@ const (
 	CodeBadRequest     = "bad-request" // the request is malformed (tx id, format, timeout, version)
 	CodeBadState       = "bad-state"   // the tx is not in the state the verb needs (e.g. confirm before apply)
 	CodeUnguarded      = "unguarded"   // the ruleset has base chains the kernel guard cannot cover (Request.Force accepts)
+	// CodeStateWrite: the state folder could not be written (full disk).
+	// A begin refused with it changed nothing; later verbs report the
+	// state the record on disk holds, and never disarm a timer whose
+	// transaction's end went unrecorded.
+	CodeStateWrite = "state-write"
+	// CodeNeedsRecovery: the previous transaction was left applied with
+	// its revert timer dead or overdue (hung), and the live ruleset is not
+	// its snapshot: begin will not restore a snapshot that may be older
+	// than changes made since. The operator decides: abort restores it.
+	CodeNeedsRecovery = "needs-recovery"
 )
 
 // Error is a helper-side failure or refusal.

@@ -239,7 +239,11 @@ func (h *hostTx) run(ctx context.Context) {
 			case revert.StateRevertFailed:
 				h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
 			default:
-				h.end(Refused, reportErr(rep), "")
+				if rep.Error.Code == revert.CodeStateWrite {
+					h.end(NeedsRecovery, reportErr(rep), stateHint(h.t.Name))
+				} else {
+					h.end(Refused, reportErr(rep), "")
+				}
 			}
 			return
 		}
@@ -370,6 +374,10 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 		cancel()
 		if err == nil {
 			h.absorb(rep)
+			if rep.Error != nil && rep.Error.Code == revert.CodeStateWrite {
+				h.end(NeedsRecovery, fmt.Errorf("%v; abort: %w", cause, rep.Error), stateHint(h.t.Name))
+				return
+			}
 			if h.settled(rep) {
 				return
 			}
@@ -403,7 +411,7 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 				return
 			}
 			if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
-				h.end(NeedsRecovery, fmt.Errorf("deadline passed but tx %s is still %s on the host: its revert timer (%s) died; the kernel guard let this connection in", h.res.TxID, rep.State, rep.Timer), recoveryHint(h.t.Name))
+				h.end(NeedsRecovery, fmt.Errorf("deadline passed but tx %s is still %s on the host: its revert timer (%s) died or hung; the kernel guard let this connection in", h.res.TxID, rep.State, rep.Timer), recoveryHint(h.t.Name))
 				return
 			}
 			last = fmt.Errorf("unexpected state %s after the deadline", rep.State)
@@ -618,8 +626,13 @@ func refusalHint(rep *revert.Report) string {
 	switch rep.Error.Code {
 	case revert.CodeLockHeld:
 		if hd := rep.Error.Holder; hd != nil {
-			return fmt.Sprintf("tx %s by %s holds the host until %s; wait for it to confirm or revert", hd.TxID, hd.Origin, hd.Deadline.Format(time.RFC3339))
+			return fmt.Sprintf("tx %s by %s holds the host until %s; wait for it to confirm or revert (if it is stuck past its deadline: lifeline status HOST --abort)", hd.TxID, hd.Origin, hd.Deadline.Format(time.RFC3339))
 		}
+		return "another lifeline helper is running on the host; try again in a moment"
+	case revert.CodeNeedsRecovery:
+		return "nothing was changed; see the differences, then restore the old transaction's snapshot with: lifeline status HOST --abort"
+	case revert.CodeStateWrite:
+		return "free space in /var/lib/lifeline on the host; nothing was changed"
 	case revert.CodeInvalidRuleset:
 		return "fix the ruleset; nothing was changed"
 	case revert.CodeBackend:
@@ -628,6 +641,10 @@ func refusalHint(rep *revert.Report) string {
 		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
 	}
 	return ""
+}
+
+func stateHint(host string) string {
+	return fmt.Sprintf("the host's state folder is full: free space in /var/lib/lifeline on %s, then check it with: lifeline status %s (its revert timer stays armed until the record can be written)", host, host)
 }
 
 func recoveryHint(host string) string {
@@ -682,8 +699,27 @@ type HostStatus struct {
 	// Unguarded those a forced tx left to the revert timer alone.
 	GuardChains []string `json:"guard_chains,omitempty"`
 	Unguarded   []string `json:"unguarded,omitempty"`
-	Error       string   `json:"error,omitempty"`
-	Err         error    `json:"-"`
+	// Origin is who began the tx (user@workstation run ID).
+	Origin string `json:"origin,omitempty"`
+	// Overdue: still armed or applied well past the deadline (timer hung).
+	Overdue bool `json:"overdue,omitempty"`
+	// NeedsRecovery: armed or applied with its revert timer dead or
+	// overdue: nothing will revert it by itself; status --abort does.
+	NeedsRecovery bool `json:"needs_recovery,omitempty"`
+	// Warnings from the host (e.g. aborting another operator's tx).
+	Warnings []string `json:"warnings,omitempty"`
+	// Now is the host's clock when it answered (for countdowns).
+	Now   time.Time `json:"now,omitzero"`
+	Error string    `json:"error,omitempty"`
+	Err   error     `json:"-"`
+}
+
+// Bad reports whether the host needs the operator's attention: it could
+// not be asked, its tx needs recovery, its revert failed, or the live
+// ruleset is not the snapshot of a reverted tx.
+func (st *HostStatus) Bad() bool {
+	return st.Err != nil || st.NeedsRecovery || st.State == revert.StateRevertFailed ||
+		(st.Verified != nil && !*st.Verified)
 }
 
 // Status asks a host for its latest transaction (the helper settles one
@@ -705,7 +741,7 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 	rep, err := h.call(ctx, p, revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion})
 	if err == nil && abort && (rep.State == revert.StateArmed || rep.State == revert.StateApplied) {
 		st.Aborted = true
-		rep, err = h.call(ctx, p, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: rep.TxID})
+		rep, err = h.call(ctx, p, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: rep.TxID, Origin: s.opts.Origin})
 	}
 	if err != nil {
 		return fail(err)
@@ -713,6 +749,10 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 	st.TxID, st.State, st.Deadline, st.Timer = rep.TxID, rep.State, rep.Deadline, rep.Timer
 	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
+	st.Origin, st.Overdue, st.Warnings, st.Now = rep.Origin, rep.Overdue, rep.Warnings, rep.Now
+	if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
+		st.NeedsRecovery = rep.Overdue || (rep.TimerAlive != nil && !*rep.TimerAlive)
+	}
 	if rep.Error != nil {
 		return fail(rep.Error)
 	}

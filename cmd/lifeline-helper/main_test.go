@@ -335,14 +335,22 @@ func TestKilledWatchdogLeavesRecordApplied(t *testing.T) {
 	if s.TxID != "tx1" || s.TimerAlive == nil || *s.TimerAlive {
 		t.Fatalf("status after the watchdog died: tx %s timer_alive %v", s.TxID, s.TimerAlive)
 	}
-	// the next begin reverts the orphan before arming its own
-	b2 := l.must(revert.VerbBegin, beginReq("tx2", 30*time.Second), revert.StateArmed)
-	if l.live() != oldRules {
-		t.Fatalf("orphaned tx1 was not reverted by the next begin")
+	// the next begin refuses to restore the orphan's snapshot unasked
+	// (needs-recovery) and changes nothing; abort is the recovery
+	rep, _ := l.run(revert.VerbBegin, beginReq("tx2", 30*time.Second))
+	if rep.Error == nil || rep.Error.Code != revert.CodeNeedsRecovery {
+		t.Fatalf("begin after the watchdog died: %+v, want needs-recovery", rep.Error)
 	}
-	l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateReverted)
+	if l.live() != newRules {
+		t.Fatalf("a refused begin changed the live ruleset")
+	}
+	l.must(revert.VerbAbort, &revert.Request{TxID: "tx1", Origin: "test@ws"}, revert.StateReverted)
+	if l.live() != oldRules {
+		t.Fatalf("abort did not restore the orphan's snapshot")
+	}
+	b2 := l.must(revert.VerbBegin, beginReq("tx3", 30*time.Second), revert.StateArmed)
 	wd2 := watchdogOf(t, b2)
-	l.must(revert.VerbAbort, &revert.Request{TxID: "tx2"}, revert.StateReverted)
+	l.must(revert.VerbAbort, &revert.Request{TxID: "tx3"}, revert.StateReverted)
 	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd2) }) {
 		t.Fatalf("watchdog %d still running after abort", wd2.PID)
 	}

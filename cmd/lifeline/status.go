@@ -34,9 +34,15 @@ the live ruleset equals the snapshot. A transaction left armed across a
 reboot is reported as reverted (nothing was persisted, the host booted its
 old config).
 
---abort reverts a transaction that is still armed or applied right now
-(restore the snapshot, verify it): the recovery for a host reported as
-needs-recovery, whose revert timer died.`,
+A host needs recovery when its transaction is still armed or applied but
+nothing will revert it by itself: its revert timer died, or it is hung
+(the deadline passed more than 15s ago). --abort reverts a transaction that
+is still armed or applied right now (restore the snapshot, verify it): the
+recovery for such a host. Aborting another operator's transaction works,
+with a warning; the host records who aborted.
+
+The exit status is 1 when any host could not be asked, needs recovery, has
+a failed revert, or a reverted transaction whose snapshot is not live.`,
 		Example: `  lifeline -i lab/inventory.yaml status all
   lifeline -i lab/inventory.yaml status h01 --abort`,
 		Args: cobra.ExactArgs(1),
@@ -55,7 +61,7 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 	if err != nil {
 		return err
 	}
-	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{})
+	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{Origin: origin(session.NewTxID(time.Now()))})
 	out := make([]*session.HostStatus, len(hosts))
 	sem := make(chan struct{}, max(1, o.forks))
 	var wg sync.WaitGroup
@@ -73,7 +79,7 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 	wg.Wait()
 	failed := 0
 	for _, st := range out {
-		if st.Err != nil {
+		if st.Bad() {
 			failed++
 		}
 	}
@@ -84,34 +90,59 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 		encodeJSON(g, out)
 	} else {
 		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "HOST\tSTATE\tTX\tDEADLINE\tTIMER\tVERIFIED\tERROR")
+		fmt.Fprintln(tw, "HOST\tSTATE\tTX\tBY\tDEADLINE\tTIMER\tVERIFIED\tERROR")
 		for _, st := range out {
 			dl := ""
 			if !st.Deadline.IsZero() {
-				dl = st.Deadline.Format(time.RFC3339)
+				dl = st.Deadline.Format(time.RFC3339) + countdown(st)
 			}
 			timer := st.Timer
 			if st.TimerAlive != nil && !*st.TimerAlive {
 				timer += " (dead)"
 			}
+			if st.Overdue && st.TimerAlive != nil && *st.TimerAlive {
+				timer += " (hung)"
+			}
 			state := string(st.State)
 			if st.Aborted {
 				state += " (aborted now)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(st.Host), textsafe.Escape(state), textsafe.Escape(st.TxID), dl, textsafe.Escape(timer), yesNo(st.Verified), oneLine(textsafe.Text(st.Error)))
+			if st.NeedsRecovery {
+				state = "NEEDS-RECOVERY (" + state + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(st.Host), textsafe.Escape(state), textsafe.Escape(st.TxID), textsafe.Escape(st.Origin), dl, textsafe.Escape(timer), yesNo(st.Verified), oneLine(textsafe.Text(st.Error)))
+			if st.NeedsRecovery {
+				fmt.Fprintf(tw, "  recover:\tlifeline status %s --abort (restores the snapshot of %s)\t\t\t\t\t\t\n", textsafe.Escape(st.Host), textsafe.Escape(st.TxID))
+			}
+			for _, w := range st.Warnings {
+				fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\t\t\n", textsafe.Escape(w))
+			}
 			if len(st.GuardChains) > 0 && !st.State.Terminal() {
-				fmt.Fprintf(tw, "  guard:\t%s\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.GuardChains, ", ")))
+				fmt.Fprintf(tw, "  guard:\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.GuardChains, ", ")))
 			}
 			if len(st.Unguarded) > 0 {
-				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
+				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
 			}
 		}
 		tw.Flush()
 	}
 	if failed > 0 {
-		return failedError{fmt.Sprintf("%d hosts failed", failed)}
+		return failedError{fmt.Sprintf("%d of %d hosts need attention (unreachable, needs-recovery, revert-failed or unverified)", failed, len(out))}
 	}
 	return nil
+}
+
+// countdown says, on the host's clock, when a live tx reverts: "(in 42s)",
+// or how long ago its deadline passed.
+func countdown(st *session.HostStatus) string {
+	if st.State.Terminal() || st.Now.IsZero() {
+		return ""
+	}
+	left := st.Deadline.Sub(st.Now).Round(time.Second)
+	if left >= 0 {
+		return fmt.Sprintf(" (reverts in %s)", left)
+	}
+	return fmt.Sprintf(" (OVERDUE by %s)", -left)
 }
 
 func yesNo(b *bool) string {

@@ -13,14 +13,19 @@ import (
 )
 
 type statusDoc []struct {
-	Host        string   `json:"host"`
-	TxID        string   `json:"tx_id"`
-	State       string   `json:"state"`
-	TimerAlive  *bool    `json:"timer_alive"`
-	Verified    *bool    `json:"verified"`
-	Aborted     bool     `json:"aborted"`
-	GuardChains []string `json:"guard_chains"`
-	Error       string   `json:"error"`
+	Host          string   `json:"host"`
+	TxID          string   `json:"tx_id"`
+	State         string   `json:"state"`
+	TimerAlive    *bool    `json:"timer_alive"`
+	Verified      *bool    `json:"verified"`
+	Aborted       bool     `json:"aborted"`
+	GuardChains   []string `json:"guard_chains"`
+	Error         string   `json:"error"`
+	Origin        string   `json:"origin"`
+	NeedsRecovery bool     `json:"needs_recovery"`
+	Overdue       bool     `json:"overdue"`
+	Warnings      []string `json:"warnings"`
+	Exit          int      `json:"-"` // status's exit code (every element)
 }
 
 func status(t *testing.T, cfg, host string, extra ...string) statusDoc {
@@ -31,6 +36,9 @@ func status(t *testing.T, cfg, host string, extra ...string) statusDoc {
 	var doc statusDoc
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc) != 1 {
 		t.Fatalf("status %s: exit %d: %v\n%s\n%s", host, code, err, stdout, stderr)
+	}
+	for i := range doc {
+		doc[i].Exit = code
 	}
 	return doc
 }
@@ -102,12 +110,15 @@ func TestStatusAbortRecovers(t *testing.T) {
 		t.Fatalf("kill the watchdog: %v: %s", err, out)
 	}
 	st := status(t, l.SSHConfig, h.Name)[0]
-	if st.State != "applied" || st.TimerAlive == nil || *st.TimerAlive {
-		t.Fatalf("status: %+v, want applied with a dead timer", st)
+	if st.State != "applied" || st.TimerAlive == nil || *st.TimerAlive || !st.NeedsRecovery || st.Exit != 1 {
+		t.Fatalf("status: %+v, want applied with a dead timer, needs-recovery, exit 1", st)
+	}
+	if !strings.Contains(st.Origin, "@") || !strings.Contains(st.Origin, " run ") {
+		t.Fatalf("status does not say who armed the tx: origin %q", st.Origin)
 	}
 	st = status(t, l.SSHConfig, h.Name, "--abort")[0]
-	if !st.Aborted || st.State != "reverted" || st.Verified == nil || !*st.Verified {
-		t.Fatalf("status --abort: %+v, want aborted, reverted, verified", st)
+	if !st.Aborted || st.State != "reverted" || st.Verified == nil || !*st.Verified || st.Exit != 0 {
+		t.Fatalf("status --abort: %+v, want aborted, reverted, verified, exit 0", st)
 	}
 	if got := liveRuleset(t, l, h.Name); got != before {
 		t.Fatalf("after abort the live ruleset is not the snapshot:\n%s", got)
