@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/lab"
 	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
 )
 
@@ -19,13 +20,19 @@ import (
 // --revert-grace, then reports unknown, naming the host's own revert; once
 // the link is back, status shows the host reverted.
 //
+// On a third host the watchdog hangs (SIGSTOP), see hungWatchdog.
+//
 // In parallel, on another host: the link is out for 6s just as the confirm
 // connects (an sshd restart, a flapping uplink). The failed fresh
 // connection must be retried, and the good change confirmed.
 func TestBoundedWhenTheLinkGoesSilent(t *testing.T) {
-	l := labtest.Start(t, labtest.Options{Hosts: 2, Backend: "nft", InitExe: lifelineBin})
+	l := labtest.Start(t, labtest.Options{Hosts: 3, Backend: "nft", InitExe: lifelineBin})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		t.Run("hung-watchdog", func(t *testing.T) { hungWatchdog(t, l, l.Hosts[2].Name) })
+	}()
 	go func() {
 		defer wg.Done()
 		t.Run("silent-link", func(t *testing.T) {
@@ -104,4 +111,49 @@ func TestBoundedWhenTheLinkGoesSilent(t *testing.T) {
 		})
 	}()
 	wg.Wait()
+}
+
+// hungWatchdog: the watchdog is SIGSTOPped after a lock-out apply. It is
+// alive but does nothing: the kernel guard lets the operator back in after
+// the deadline, the apply reports needs-recovery, status says so (exit 1)
+// once the deadline is overdue, a new apply is refused needs-recovery
+// naming the recovery (not lock-held forever), and status --abort recovers.
+func hungWatchdog(t *testing.T, l *lab.Lab, host string) {
+	before := liveRuleset(t, l, host)
+	cmd, sc := streamUntil(t, l.SSHConfig, host, "dropall.nft", "begin", "done", "--confirm-timeout=8s", "--revert-grace=20s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := l.Exec(ctx, host, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no watchdog; exit 1; }; kill -STOP $pids`); err != nil {
+		t.Fatalf("stop the watchdog: %v: %s", err, out)
+	}
+	r := finalResult(t, sc)
+	_ = cmd.Wait()
+	if r.Outcome != "needs-recovery" || !strings.Contains(r.Error, "hung") {
+		t.Fatalf("outcome %s, want needs-recovery: %s", r.Outcome, r.Error)
+	}
+	var st statusDoc
+	if err := waitFor(40*time.Second, func() bool { st = status(t, l.SSHConfig, host); return st[0].NeedsRecovery }); err != nil {
+		t.Fatalf("status never said needs-recovery for a hung watchdog: %+v", st)
+	}
+	if st[0].Exit != 1 || !st[0].Overdue || st[0].State != "applied" {
+		t.Fatalf("status of a hung watchdog: %+v, want applied, overdue, exit 1", st[0])
+	}
+	r2, _, code := apply(t, l, l.SSHConfig, host, "good.nft")
+	if r2.Outcome != "refused" || code == 0 || !strings.Contains(r2.Error, "needs-recovery") || !strings.Contains(r2.Hint, "status HOST --abort") {
+		t.Fatalf("apply over a hung watchdog: %s: %s (hint %s)", r2.Outcome, r2.Error, r2.Hint)
+	}
+	ab := status(t, l.SSHConfig, host, "--abort")[0]
+	if !ab.Aborted || ab.State != "reverted" || ab.Verified == nil || !*ab.Verified {
+		t.Fatalf("status --abort of a hung watchdog: %+v", ab)
+	}
+	if got := liveRuleset(t, l, host); got != before {
+		t.Fatalf("abort did not restore the snapshot:\n%s", got)
+	}
+	out, _ := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | awk '$3 == "watchdog" {print $1}'`)
+	if strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("the hung watchdog survived the abort: %s", out)
+	}
+	if r3, _, _ := apply(t, l, l.SSHConfig, host, "good.nft"); r3.Outcome != "confirmed" {
+		t.Fatalf("apply after the recovery: %s: %s", r3.Outcome, r3.Error)
+	}
 }
