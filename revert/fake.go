@@ -334,6 +334,23 @@ func (f *FakeFirewall) Persist(ctx context.Context, format Format, ruleset strin
 	return files, err
 }
 
+func (f *FakeFirewall) BootEqual(ctx context.Context, format Format) (bool, string, error) {
+	var eq bool
+	var diff string
+	err := f.call("BootEqual", func() error {
+		boot, ok := f.S.Persisted[format]
+		if !ok {
+			return ErrNoBootConfig
+		}
+		eq = boot == f.S.Live[format]
+		if !eq {
+			diff = fakeDiff(string(format), f.S.Live[format], boot)
+		}
+		return nil
+	})
+	return eq, diff, err
+}
+
 // fakeDiff is a minimal diff: lines only in from, then lines only in to.
 func fakeDiff(name, from, to string) string {
 	a, b := strings.Split(from, "\n"), strings.Split(to, "\n")

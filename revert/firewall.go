@@ -2,6 +2,7 @@ package revert
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -53,6 +54,11 @@ type Firewall interface {
 	// keeps the previous boot file as FILE.lifeline.bak, and returns the
 	// files written (the boot file first, then the backup).
 	Persist(ctx context.Context, format Format, ruleset string) ([]string, error)
+	// BootEqual reports whether the live ruleset of format's family equals
+	// what the host's boot config (the file Persist writes) loads, with a
+	// diff when not: after a reboot, that, not the snapshot, is what
+	// should be live. ErrNoBootConfig when there is no such file.
+	BootEqual(ctx context.Context, format Format) (bool, string, error)
 	// GuardPlan says which base chains of what Apply(ruleset) leaves the
 	// kernel guard covers for the operator op, which it can skip (SSH
 	// never crosses them, or the ruleset leaves them as they are) and
@@ -97,3 +103,6 @@ func (s *Snapshot) size() int64 {
 	}
 	return n
 }
+
+// ErrNoBootConfig: the host has no boot config file for a format.
+var ErrNoBootConfig = errors.New("no boot config")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1235,11 +1236,9 @@ func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset strin
 		}
 		text = b.String()
 	case FormatIPTables, FormatIP6Tables:
-		name := map[Format]string{FormatIPTables: "iptables", FormatIP6Tables: "ip6tables"}[format]
-		if st, err := os.Stat(filepath.Join(root, "etc/sysconfig")); err == nil && st.IsDir() {
-			path, mode = "/etc/sysconfig/"+name, 0o600
-		} else {
-			path = map[Format]string{FormatIPTables: "/etc/iptables/rules.v4", FormatIP6Tables: "/etc/iptables/rules.v6"}[format]
+		path = f.bootPath(format)
+		if strings.HasPrefix(path, "/etc/sysconfig/") {
+			mode = 0o600
 		}
 		b, err := f.backendFor(ctx, format)
 		if err != nil {
@@ -1315,4 +1314,59 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// bootPath is where the host's boot-time loader reads format's ruleset
+// (and where Persist writes it), relative to the root.
+func (f *hostFirewall) bootPath(format Format) string {
+	root := f.opts.Root
+	if root == "" {
+		root = "/"
+	}
+	switch format {
+	case FormatNft:
+		return "/etc/nftables.conf"
+	case FormatIPTables, FormatIP6Tables:
+		name := map[Format]string{FormatIPTables: "iptables", FormatIP6Tables: "ip6tables"}[format]
+		if st, err := os.Stat(filepath.Join(root, "etc/sysconfig")); err == nil && st.IsDir() {
+			return "/etc/sysconfig/" + name
+		}
+		return map[Format]string{FormatIPTables: "/etc/iptables/rules.v4", FormatIP6Tables: "/etc/iptables/rules.v6"}[format]
+	}
+	return ""
+}
+
+// BootEqual trial-loads the boot config into a scratch namespace and
+// compares what it leaves with the live tables it declares (nft: every
+// native table, as the boot file flushes the ruleset first).
+func (f *hostFirewall) BootEqual(ctx context.Context, format Format) (bool, string, error) {
+	root := f.opts.Root
+	if root == "" {
+		root = "/"
+	}
+	path := f.bootPath(format)
+	if path == "" {
+		return false, "", fmt.Errorf("boot config: unknown format %q", format)
+	}
+	text, err := os.ReadFile(filepath.Join(root, path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "", fmt.Errorf("%s: %w", path, ErrNoBootConfig)
+	}
+	if err != nil {
+		return false, "", err
+	}
+	got, live, order, err := f.applied(ctx, format, string(text), false)
+	if err != nil {
+		return false, "", fmt.Errorf("load boot config %s: %w", path, err)
+	}
+	var a, b strings.Builder
+	for _, k := range order {
+		_, inBoot := got[k]
+		if inBoot || format == FormatNft {
+			a.WriteString(live[k])
+			b.WriteString(got[k])
+		}
+	}
+	d := unifiedDiff("live", path, a.String(), b.String())
+	return d == "", d, nil
 }

@@ -185,6 +185,7 @@ func (e *engine) loadTx(id string) (*txRecord, error) {
 func fill(rep *Report, r *txRecord) {
 	rep.TxID = r.ID
 	rep.Origin = r.Origin
+	rep.Reboot = r.Step == stepRebootSeen
 	rep.State = r.State
 	rep.Deadline = r.Deadline
 	rep.Timer = r.Timer.String()
@@ -834,6 +835,17 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 		rep.TimerAlive = &alive
 		rep.Overdue = e.overdue(r)
 	case StateReverted, StateRevertFailed:
+		if r.Step == stepRebootSeen {
+			// the host booted its persisted config, which legitimately
+			// differs from the snapshot: compare with that instead
+			rep.Reboot = true
+			if eq, _, err := e.fw.BootEqual(ctx, r.Format); err == nil {
+				rep.Verified = &eq
+			} else if !errors.Is(err, ErrNoBootConfig) {
+				rep.Warnings = append(rep.Warnings, "compare with the boot config: "+err.Error())
+			}
+			break
+		}
 		if snap, err := e.st.loadSnapshot(r.ID); err == nil {
 			if eq, _, err := e.fw.Equal(ctx, snap); err == nil {
 				rep.Verified = &eq

@@ -432,6 +432,7 @@ func TestBootIDChanged(t *testing.T) {
 			// reboot: nothing persisted, the old config boots, timers gone
 			h.boot = "boot-2"
 			h.fw.S.Live[FormatNft] = oldRules
+			h.fw.S.Persisted = map[Format]string{FormatNft: oldRules} // the boot config
 			h.fw.S.Guard = nil
 			h.armer.kill("tx1")
 			switch verb {
@@ -447,8 +448,13 @@ func TestBootIDChanged(t *testing.T) {
 				}
 			}
 			s := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateReverted)
-			if s.Verified == nil || !*s.Verified {
-				t.Fatalf("status after reboot: verified %v", s.Verified)
+			if s.Verified == nil || !*s.Verified || !s.Reboot {
+				t.Fatalf("status after reboot: verified %v reboot %v, want verified against the boot config", s.Verified, s.Reboot)
+			}
+			// verified compares with the boot config, not the snapshot
+			h.fw.S.Persisted[FormatNft] = newRules
+			if s := h.do(VerbStatus, &Request{TxID: "tx1"}); s.Verified == nil || *s.Verified {
+				t.Fatalf("status with live != boot config: verified %v", s.Verified)
 			}
 			r, _ := store{h.dir}.load("tx1")
 			if last := r.Transitions[len(r.Transitions)-1]; last.Note != "reboot" {

@@ -126,6 +126,10 @@ type Report struct {
 	// Overdue (status): the tx is still armed or applied well past its
 	// deadline, so its timer is dead or hung: it needs recovery (abort).
 	Overdue bool `json:"overdue,omitempty"`
+	// Reboot (status): the tx was reverted by a reboot (the persisted boot
+	// config came up); Verified then compares live with that boot config,
+	// not with the snapshot.
+	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see even though the verb succeeded.
 	Warnings []string `json:"warnings,omitempty"`
 }

@@ -271,6 +271,9 @@ func (h *hostTx) run(ctx context.Context) {
 		h.end(Confirmed, nil, "")
 	case errors.As(err, new(*lockedOutError)):
 		h.lockedOut(pctx, p1, fmt.Errorf("locked out: %w", err))
+	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate && rep.Reboot:
+		h.res.Reboot = true
+		h.end(Reverted, err, "the host rebooted before the confirm and booted its persisted config (reverted by reboot)")
 	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate:
 		h.end(Reverted, err, "the confirmation came after the deadline; raise --confirm-timeout")
 	default:
@@ -434,9 +437,17 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 func (h *hostTx) settled(rep *revert.Report) bool {
 	switch rep.State {
 	case revert.StateReverted:
-		if rep.Verified != nil && !*rep.Verified {
+		switch {
+		case rep.Reboot:
+			h.res.Reboot = true
+			if rep.Verified != nil && !*rep.Verified {
+				h.end(RevertFailed, fmt.Errorf("tx %s was reverted by a reboot, but the live ruleset does not equal the host's boot config", h.res.TxID), recoveryHint(h.t.Name))
+			} else {
+				h.end(Reverted, h.res.Err, "the host rebooted while the change was unconfirmed and booted its persisted config (reverted by reboot)")
+			}
+		case rep.Verified != nil && !*rep.Verified:
 			h.end(RevertFailed, fmt.Errorf("tx %s reverted but the live ruleset does not equal the snapshot", h.res.TxID), recoveryHint(h.t.Name))
-		} else {
+		default:
 			h.end(Reverted, h.res.Err, "")
 		}
 		return true
@@ -701,6 +712,8 @@ type HostStatus struct {
 	Unguarded   []string `json:"unguarded,omitempty"`
 	// Origin is who began the tx (user@workstation run ID).
 	Origin string `json:"origin,omitempty"`
+	// Reboot: reverted by a reboot; Verified compares with the boot config.
+	Reboot bool `json:"reboot,omitempty"`
 	// Overdue: still armed or applied well past the deadline (timer hung).
 	Overdue bool `json:"overdue,omitempty"`
 	// NeedsRecovery: armed or applied with its revert timer dead or
@@ -749,7 +762,7 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 	st.TxID, st.State, st.Deadline, st.Timer = rep.TxID, rep.State, rep.Deadline, rep.Timer
 	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
-	st.Origin, st.Overdue, st.Warnings, st.Now = rep.Origin, rep.Overdue, rep.Warnings, rep.Now
+	st.Origin, st.Overdue, st.Warnings, st.Now, st.Reboot = rep.Origin, rep.Overdue, rep.Warnings, rep.Now, rep.Reboot
 	if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
 		st.NeedsRecovery = rep.Overdue || (rep.TimerAlive != nil && !*rep.TimerAlive)
 	}

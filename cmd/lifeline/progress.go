@@ -100,7 +100,14 @@ func (p *progress) done(runID, runDir string, results []*session.Result) {
 				errText = hint
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(r.Host), r.Outcome, r.Phase, r.Took.Round(10*time.Millisecond), textsafe.Escape(r.TxID), oneLine(errText))
+		outcome := string(r.Outcome)
+		if r.Reboot {
+			outcome += " (reboot)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(r.Host), outcome, r.Phase, r.Took.Round(10*time.Millisecond), textsafe.Escape(r.TxID), oneLine(errText))
+		for _, w := range r.Warnings {
+			fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\n", oneLine(textsafe.Text(w)))
+		}
 	}
 	tw.Flush()
 	var parts []string

@@ -31,8 +31,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 state (armed, applied, confirmed, reverted, revert-failed, refused), its
 deadline, whether its revert timer is alive, and — after a revert — whether
 the live ruleset equals the snapshot. A transaction left armed across a
-reboot is reported as reverted (nothing was persisted, the host booted its
-old config).
+reboot is reported as "reverted (reboot)": nothing was persisted, the host
+booted its old config, and VERIFIED then compares the live ruleset with
+that boot config (/etc/nftables.conf, /etc/iptables/rules.v4, ...) rather
+than with the snapshot.
 
 A host needs recovery when its transaction is still armed or applied but
 nothing will revert it by itself: its revert timer died, or it is hung
@@ -106,6 +108,9 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 			state := string(st.State)
 			if st.Aborted {
 				state += " (aborted now)"
+			}
+			if st.Reboot {
+				state += " (reboot)"
 			}
 			if st.NeedsRecovery {
 				state = "NEEDS-RECOVERY (" + state + ")"

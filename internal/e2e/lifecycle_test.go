@@ -24,6 +24,7 @@ type statusDoc []struct {
 	Origin        string   `json:"origin"`
 	NeedsRecovery bool     `json:"needs_recovery"`
 	Overdue       bool     `json:"overdue"`
+	Reboot        bool     `json:"reboot"`
 	Warnings      []string `json:"warnings"`
 	Exit          int      `json:"-"` // status's exit code (every element)
 }
@@ -83,8 +84,13 @@ func TestDryRunPersistReboot(t *testing.T) {
 				t.Fatalf("a reboot while armed did not boot the old config:\n%s", got)
 			}
 			st := status(t, l.SSHConfig, h.Name)[0]
-			if st.State != "reverted" {
-				t.Fatalf("after a reboot while armed: state %s, want reverted (%s)", st.State, st.Error)
+			if st.State != "reverted" || !st.Reboot {
+				t.Fatalf("after a reboot while armed: state %s reboot %v, want reverted (reboot) (%s)", st.State, st.Reboot, st.Error)
+			}
+			// the persisted boot config came up: verified against it, not
+			// against the snapshot, and nothing needs attention
+			if st.Verified == nil || !*st.Verified || st.Exit != 0 {
+				t.Fatalf("after a reboot while armed: verified %v exit %d, want verified against the boot config, exit 0 (%s)", st.Verified, st.Exit, st.Error)
 			}
 			if err := sshWorks(t, l.SSHConfig, h.Name); err != nil {
 				t.Fatal(err)
