@@ -225,6 +225,8 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("bad transaction id %q: use letters, digits, '.', '_', '-' (at most 64)", req.TxID)}
 	case req.ConfirmTimeout <= 0:
 		return &Error{Code: CodeBadRequest, Message: "confirm timeout must be positive"}
+	case time.Duration(req.ConfirmTimeout) > MaxConfirmTimeout:
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("confirm timeout %s is too long: at most %s (the host stays armed, its lock held, until the deadline)", time.Duration(req.ConfirmTimeout), MaxConfirmTimeout)}
 	}
 	if err := checkFormat(req.Format); err != nil {
 		return err
@@ -383,6 +385,10 @@ func (e *engine) recordRefusal(req *Request, det *Detect, pe *Error) {
 	}
 	e.logf(r.ID, "info", "refused: %v", pe)
 }
+
+// MaxConfirmTimeout bounds a transaction's confirm timeout on the host too,
+// whatever the workstation sends.
+const MaxConfirmTimeout = 24 * time.Hour
 
 // overdueAfter is how long past its deadline an armed or applied
 // transaction may stay so before its timer counts as hung: the timer

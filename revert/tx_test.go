@@ -269,6 +269,7 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 		{"no timeout", func(h *harness, r *Request) { r.ConfirmTimeout = 0 }, CodeBadRequest, StateNone, 0},
 		{"bad format", func(h *harness, r *Request) { r.Format = "pf" }, CodeBadRequest, StateNone, 0},
 		{"other protocol", func(h *harness, r *Request) { r.Version = 99 }, CodeBadRequest, StateNone, 0},
+		{"confirm timeout above 24h", func(h *harness, r *Request) { r.ConfirmTimeout = Duration(1000000 * time.Hour) }, CodeBadRequest, StateNone, 0},
 		{"arm fails", func(h *harness, r *Request) { h.armer.failArm = errors.New("no timer") }, CodeInternal, StateRefused, 0},
 		{"chain the guard cannot cover", func(h *harness, r *Request) { h.fw.S.Uncoverable = "dport 22" }, CodeUnguarded, StateRefused, 0},
 	}
