@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // FakeFirewall is a stateful model of a host's firewall for tests: it keeps
@@ -31,9 +32,11 @@ type FakeFirewall struct {
 
 // FakeState is the FakeFirewall's model.
 type FakeState struct {
-	Backends []string          `json:"backends"`
-	Live     map[Format]string `json:"live"`
-	Guard    *Guard            `json:"guard,omitempty"`
+	Backends []string `json:"backends"`
+	// ValidateDelay: Validate takes this long (a slow trial load).
+	ValidateDelay time.Duration     `json:"validate_delay,omitempty"`
+	Live          map[Format]string `json:"live"`
+	Guard         *Guard            `json:"guard,omitempty"`
 	// BadLine: a ruleset with a line containing it fails Validate (and
 	// Apply, which then leaves the lines before it applied: a partial apply).
 	BadLine string `json:"bad_line,omitempty"`
@@ -192,6 +195,7 @@ func (f *FakeFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 
 func (f *FakeFirewall) Validate(ctx context.Context, format Format, ruleset string) error {
 	return f.call("Validate", func() error {
+		time.Sleep(f.S.ValidateDelay)
 		if n, l := f.badLine(ruleset); n > 0 {
 			return &Error{Code: CodeInvalidRuleset, Message: "trial load failed", Line: n, Text: l}
 		}

@@ -17,8 +17,13 @@ import (
 // DefaultStateDir is where the helper keeps its lock and transactions.
 const DefaultStateDir = "/var/lib/lifeline"
 
-// keepTx is how many transaction folders survive pruning.
-const keepTx = 20
+// keepTx is how many transaction folders survive pruning, and keepBytes
+// how much space they may take together (the oldest terminal ones go
+// first; the current one always stays).
+const (
+	keepTx    = 20
+	keepBytes = 64 << 20
+)
 
 // Files inside the state dir and a tx folder.
 const (
@@ -290,6 +295,7 @@ func (s store) prune(keep int, keepID string) error {
 	type old struct {
 		id      string
 		created time.Time
+		size    int64
 	}
 	var olds []old
 	for _, e := range ents {
@@ -303,23 +309,30 @@ func (s store) prune(keep int, keepID string) error {
 			if ierr != nil {
 				continue
 			}
-			olds = append(olds, old{e.Name(), fi.ModTime()})
+			olds = append(olds, old{e.Name(), fi.ModTime(), dirSize(s.txDir(e.Name()))})
 			continue
 		}
 		if !r.State.Terminal() {
 			continue
 		}
-		olds = append(olds, old{r.ID, r.Created})
-	}
-	if len(olds) <= keep-1 {
-		return nil
+		olds = append(olds, old{r.ID, r.Created, dirSize(s.txDir(r.ID))})
 	}
 	sort.Slice(olds, func(i, j int) bool { return olds[i].created.Before(olds[j].created) })
+	var total int64
+	for _, o := range olds {
+		total += o.size
+	}
+	total += dirSize(s.txDir(keepID))
 	var errs []error
-	for _, o := range olds[:len(olds)-(keep-1)] {
+	for i, o := range olds {
+		if len(olds)-i <= keep-1 && total <= keepBytes {
+			break
+		}
 		if err := os.RemoveAll(s.txDir(o.id)); err != nil {
 			errs = append(errs, fmt.Errorf("prune tx %s: %w", o.id, err))
+			continue
 		}
+		total -= o.size
 	}
 	return errors.Join(errs...)
 }
@@ -378,4 +391,20 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: fsync folder: %w", path, err)
 	}
 	return nil
+}
+
+// dirSize is the total size of the regular files in dir (not recursive:
+// tx folders are flat).
+func dirSize(dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }

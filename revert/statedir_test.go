@@ -2,6 +2,7 @@ package revert
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,86 @@ func TestSettleNeverRestoresUnasked(t *testing.T) {
 				h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateReverted)
 			}
 		})
+	}
+}
+
+// An upload killed half-way leaves bin/SHA.tmp-*: begin removes the stale
+// ones and leaves a fresh one (an upload in flight) alone.
+func TestBeginCleansStaleUploads(t *testing.T) {
+	h := newHarness(t)
+	bin := filepath.Join(h.dir, "bin")
+	if err := os.MkdirAll(bin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh := filepath.Join(bin, "abc.tmp-1"), filepath.Join(bin, "abc.tmp-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the fake clock is the harness's "now"
+	if err := os.Chtimes(stale, time.Time{}, h.clock.Now().Add(-uploadStale-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(fresh, time.Time{}, h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale upload temp file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("an upload in flight was removed: %v", err)
+	}
+}
+
+// What the host keeps is bounded by bytes too, not only by count.
+func TestPruneByBytes(t *testing.T) {
+	dir := t.TempDir()
+	st := store{dir}
+	if err := st.init(); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 20<<20)
+	for i := range 5 {
+		id := fmt.Sprintf("tx%d", i)
+		if err := st.createTx(id); err != nil {
+			t.Fatal(err)
+		}
+		r := &txRecord{ID: id, State: StateRefused, Created: fakeEpoch.Add(time.Duration(i) * time.Minute)}
+		if err := st.save(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(st.path(id, rulesetFile), big, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.prune(keepTx, "tx4"); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	ents, _ := os.ReadDir(st.txRoot())
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	// 5 x 20 MiB: the oldest go until at most 64 MiB are left
+	if strings.Join(left, ",") != "tx2,tx3,tx4" {
+		t.Fatalf("left %v, want tx2,tx3,tx4", left)
+	}
+}
+
+// A ruleset whose trial load eats more than a third of the confirm
+// timeout is refused before anything is armed.
+func TestSlowLoadRefused(t *testing.T) {
+	h := newHarness(t)
+	h.fw.S.ValidateDelay = 300 * time.Millisecond
+	req := beginReq("tx1")
+	req.ConfirmTimeout = Duration(600 * time.Millisecond)
+	rep := h.do(VerbBegin, req)
+	if code(rep) != CodeBadRequest || !strings.Contains(rep.Error.Message, "raise --confirm-timeout") {
+		t.Fatalf("begin of a slow ruleset: %+v", rep.Error)
+	}
+	if h.armer.armed() != 0 {
+		t.Fatalf("a refused begin armed a timer")
 	}
 }

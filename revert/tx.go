@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -242,6 +243,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.st.ensureReserve(); err != nil {
 		return &Error{Code: CodeStateWrite, Message: err.Error() + "; nothing was changed"}
 	}
+	e.cleanUploads()
 	if err := e.phase(rep, "settle", func() error { return e.settleCurrent(ctx) }); err != nil {
 		return err
 	}
@@ -265,12 +267,22 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if pe := formatFits(req, det); pe != nil {
 		return refuse(pe)
 	}
+	loadStart := time.Now()
 	if err := e.phase(rep, "validate", func() error { return e.fw.Validate(ctx, req.Format, req.Ruleset) }); err != nil {
 		var pe *Error
 		if !errors.As(err, &pe) {
 			pe = &Error{Code: CodeInvalidRuleset, Message: err.Error()}
 		}
 		return refuse(pe)
+	}
+	// The deadline counts from the arm: apply loads the ruleset (about as
+	// long as the trial load took), then the workstation needs a fresh
+	// connection and the confirm. A ruleset whose load eats a third of the
+	// timeout would revert a good change while holding the lock.
+	if took := time.Since(loadStart); 3*took > time.Duration(req.ConfirmTimeout) {
+		return refuse(&Error{Code: CodeBadRequest, Message: fmt.Sprintf(
+			"the trial load of this ruleset took %s, too long for the %s confirm timeout (apply loads it again, then the fresh connection and the confirm must fit): raise --confirm-timeout to at least %s; nothing was changed",
+			took.Round(time.Millisecond), time.Duration(req.ConfirmTimeout), (4 * took).Round(time.Second))})
 	}
 	var plan *GuardPlan
 	if err := e.phase(rep, "guard-plan", func() (err error) { plan, err = e.fw.GuardPlan(ctx, req.Format, req.Ruleset, req.Operator); return err }); err != nil {
@@ -992,4 +1004,31 @@ func takenAt(snap *Snapshot) string {
 		return ""
 	}
 	return " taken " + snap.Taken.UTC().Format(time.RFC3339)
+}
+
+// uploadStale is how old a helper upload's temp file must be before begin
+// removes it: younger ones may be an upload in flight from another
+// workstation (uploads do not take the host lock).
+const uploadStale = 10 * time.Minute
+
+// cleanUploads removes bin/SHA.tmp-* files that a killed upload left
+// behind (best effort, logged).
+func (e *engine) cleanUploads() {
+	dir := filepath.Join(e.st.dir, "bin")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		if !strings.Contains(ent.Name(), ".tmp-") {
+			continue
+		}
+		fi, err := ent.Info()
+		if err != nil || e.now().Sub(fi.ModTime()) < uploadStale {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, ent.Name())); err == nil {
+			e.logf("", "info", "removed %s, left by an interrupted helper upload", filepath.Join(dir, ent.Name()))
+		}
+	}
 }

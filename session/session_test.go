@@ -24,17 +24,18 @@ import (
 // command lines the session sends (the probe and the helper wrapper) and
 // fails any other.
 type fakeHost struct {
-	t       *testing.T
-	fw      *revert.FakeFirewall
-	armer   *fakeArmer
-	env     revert.Env
-	helper  bool // the helper is "uploaded"
-	mu      sync.Mutex
-	dials   int
-	cmds    []string
-	refuse  func(dial int) error                  // per dial: nil = connect
-	brokeAt func(dial int, verb string) error     // per call: non-nil = the connection fails
-	onVerb  func(verb string, rep *revert.Report) // after the engine answered
+	t        *testing.T
+	fw       *revert.FakeFirewall
+	armer    *fakeArmer
+	env      revert.Env
+	helper   bool // the helper is "uploaded"
+	tampered bool // the helper on the host no longer matches its hash (once)
+	mu       sync.Mutex
+	dials    int
+	cmds     []string
+	refuse   func(dial int) error                  // per dial: nil = connect
+	brokeAt  func(dial int, verb string) error     // per call: non-nil = the connection fails
+	onVerb   func(verb string, rep *revert.Report) // after the engine answered
 }
 
 type fakeArmer struct {
@@ -133,6 +134,10 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 127}
 	}
 	verb := m[1]
+	if h.tampered {
+		h.tampered, h.helper = false, false
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: exitHelperTampered}
+	}
 	if !h.helper {
 		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: exitHelperMissing}
 	}
@@ -451,4 +456,21 @@ type dialerFunc func(context.Context, remote.Target) (remote.Runner, error)
 
 func (f dialerFunc) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
 	return f(ctx, t)
+}
+
+// A helper whose hash no longer matches is replaced and the operator is
+// warned loudly: it may be an attack.
+func TestTamperedHelperWarns(t *testing.T) {
+	h := newFakeHost(t)
+	h.tampered = true
+	r := newTestSession(h, 1500*time.Millisecond).Apply(context.Background(), target(newRules))
+	if r.Outcome != Confirmed {
+		t.Fatalf("outcome %s: %s", r.Outcome, r.Error)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "tampered") || !strings.Contains(r.Warnings[0], "attack") {
+		t.Fatalf("warnings %q, want one naming the tampered helper", r.Warnings)
+	}
+	if r.Uploaded == 0 {
+		t.Fatalf("the tampered helper was not replaced")
+	}
 }

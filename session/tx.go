@@ -28,8 +28,21 @@ const HelperDir = "/var/lib/lifeline/bin"
 // missing or its sha256 does not match: upload, then run again.
 const exitHelperMissing = 97
 
+// exitHelperTampered is the wrapper's exit status when a helper file is
+// there but its sha256 differs from its name: the wrapper moved it aside
+// (SHA.tampered-EPOCH) for inspection; upload, warn, then run again.
+const exitHelperTampered = 96
+
 // errHelperMissing means the host has no (intact) helper of that hash.
 var errHelperMissing = errors.New("helper missing or corrupt on host")
+
+// tamperedError: the helper on the host did not match its hash.
+type tamperedError struct{ path string }
+
+func (e *tamperedError) Error() string {
+	return "the helper " + e.path + " on the host does not match its sha256"
+}
+func (e *tamperedError) Is(target error) bool { return target == errHelperMissing }
 
 // Session runs guarded changes. It is safe for concurrent use: Apply may run
 // for many hosts at once.
@@ -513,6 +526,12 @@ func (h *hostTx) probe(ctx context.Context, c remote.Runner) error {
 // the call repeated.
 func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *revert.Request) (*revert.Report, error) {
 	rep, err := h.callOnce(ctx, r, verb, req)
+	var te *tamperedError
+	if errors.As(err, &te) {
+		w := fmt.Sprintf("%s was modified on the host (it may be an attack or a corrupt disk): kept as %s.tampered-* for inspection, and replaced by a fresh upload", te.path, te.path)
+		h.res.Warnings = append(h.res.Warnings, w)
+		h.event(h.res.Phase, "info", "WARNING: "+w)
+	}
 	if errors.Is(err, errHelperMissing) {
 		if uerr := h.phase(PhaseUpload, func() error { return h.upload(ctx, r) }); uerr != nil {
 			return nil, &notSentError{uerr}
@@ -527,13 +546,16 @@ func (h *hostTx) callOnce(ctx context.Context, r remote.Runner, verb string, req
 	if err != nil {
 		return nil, err
 	}
-	cmd := fmt.Sprintf(`f=%s; [ "$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)" = %s ] || { echo "lifeline: helper $f missing or corrupt" >&2; exit %d; }; exec "$f" %s`,
-		h.helper, h.sha, exitHelperMissing, verb)
+	cmd := fmt.Sprintf(`f=%s; [ "$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)" = %s ] || { if [ -e "$f" ]; then mv -f "$f" "$f.tampered-$(date +%%s)"; echo "lifeline: helper $f does not match its sha256: moved aside" >&2; exit %d; fi; echo "lifeline: helper $f missing" >&2; exit %d; }; exec "$f" %s`,
+		h.helper, h.sha, exitHelperTampered, exitHelperMissing, verb)
 	h.res.RoundTrips++
 	out, err := output(ctx, r, cmd, in)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Status == exitHelperMissing {
 		return nil, errHelperMissing
+	}
+	if errors.As(err, &ee) && ee.Status == exitHelperTampered {
+		return nil, &tamperedError{h.helper}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("helper %s: %w", verb, err)

@@ -14,6 +14,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -94,6 +96,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer w.Close()
 		env.Syslog = w
 	}
+	if internal {
+		// The timer starts this binary directly, without the wrapper's
+		// hash check: check it here. A mismatch is logged loudly but the
+		// revert still runs: not reverting is worse.
+		if msg := selfCheck(exe); msg != "" {
+			fmt.Fprintln(stderr, msg)
+			if env.Syslog != nil {
+				_ = env.Syslog.Crit(msg + ": running the " + verb + " anyway")
+			}
+		}
+	}
 	rep := revert.Handle(context.Background(), verb, req, env)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
@@ -111,4 +124,27 @@ func readRequest(r io.Reader, req *revert.Request) error {
 		return nil
 	}
 	return err
+}
+
+// selfCheck compares the sha256 of exe with its file name when that is a
+// hash (as under /var/lib/lifeline/bin): "" when they match or the name is
+// not a hash, else a message saying the binary was tampered with.
+func selfCheck(exe string) string {
+	name := filepath.Base(exe)
+	if b, err := hex.DecodeString(name); err != nil || len(b) != sha256.Size {
+		return ""
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return fmt.Sprintf("lifeline-helper: cannot check %s against its sha256: %v", exe, err)
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return fmt.Sprintf("lifeline-helper: cannot check %s against its sha256: %v", exe, err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != name {
+		return fmt.Sprintf("lifeline-helper: %s does not match its sha256 (it is %s): tampered with or corrupt", exe, got)
+	}
+	return ""
 }

@@ -78,6 +78,7 @@ type result struct {
 	Uploaded    int64         `json:"bytes_uploaded"`
 	Took        time.Duration `json:"took_ns"`
 	GuardChains []string      `json:"guard_chains"`
+	Warnings    []string      `json:"warnings"`
 	Timings     []struct {
 		Phase string        `json:"phase"`
 		Took  time.Duration `json:"took_ns"`

@@ -158,3 +158,26 @@ func TestHostileRulesetOutputEscaped(t *testing.T) {
 		t.Errorf("the host's error does not show the escaped bytes\nstdout: %q\nstderr: %q", stdout, stderr)
 	}
 }
+
+// TestTamperedHelper: one byte appended to the helper on the host. The
+// wrapper's hash check catches it before exec, keeps the file aside for
+// inspection, and lifeline uploads a fresh one and warns loudly.
+func TestTamperedHelper(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
+	h := l.Hosts[0]
+	if r, _, _ := apply(t, l, l.SSHConfig, h.Name, "good.nft"); r.Outcome != "confirmed" {
+		t.Fatalf("first apply: %s: %s", r.Outcome, r.Error)
+	}
+	execOn(t, l, h.Name, "sh", "-c", "for f in /var/lib/lifeline/bin/*; do printf x >> $f; done")
+	r, _, code := apply(t, l, l.SSHConfig, h.Name, "good.nft")
+	if r.Outcome != "confirmed" || code != 0 {
+		t.Fatalf("apply over a tampered helper: %s: %s", r.Outcome, r.Error)
+	}
+	if len(r.Warnings) == 0 || !strings.Contains(r.Warnings[0], "tampered") {
+		t.Fatalf("no warning about the tampered helper: %q", r.Warnings)
+	}
+	kept := execOn(t, l, h.Name, "sh", "-c", "ls /var/lib/lifeline/bin/ | grep -c tampered")
+	if strings.TrimSpace(kept) != "1" {
+		t.Fatalf("the tampered helper was not kept aside: %q", kept)
+	}
+}
