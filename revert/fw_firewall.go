@@ -1209,10 +1209,7 @@ func (f *hostFirewall) Diff(ctx context.Context, format Format, ruleset string) 
 // copy must not come back), into /etc/sysconfig/iptables (ip6tables) when
 // /etc/sysconfig exists, else /etc/iptables/rules.v4 (rules.v6).
 func (f *hostFirewall) Persist(ctx context.Context, format Format, ruleset string) ([]string, error) {
-	root := f.opts.Root
-	if root == "" {
-		root = "/"
-	}
+	root := f.root()
 	var path, text string
 	mode := os.FileMode(0o644)
 	switch format {
@@ -1316,13 +1313,18 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// root is the file system root persist and boot configs are under.
+func (f *hostFirewall) root() string {
+	if f.opts.Root == "" {
+		return "/"
+	}
+	return f.opts.Root
+}
+
 // bootPath is where the host's boot-time loader reads format's ruleset
 // (and where Persist writes it), relative to the root.
 func (f *hostFirewall) bootPath(format Format) string {
-	root := f.opts.Root
-	if root == "" {
-		root = "/"
-	}
+	root := f.root()
 	switch format {
 	case FormatNft:
 		return "/etc/nftables.conf"
@@ -1340,10 +1342,7 @@ func (f *hostFirewall) bootPath(format Format) string {
 // compares what it leaves with the live tables it declares (nft: every
 // native table, as the boot file flushes the ruleset first).
 func (f *hostFirewall) BootEqual(ctx context.Context, format Format) (bool, string, error) {
-	root := f.opts.Root
-	if root == "" {
-		root = "/"
-	}
+	root := f.root()
 	path := f.bootPath(format)
 	if path == "" {
 		return false, "", fmt.Errorf("boot config: unknown format %q", format)

@@ -86,16 +86,7 @@ func TestSystemdArmerCommands(t *testing.T) {
 // for the helper: Arm only needs an executable) and checks that Alive
 // follows it by pid and start time, and that Disarm ends it.
 func TestWatchdogArmerLiveness(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatalf("sleep(1) not found: install coreutils")
-	}
-	// "sleep watchdog --tx ... " would fail: use a wrapper script
-	script := filepath.Join(t.TempDir(), "fake-helper")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+sleep+" 30\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	a := &watchdogArmer{opts: ArmerOptions{Exe: script, StateDir: t.TempDir()}}
+	a := sleepArmer(t)
 	ctx := context.Background()
 	tm, err := a.Arm(ctx, "tx1", time.Minute)
 	if err != nil {
@@ -140,15 +131,7 @@ func procSession(pid int) (int, error) {
 
 // A SIGSTOPped watchdog cannot act on SIGTERM: Disarm kills it.
 func TestDisarmStoppedWatchdog(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatalf("sleep(1) not found: install coreutils")
-	}
-	script := filepath.Join(t.TempDir(), "fake-helper")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+sleep+" 30\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	a := &watchdogArmer{opts: ArmerOptions{Exe: script, StateDir: t.TempDir()}}
+	a := sleepArmer(t)
 	ctx := context.Background()
 	tm, err := a.Arm(ctx, "tx1", time.Minute)
 	if err != nil {
@@ -163,4 +146,19 @@ func TestDisarmStoppedWatchdog(t *testing.T) {
 	if alive, _ := a.Alive(ctx, tm); alive {
 		t.Fatalf("stopped watchdog alive after Disarm")
 	}
+}
+
+// sleepArmer is a watchdog armer whose "helper" sleeps 30s ("sleep
+// watchdog --tx ..." would fail: a wrapper script).
+func sleepArmer(t *testing.T) *watchdogArmer {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("sleep(1) not found: install coreutils")
+	}
+	script := filepath.Join(t.TempDir(), "fake-helper")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+sleep+" 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &watchdogArmer{opts: ArmerOptions{Exe: script, StateDir: t.TempDir()}}
 }

@@ -176,12 +176,7 @@ func TestWatchdogKilled(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
 	h := l.Hosts[0]
 	cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", "--confirm-timeout=8s")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no helper process found; exit 1; }; kill -9 $pids`)
-	cancel()
-	if err != nil {
-		t.Fatalf("kill the watchdog: %v: %s", err, out)
-	}
+	signalWatchdogs(t, l, h.Name, "KILL")
 	r := finalResult(t, sc)
 	_ = cmd.Wait()
 	if r.Outcome != "needs-recovery" {

@@ -270,3 +270,19 @@ func streamUntil(t *testing.T, cfg, host, ruleset, phase, status string, extra .
 	t.Fatalf("apply %s %s: stream ended before %s/%s", host, ruleset, phase, status)
 	return nil, nil
 }
+
+// watchdogPIDs lists the pids of the lifeline watchdogs running on host.
+const watchdogPIDs = `ps -eo pid,args | awk '$3 == "watchdog" {print $1}'`
+
+// signalWatchdogs sends sig (KILL, STOP, ...) to every lifeline watchdog
+// on host, from its console; it fails the test when none runs.
+func signalWatchdogs(t *testing.T, l *lab.Lab, host, sig string) {
+	t.Helper()
+	execOn(t, l, host, "sh", "-c", `pids=$(`+watchdogPIDs+`); [ -n "$pids" ] || { echo no watchdog running; exit 1; }; kill -`+sig+` $pids`)
+}
+
+// watchdogRunning reports whether a lifeline watchdog runs on host.
+func watchdogRunning(t *testing.T, l *lab.Lab, host string) bool {
+	t.Helper()
+	return strings.TrimSpace(execOn(t, l, host, "sh", "-c", watchdogPIDs)) != ""
+}

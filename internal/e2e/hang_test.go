@@ -116,11 +116,7 @@ func TestHungWatchdog(t *testing.T) {
 	host := l.Hosts[0].Name
 	before := liveRuleset(t, l, host)
 	cmd, sc := streamUntil(t, l.SSHConfig, host, "dropall.nft", "begin", "done", "--confirm-timeout=8s", "--revert-grace=20s")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out, err := l.Exec(ctx, host, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no watchdog; exit 1; }; kill -STOP $pids`); err != nil {
-		t.Fatalf("stop the watchdog: %v: %s", err, out)
-	}
+	signalWatchdogs(t, l, host, "STOP")
 	r := finalResult(t, sc)
 	_ = cmd.Wait()
 	if r.Outcome != "needs-recovery" || !strings.Contains(r.Error, "hung") {
@@ -144,9 +140,8 @@ func TestHungWatchdog(t *testing.T) {
 	if got := liveRuleset(t, l, host); got != before {
 		t.Fatalf("abort did not restore the snapshot:\n%s", got)
 	}
-	out, _ := l.Exec(ctx, host, "sh", "-c", `ps -eo pid,args | awk '$3 == "watchdog" {print $1}'`)
-	if strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("the hung watchdog survived the abort: %s", out)
+	if watchdogRunning(t, l, host) {
+		t.Fatalf("the hung watchdog survived the abort")
 	}
 	if r3, _, _ := apply(t, l, l.SSHConfig, host, "good.nft"); r3.Outcome != "confirmed" {
 		t.Fatalf("apply after the recovery: %s: %s", r3.Outcome, r3.Error)

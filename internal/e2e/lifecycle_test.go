@@ -109,12 +109,7 @@ func TestStatusAbortRecovers(t *testing.T) {
 	cmd, _ := streamUntil(t, l.SSHConfig, h.Name, "good.v4", "apply", "done", "--confirm-timeout=20s")
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := l.Exec(ctx, h.Name, "sh", "-c", `pids=$(ps -eo pid,args | awk '$3 == "watchdog" {print $1}'); [ -n "$pids" ] || { echo no helper process found; exit 1; }; kill -9 $pids`)
-	cancel()
-	if err != nil {
-		t.Fatalf("kill the watchdog: %v: %s", err, out)
-	}
+	signalWatchdogs(t, l, h.Name, "KILL")
 	st := status(t, l.SSHConfig, h.Name)[0]
 	if st.State != "applied" || st.TimerAlive == nil || *st.TimerAlive || !st.NeedsRecovery || st.Exit != 1 {
 		t.Fatalf("status: %+v, want applied with a dead timer, needs-recovery, exit 1", st)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,11 +37,6 @@ func armedAndLeft(t *testing.T, l *lab.Lab, host string, timeout string) string 
 		t.Fatalf("%s: %+v, want applied", host, st)
 	}
 	return st.TxID
-}
-
-func watchdogRunning(t *testing.T, l *lab.Lab, host string) bool {
-	out := execOn(t, l, host, "sh", "-c", `ps -eo pid,args | awk '$3 == "watchdog" {print $1}'`)
-	return strings.TrimSpace(out) != ""
 }
 
 // TestFullStateDir: the host's /var/lib/lifeline fills up while a change
@@ -119,11 +113,8 @@ func TestFullStateDir(t *testing.T) {
 				t.Fatalf("status after the unrecorded abort: %+v, want what the record says (applied)", st)
 			}
 			// the watchdog dies, someone fixes things by hand, space is freed
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if out, err := l.Exec(ctx, h.Name, "sh", "-c", `kill -9 $(ps -eo pid,args | awk '$3 == "watchdog" {print $1}') && rm /var/lib/lifeline/fill && nft add table inet byhand`); err != nil {
-				t.Fatalf("%v: %s", err, out)
-			}
+			signalWatchdogs(t, l, h.Name, "KILL")
+			execOn(t, l, h.Name, "sh", "-c", "rm /var/lib/lifeline/fill && nft add table inet byhand")
 			handEdited := liveRuleset(t, l, h.Name)
 			r, _, code := apply(t, l, l.SSHConfig, h.Name, "good.nft")
 			if r.Outcome != "refused" || code == 0 || !strings.Contains(r.Error, "needs-recovery") || !strings.Contains(r.Hint, "--abort") {
