@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build helper deps demo demo-down test test-short vet bench clean
+.PHONY: all build helper deps demo demo-down test test-short vet cross dist bench clean
 
 all: build
 
@@ -22,6 +22,23 @@ internal/helperbin/bin/lifeline-helper-linux-%: $(GOFILES) go.mod go.sum
 bin/lifeline: $(HELPERS) $(GOFILES) go.mod go.sum
 	$(GO) build -trimpath -o $@ ./cmd/lifeline
 
+WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin
+PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64
+
+## cross: the workstation binary builds, and go vet passes, for every platform in PLATFORMS
+cross: $(HELPERS)
+	@set -e; for p in $(PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o /dev/null ./cmd/lifeline; \
+		GOOS=$$os GOARCH=$$arch $(GO) vet $(WORKSTATION_PKGS); \
+		echo "cross $$p: build + vet ok"; done
+
+## dist: dist/lifeline-OS-ARCH for every platform (helpers embedded) and dist/SHA256SUMS
+dist: $(HELPERS)
+	@rm -rf dist && mkdir -p dist
+	@set -e; for p in $(PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o dist/lifeline-$$os-$$arch ./cmd/lifeline; done
+	cd dist && sha256sum lifeline-* > SHA256SUMS && cat SHA256SUMS
+
 ## deps: Debian packages the lab and the tests need (root)
 deps:
 	@scripts/deps.sh
@@ -34,7 +51,7 @@ demo-down:
 	bin/lifeline lab down --dir lab
 
 ## test: vet, gofmt, and every test (unit + end-to-end lab tests, as root)
-test: deps build vet
+test: deps build vet cross
 	bin/lifeline lab rootfs
 	$(GO) test -race -count=1 -timeout 14m ./...
 
@@ -50,4 +67,4 @@ bench: deps build
 	bench/run.sh
 
 clean:
-	rm -rf bin $(HELPERS)
+	rm -rf bin dist $(HELPERS)

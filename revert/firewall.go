@@ -66,20 +66,6 @@ type Firewall interface {
 	GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error)
 }
 
-// Snapshot is a host's whole ruleset at one moment, one Part per family and
-// backend in use. It is stored as files in the tx folder (0600).
-type Snapshot struct {
-	Taken time.Time `json:"taken"`
-	Parts []Part    `json:"parts"`
-}
-
-// Part is one family's ruleset in its own tool's format.
-type Part struct {
-	Backend string `json:"backend"` // nft | iptables-nft | iptables-legacy | ip6tables-nft | ip6tables-legacy
-	Format  Format `json:"format"`
-	Text    string `json:"text"`
-}
-
 // Guard is the kernel guard: accept the operator's SSH path (input: from
 // Addr to Port; output: from Port to Addr) only once the deadline has
 // passed, so that the kernel itself re-opens the path if every userspace
@@ -95,8 +81,8 @@ type Guard struct {
 	Chains []GuardChain
 }
 
-// size is about how many bytes the snapshot takes on disk.
-func (s *Snapshot) size() int64 {
+// snapshotSize is about how many bytes the snapshot takes on disk.
+func snapshotSize(s *Snapshot) int64 {
 	var n int64
 	for _, p := range s.Parts {
 		n += 2*int64(len(p.Text)) + 64 // JSON escapes tabs and newlines

@@ -449,46 +449,6 @@ func (f *hostFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 
 // ---- request checks: before the lock, the record or any tool run ----
 
-// DefaultMaxRulesetSize caps a ruleset when the request names no cap. A
-// ruleset this large is already far beyond a hand-written one; a larger one
-// is most likely the wrong file, and loading it would hold the host's lock
-// past any confirm timeout.
-const DefaultMaxRulesetSize = 4 << 20
-
-// CheckRuleset refuses a ruleset that must never reach a load: one larger
-// than max bytes (max <= 0: DefaultMaxRulesetSize), and an empty one (only
-// blank lines and comments), which every loader accepts and which leaves
-// the host with no firewall at all, at boot too when persisted. The
-// workstation calls it before connecting, the helper before it takes the
-// lock or writes anything. Not worth retrying: the ruleset must change.
-func CheckRuleset(format Format, ruleset string, max int64) error {
-	if max <= 0 {
-		max = DefaultMaxRulesetSize
-	}
-	if int64(len(ruleset)) > max {
-		return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is %s, more than the limit of %s: check that it is the right file, or raise --max-ruleset-size", format, sizeOf(int64(len(ruleset))), sizeOf(max))}
-	}
-	for _, l := range strings.Split(ruleset, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return nil
-		}
-	}
-	hint := "write the rules you want"
-	if format == FormatNft {
-		hint += "; to remove every table on purpose, send `flush ruleset`"
-	} else {
-		hint += "; to accept everything on purpose, send table blocks with ACCEPT policies"
-	}
-	return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is empty (only blank lines and comments): loading it would leave the host without a firewall; %s", format, hint)}
-}
-
-func sizeOf(n int64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
-}
-
 // formatFits refuses a ruleset whose format is not the one of the host's
 // active backend, unless the operator chose the format explicitly: an nft
 // ruleset on a host whose rules are iptables' (legacy or iptables-nft), or

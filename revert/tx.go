@@ -325,7 +325,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		GuardChains: plan.Covered, Unguarded: plan.Uncovered,
 	}
 	err = e.phase(rep, "record", func() error {
-		if err := e.st.room(int64(len(req.Ruleset)) + snap.size()); err != nil {
+		if err := e.st.room(int64(len(req.Ruleset)) + snapshotSize(snap)); err != nil {
 			return err
 		}
 		if err := e.st.createTx(r.ID); err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lifeline-dev/lifeline/revert"
+	"github.com/lifeline-dev/lifeline/wire"
 )
 
 // TestRunStoreStaysInRunDir: whatever a host is called, save writes its
@@ -34,7 +34,7 @@ func TestRunStoreStaysInRunDir(t *testing.T) {
 			root := t.TempDir()
 			runDir := filepath.Join(root, "a", "b", "c", "d", "e", "f", "g", "run")
 			s := New(nil, Options{RunDir: runDir})
-			s.save(&Result{Host: name, Outcome: Confirmed, Snapshot: &revert.Snapshot{}})
+			s.save(&Result{Host: name, Outcome: Confirmed, Snapshot: &wire.Snapshot{}})
 			hosts := filepath.Join(runDir, "hosts")
 			var inside []string
 			err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {

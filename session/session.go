@@ -23,7 +23,7 @@ import (
 
 	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/remote"
-	"github.com/lifeline-dev/lifeline/revert"
+	"github.com/lifeline-dev/lifeline/wire"
 )
 
 // Outcome is how one host's transaction ended.
@@ -67,7 +67,7 @@ type Target struct {
 	Name    string        // inventory name, used in every message
 	SSH     remote.Target // how to reach it
 	Ruleset string        // the ruleset text for this host
-	Format  revert.Format
+	Format  wire.Format
 	// FormatExplicit: the operator chose Format (--format), so the host
 	// loads it even when its active backend is another one.
 	FormatExplicit bool
@@ -79,9 +79,9 @@ type Target struct {
 type Options struct {
 	ConfirmTimeout time.Duration // revert deadline after begin; default 60s
 	Persist        bool          // persist after confirm
-	MaxRulesetSize int64         // bytes the host accepts (0: revert.DefaultMaxRulesetSize)
+	MaxRulesetSize int64         // bytes the host accepts (0: wire.DefaultMaxRulesetSize)
 	// Force applies rulesets with base chains the kernel guard cannot
-	// cover (the host refuses them with revert.CodeUnguarded otherwise).
+	// cover (the host refuses them with wire.CodeUnguarded otherwise).
 	Force  bool
 	Checks []string // tcp://HOST:PORT probes run from the workstation before confirm
 	DryRun bool     // show the diff, change nothing
@@ -127,12 +127,12 @@ type Result struct {
 	Diff        string         `json:"diff,omitempty"`
 	Backends    []string       `json:"backends,omitempty"`
 	Timings     []Timing       `json:"timings"`
-	HostPhases  []revert.Phase `json:"host_phases,omitempty"`
+	HostPhases  []wire.Phase `json:"host_phases,omitempty"`
 	Connections int            `json:"ssh_connections"`
 	RoundTrips  int            `json:"round_trips"`
 	Uploaded    int64          `json:"bytes_uploaded"`
 	Took        time.Duration  `json:"took_ns"`
-	Holder      *revert.Holder `json:"holder,omitempty"`
+	Holder      *wire.Holder `json:"holder,omitempty"`
 	GuardChains []string       `json:"guard_chains,omitempty"` // base chains the kernel guard covers
 	Unguarded   []string       `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
 	// Reboot: the host reverted by rebooting (it booted its persisted
@@ -140,7 +140,7 @@ type Result struct {
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see (e.g. a tampered helper replaced).
 	Warnings []string         `json:"warnings,omitempty"`
-	Snapshot *revert.Snapshot `json:"-"`
+	Snapshot *wire.Snapshot `json:"-"`
 	Err      error            `json:"-"`
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package session
 
 import (
@@ -7,8 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lifeline-dev/lifeline/wire"
 	"io"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -33,9 +35,9 @@ type fakeHost struct {
 	mu       sync.Mutex
 	dials    int
 	cmds     []string
-	refuse   func(dial int) error                  // per dial: nil = connect
-	brokeAt  func(dial int, verb string) error     // per call: non-nil = the connection fails
-	onVerb   func(verb string, rep *revert.Report) // after the engine answered
+	refuse   func(dial int) error                // per dial: nil = connect
+	brokeAt  func(dial int, verb string) error   // per call: non-nil = the connection fails
+	onVerb   func(verb string, rep *wire.Report) // after the engine answered
 }
 
 type fakeArmer struct {
@@ -67,7 +69,7 @@ func (a *fakeArmer) Disarm(_ context.Context, t revert.Timer) error {
 const liveRules = "table inet filter { chain input { type filter hook input priority 0; policy accept; } }\n"
 
 func newFakeHost(t *testing.T) *fakeHost {
-	fw := revert.NewFakeFirewall(map[revert.Format]string{revert.FormatNft: liveRules})
+	fw := revert.NewFakeFirewall(map[wire.Format]string{wire.FormatNft: liveRules})
 	a := &fakeArmer{armed: map[string]bool{}, dead: map[string]bool{}}
 	return &fakeHost{t: t, fw: fw, armer: a, helper: true, env: revert.Env{
 		StateDir: t.TempDir(), Firewall: fw, Armer: a, Hostname: "fake",
@@ -77,11 +79,11 @@ func newFakeHost(t *testing.T) *fakeHost {
 
 // fire plays the host's revert timer for the current transaction.
 func (h *fakeHost) fire() {
-	st := revert.Handle(context.Background(), revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion}, h.env)
+	st := revert.Handle(context.Background(), wire.VerbStatus, &wire.Request{Version: wire.ProtocolVersion}, h.env)
 	if st.TxID == "" {
 		h.t.Fatal("fire: no transaction")
 	}
-	revert.Handle(context.Background(), revert.VerbRevert, &revert.Request{TxID: st.TxID}, h.env)
+	revert.Handle(context.Background(), wire.VerbRevert, &wire.Request{TxID: st.TxID}, h.env)
 }
 
 func (h *fakeHost) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
@@ -101,8 +103,6 @@ type fakeConn struct {
 	h    *fakeHost
 	dial int
 }
-
-var wrapperRE = regexp.MustCompile(`^f=/var/lib/lifeline/bin/[0-9a-f]+; \[ "\$\(sha256sum "\$f" 2>/dev/null \| cut -d' ' -f1\)" = [0-9a-f]+ \] \|\| \{ .* exit 97; \}; exec "\$f" ([a-z]+)$`)
 
 const probeCmd = `printf '%s\n' "$SSH_CONNECTION"; id -u; uname -m`
 
@@ -128,25 +128,24 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 		h.helper = true
 		return nil
 	}
-	m := wrapperRE.FindStringSubmatch(cmd.Command)
-	if m == nil {
+	_, verb, ok := wire.ParseHelperCommand(cmd.Command)
+	if !ok {
 		h.t.Errorf("unexpected command: %q", cmd.Command)
 		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 127}
 	}
-	verb := m[1]
 	if h.tampered {
 		h.tampered, h.helper = false, false
-		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: exitHelperTampered}
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: wire.ExitHelperTampered}
 	}
 	if !h.helper {
-		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: exitHelperMissing}
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: wire.ExitHelperMissing}
 	}
 	if h.brokeAt != nil {
 		if err := h.brokeAt(c.dial, verb); err != nil {
 			return err
 		}
 	}
-	var req revert.Request
+	var req wire.Request
 	if cmd.Stdin != nil {
 		if err := json.NewDecoder(cmd.Stdin).Decode(&req); err != nil {
 			return err
@@ -179,7 +178,7 @@ func newTestSession(h *fakeHost, timeout time.Duration) *Session {
 }
 
 func target(rules string) Target {
-	return Target{Name: "fake", Ruleset: rules, Format: revert.FormatNft}
+	return Target{Name: "fake", Ruleset: rules, Format: wire.FormatNft}
 }
 
 const newRules = "table inet filter { chain input { type filter hook input priority 0; policy drop; tcp dport 22 accept; } }\n"
@@ -241,7 +240,7 @@ func TestApplyOutcomes(t *testing.T) {
 			setup: func(h *fakeHost) {
 				h.refuse = refuseFor(2, 2*time.Second)
 				h.brokeAt = func(dial int, verb string) error {
-					if dial == 1 && verb == revert.VerbAbort {
+					if dial == 1 && verb == wire.VerbAbort {
 						h.fire() // the deadline passes while we are locked out
 						return errConnDropped
 					}
@@ -255,7 +254,7 @@ func TestApplyOutcomes(t *testing.T) {
 			setup: func(h *fakeHost) {
 				h.refuse = refuseDials(2, 1<<30)
 				h.brokeAt = func(dial int, verb string) error {
-					if verb == revert.VerbAbort {
+					if verb == wire.VerbAbort {
 						return errConnDropped
 					}
 					return nil
@@ -268,7 +267,7 @@ func TestApplyOutcomes(t *testing.T) {
 			setup: func(h *fakeHost) {
 				h.refuse = refuseFor(2, 2*time.Second)
 				h.brokeAt = func(dial int, verb string) error {
-					if verb == revert.VerbAbort {
+					if verb == wire.VerbAbort {
 						for id := range h.armer.armed {
 							h.armer.dead[id] = true
 						}
@@ -291,7 +290,7 @@ func TestApplyOutcomes(t *testing.T) {
 			if r.Outcome != tt.want {
 				t.Fatalf("outcome %s, want %s (phase %s: %s)\ncommands: %q", r.Outcome, tt.want, r.Phase, r.Error, h.cmds)
 			}
-			if got := h.fw.S.Live[revert.FormatNft]; got != tt.live {
+			if got := h.fw.S.Live[wire.FormatNft]; got != tt.live {
 				t.Errorf("live ruleset:\n%s\nwant:\n%s", got, tt.live)
 			}
 			if tt.conns > 0 && r.Connections != tt.conns {
@@ -313,11 +312,11 @@ func TestApplyOutcomes(t *testing.T) {
 func TestLockHeldNamesHolder(t *testing.T) {
 	h := newFakeHost(t)
 	// the first transaction begins and is never confirmed (its lifeline died)
-	first := revert.Handle(context.Background(), revert.VerbBegin, &revert.Request{
-		Version: revert.ProtocolVersion, TxID: "tx-first", Origin: "alice@laptop",
-		Format: revert.FormatNft, Ruleset: newRules, ConfirmTimeout: revert.Duration(time.Minute),
+	first := revert.Handle(context.Background(), wire.VerbBegin, &wire.Request{
+		Version: wire.ProtocolVersion, TxID: "tx-first", Origin: "alice@laptop",
+		Format: wire.FormatNft, Ruleset: newRules, ConfirmTimeout: wire.Duration(time.Minute),
 	}, h.env)
-	if first.State != revert.StateArmed {
+	if first.State != wire.StateArmed {
 		t.Fatalf("first begin: %+v", first.Error)
 	}
 	r := newTestSession(h, 5*time.Second).Apply(context.Background(), target(newRules))
@@ -327,7 +326,7 @@ func TestLockHeldNamesHolder(t *testing.T) {
 	if !strings.Contains(r.Hint, "tx-first") || !strings.Contains(r.Hint, "alice@laptop") {
 		t.Errorf("hint does not name the holder: %s", r.Hint)
 	}
-	if h.fw.S.Live[revert.FormatNft] != liveRules {
+	if h.fw.S.Live[wire.FormatNft] != liveRules {
 		t.Errorf("ruleset changed after a refusal")
 	}
 }
@@ -394,7 +393,7 @@ func TestRolloutStopsAfterFailedBatch(t *testing.T) {
 			h.fw.S.BadLine = "policy drop"
 		}
 		hosts[name] = h
-		targets = append(targets, Target{Name: name, SSH: remote.Target{Name: name}, Ruleset: newRules, Format: revert.FormatNft})
+		targets = append(targets, Target{Name: name, SSH: remote.Target{Name: name}, Ruleset: newRules, Format: wire.FormatNft})
 	}
 	s := New(d, Options{ConfirmTimeout: 5 * time.Second, Helper: func(string) ([]byte, string, error) { return []byte("helper"), helperSHA, nil }})
 	res, err := s.Rollout(context.Background(), Plan{Serial: []string{"1", "2", "100%"}, MaxFail: "0"}, targets)

@@ -17,21 +17,8 @@ import (
 
 	"github.com/lifeline-dev/lifeline/internal/helperbin"
 	"github.com/lifeline-dev/lifeline/remote"
-	"github.com/lifeline-dev/lifeline/revert"
+	"github.com/lifeline-dev/lifeline/wire"
 )
-
-// HelperDir is where the helper lives on every host, one file per content
-// hash, mode 0700 in a 0700 folder.
-const HelperDir = "/var/lib/lifeline/bin"
-
-// exitHelperMissing is the wrapper's exit status when the helper file is
-// missing or its sha256 does not match: upload, then run again.
-const exitHelperMissing = 97
-
-// exitHelperTampered is the wrapper's exit status when a helper file is
-// there but its sha256 differs from its name: the wrapper moved it aside
-// (SHA.tampered-EPOCH) for inspection; upload, warn, then run again.
-const exitHelperTampered = 96
 
 // errHelperMissing means the host has no (intact) helper of that hash.
 var errHelperMissing = errors.New("helper missing or corrupt on host")
@@ -91,7 +78,7 @@ type hostTx struct {
 	helper  string // path on host
 	sha     string
 	data    []byte
-	op      revert.Operator
+	op      wire.Operator
 	uid     int
 	token   string
 	localDL time.Time // the host's deadline on the workstation's clock
@@ -180,10 +167,10 @@ func (h *hostTx) run(ctx context.Context) {
 	// changed; once it answered "armed", the protocol runs to its end.
 	txID := NewTxID(h.s.opts.Now())
 	h.res.TxID = txID
-	req := &revert.Request{
-		Version: revert.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin,
+	req := &wire.Request{
+		Version: wire.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin,
 		Format: h.t.Format, Ruleset: h.t.Ruleset,
-		ConfirmTimeout: revert.Duration(h.s.opts.ConfirmTimeout),
+		ConfirmTimeout: wire.Duration(h.s.opts.ConfirmTimeout),
 		Persist:        h.s.opts.Persist, Operator: h.op,
 		FormatExplicit: h.t.FormatExplicit, MaxRulesetSize: h.s.opts.MaxRulesetSize,
 		Force: h.s.opts.Force,
@@ -195,11 +182,11 @@ func (h *hostTx) run(ctx context.Context) {
 	// Once sent, a begin is not cancelled: an interrupted begin could arm
 	// the host without lifeline learning the token, leaving a transaction
 	// only its timer can end. It is bounded by its own timeout instead.
-	var rep *revert.Report
+	var rep *wire.Report
 	err = h.phase(PhaseBegin, func() (err error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), beginTimeout)
 		defer cancel()
-		rep, err = h.call(bctx, p1, revert.VerbBegin, req)
+		rep, err = h.call(bctx, p1, wire.VerbBegin, req)
 		return err
 	})
 	if err != nil {
@@ -214,7 +201,7 @@ func (h *hostTx) run(ctx context.Context) {
 		return
 	}
 	h.absorb(rep)
-	if rep.Error != nil || rep.State != revert.StateArmed {
+	if rep.Error != nil || rep.State != wire.StateArmed {
 		h.res.Holder = holderOf(rep)
 		h.end(Refused, reportErr(rep), refusalHint(rep))
 		return
@@ -235,7 +222,7 @@ func (h *hostTx) run(ctx context.Context) {
 	defer cancel()
 
 	err = h.phase(PhaseApply, func() (err error) {
-		rep, err = h.call(pctx, p1, revert.VerbApply, &revert.Request{Version: revert.ProtocolVersion, TxID: txID})
+		rep, err = h.call(pctx, p1, wire.VerbApply, &wire.Request{Version: wire.ProtocolVersion, TxID: txID})
 		return err
 	})
 	if err == nil {
@@ -243,16 +230,16 @@ func (h *hostTx) run(ctx context.Context) {
 		if rep.Error != nil {
 			// apply failed on the host and the helper restored the snapshot.
 			switch rep.State {
-			case revert.StateReverted:
+			case wire.StateReverted:
 				hint := "the host restored its snapshot at once"
-				if rep.Error.Code == revert.CodeApplyFailed {
+				if rep.Error.Code == wire.CodeApplyFailed {
 					hint = "the ruleset failed to load; " + hint
 				}
 				h.end(Reverted, reportErr(rep), hint)
-			case revert.StateRevertFailed:
+			case wire.StateRevertFailed:
 				h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
 			default:
-				if rep.Error.Code == revert.CodeStateWrite {
+				if rep.Error.Code == wire.CodeStateWrite {
 					h.end(NeedsRecovery, reportErr(rep), stateHint(h.t.Name))
 				} else {
 					h.end(Refused, reportErr(rep), "")
@@ -280,14 +267,14 @@ func (h *hostTx) run(ctx context.Context) {
 		return err
 	})
 	switch {
-	case err == nil && rep.State == revert.StateConfirmed:
+	case err == nil && rep.State == wire.StateConfirmed:
 		h.end(Confirmed, nil, "")
 	case errors.As(err, new(*lockedOutError)):
 		h.lockedOut(pctx, p1, fmt.Errorf("locked out: %w", err))
-	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate && rep.Reboot:
+	case rep != nil && rep.Error != nil && rep.Error.Code == wire.CodeTooLate && rep.Reboot:
 		h.res.Reboot = true
 		h.end(Reverted, err, "the host rebooted before the confirm and booted its persisted config (reverted by reboot)")
-	case rep != nil && rep.Error != nil && rep.Error.Code == revert.CodeTooLate:
+	case rep != nil && rep.Error != nil && rep.Error.Code == wire.CodeTooLate:
 		h.end(Reverted, err, "the confirmation came after the deadline; raise --confirm-timeout")
 	default:
 		h.lockedOut(pctx, p1, fmt.Errorf("not confirmed: %w", err))
@@ -300,11 +287,11 @@ func (h *hostTx) run(ctx context.Context) {
 // that one refused connection does not revert a good change; only then is
 // the operator locked out. A confirm is idempotent on the host, so one whose
 // answer was lost is simply sent again.
-func (h *hostTx) confirm(ctx context.Context) (*revert.Report, error) {
+func (h *hostTx) confirm(ctx context.Context) (*wire.Report, error) {
 	margin := min(3*time.Second, h.s.opts.ConfirmTimeout/3)
 	cctx, cancel := context.WithDeadline(ctx, h.localDL.Add(-margin))
 	defer cancel()
-	req := &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID, Token: h.token, Origin: h.s.opts.Origin}
+	req := &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID, Token: h.token, Origin: h.s.opts.Origin}
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rep, err := h.confirmOnce(cctx, req)
@@ -326,13 +313,13 @@ func (h *hostTx) confirm(ctx context.Context) (*revert.Report, error) {
 	}
 }
 
-func (h *hostTx) confirmOnce(ctx context.Context, req *revert.Request) (*revert.Report, error) {
+func (h *hostTx) confirmOnce(ctx context.Context, req *wire.Request) (*wire.Report, error) {
 	c2, err := h.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c2.Close()
-	rep, err := h.call(ctx, h.priv(c2), revert.VerbConfirm, req)
+	rep, err := h.call(ctx, h.priv(c2), wire.VerbConfirm, req)
 	if err != nil {
 		return nil, err
 	}
@@ -386,11 +373,11 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 
 	if c1 != nil {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rep, err := h.call(actx, c1, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID})
+		rep, err := h.call(actx, c1, wire.VerbAbort, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID})
 		cancel()
 		if err == nil {
 			h.absorb(rep)
-			if rep.Error != nil && rep.Error.Code == revert.CodeStateWrite {
+			if rep.Error != nil && rep.Error.Code == wire.CodeStateWrite {
 				h.end(NeedsRecovery, fmt.Errorf("%v; abort: %w", cause, rep.Error), stateHint(h.t.Name))
 				return
 			}
@@ -426,7 +413,7 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 			if h.settled(rep) {
 				return
 			}
-			if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
+			if rep.State == wire.StateArmed || rep.State == wire.StateApplied {
 				h.end(NeedsRecovery, fmt.Errorf("deadline passed but tx %s is still %s on the host: its revert timer (%s) died or hung; the kernel guard let this connection in", h.res.TxID, rep.State, rep.Timer), recoveryHint(h.t.Name))
 				return
 			}
@@ -447,9 +434,9 @@ func (h *hostTx) lockedOut(ctx context.Context, c1 remote.Runner, cause error) {
 }
 
 // settled ends the host when rep shows a terminal revert state.
-func (h *hostTx) settled(rep *revert.Report) bool {
+func (h *hostTx) settled(rep *wire.Report) bool {
 	switch rep.State {
-	case revert.StateReverted:
+	case wire.StateReverted:
 		switch {
 		case rep.Reboot:
 			h.res.Reboot = true
@@ -464,10 +451,10 @@ func (h *hostTx) settled(rep *revert.Report) bool {
 			h.end(Reverted, h.res.Err, "")
 		}
 		return true
-	case revert.StateRevertFailed:
+	case wire.StateRevertFailed:
 		h.end(RevertFailed, reportErr(rep), recoveryHint(h.t.Name))
 		return true
-	case revert.StateConfirmed:
+	case wire.StateConfirmed:
 		// only possible if our confirm reached the host but its answer was lost
 		h.res.Err, h.res.Error = nil, ""
 		h.end(Confirmed, nil, "")
@@ -477,13 +464,13 @@ func (h *hostTx) settled(rep *revert.Report) bool {
 }
 
 // statusFresh opens a new connection and asks for the tx's state.
-func (h *hostTx) statusFresh(ctx context.Context) (*revert.Report, error) {
+func (h *hostTx) statusFresh(ctx context.Context) (*wire.Report, error) {
 	c, err := h.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	rep, err := h.call(ctx, h.priv(c), revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion, TxID: h.res.TxID})
+	rep, err := h.call(ctx, h.priv(c), wire.VerbStatus, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID})
 	if err != nil {
 		return nil, err
 	}
@@ -508,7 +495,7 @@ func (h *hostTx) probe(ctx context.Context, c remote.Runner) error {
 		return fmt.Errorf("probe: SSH_CONNECTION not set by the host's sshd (got %q): cannot place the kernel guard", lines[0])
 	}
 	port, _ := strconv.Atoi(f[3])
-	h.op = revert.Operator{Addr: f[0], SSHPort: port}
+	h.op = wire.Operator{Addr: f[0], SSHPort: port}
 	if h.uid, err = strconv.Atoi(strings.TrimSpace(lines[1])); err != nil {
 		return fmt.Errorf("probe: id -u: %q", lines[1])
 	}
@@ -517,14 +504,14 @@ func (h *hostTx) probe(ctx context.Context, c remote.Runner) error {
 	if err != nil {
 		return fmt.Errorf("%s (uname -m: %s): %w", h.t.Name, strings.TrimSpace(lines[2]), err)
 	}
-	h.data, h.sha, h.helper = data, sha, HelperDir+"/"+sha
+	h.data, h.sha, h.helper = data, sha, wire.HelperPath(sha)
 	return nil
 }
 
 // call runs one helper verb: verify the helper's sha256, run it with req on
 // stdin, decode its report. A missing or corrupt helper is uploaded once and
 // the call repeated.
-func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *revert.Request) (*revert.Report, error) {
+func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *wire.Request) (*wire.Report, error) {
 	rep, err := h.callOnce(ctx, r, verb, req)
 	var te *tamperedError
 	if errors.As(err, &te) {
@@ -541,39 +528,38 @@ func (h *hostTx) call(ctx context.Context, r remote.Runner, verb string, req *re
 	return rep, err
 }
 
-func (h *hostTx) callOnce(ctx context.Context, r remote.Runner, verb string, req *revert.Request) (*revert.Report, error) {
+func (h *hostTx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wire.Request) (*wire.Report, error) {
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	cmd := fmt.Sprintf(`f=%s; [ "$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)" = %s ] || { if [ -e "$f" ]; then mv -f "$f" "$f.tampered-$(date +%%s)"; echo "lifeline: helper $f does not match its sha256: moved aside" >&2; exit %d; fi; echo "lifeline: helper $f missing" >&2; exit %d; }; exec "$f" %s`,
-		h.helper, h.sha, exitHelperTampered, exitHelperMissing, verb)
+	cmd := wire.HelperCommand(h.sha, verb)
 	h.res.RoundTrips++
 	out, err := output(ctx, r, cmd, in)
 	var ee *remote.ExitError
-	if errors.As(err, &ee) && ee.Status == exitHelperMissing {
+	if errors.As(err, &ee) && ee.Status == wire.ExitHelperMissing {
 		return nil, errHelperMissing
 	}
-	if errors.As(err, &ee) && ee.Status == exitHelperTampered {
+	if errors.As(err, &ee) && ee.Status == wire.ExitHelperTampered {
 		return nil, &tamperedError{h.helper}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("helper %s: %w", verb, err)
 	}
-	var rep revert.Report
+	var rep wire.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, fmt.Errorf("helper %s: %w: %v (%.200q)", verb, errUnreadable, err, out)
 	}
-	if rep.Version != revert.ProtocolVersion {
-		return nil, fmt.Errorf("helper %s: protocol version %d, want %d", verb, rep.Version, revert.ProtocolVersion)
+	if rep.Version != wire.ProtocolVersion {
+		return nil, fmt.Errorf("helper %s: protocol version %d, want %d", verb, rep.Version, wire.ProtocolVersion)
 	}
 	return &rep, nil
 }
 
 func (h *hostTx) upload(ctx context.Context, r remote.Runner) error {
 	h.res.RoundTrips++
-	if _, err := output(ctx, r, `umask 077; mkdir -p `+HelperDir+` && chmod 0700 /var/lib/lifeline `+HelperDir, nil); err != nil {
-		return fmt.Errorf("create %s: %w", HelperDir, err)
+	if _, err := output(ctx, r, `umask 077; mkdir -p `+wire.HelperDir+` && chmod 0700 /var/lib/lifeline `+wire.HelperDir, nil); err != nil {
+		return fmt.Errorf("create %s: %w", wire.HelperDir, err)
 	}
 	h.res.RoundTrips += 2 // write + verify
 	h.res.Uploaded += int64(len(h.data))
@@ -583,7 +569,7 @@ func (h *hostTx) upload(ctx context.Context, r remote.Runner) error {
 	return nil
 }
 
-func (h *hostTx) absorb(rep *revert.Report) {
+func (h *hostTx) absorb(rep *wire.Report) {
 	h.res.HostPhases = append(h.res.HostPhases, rep.Phases...)
 	if rep.Detect != nil {
 		h.res.Backends = rep.Detect.Active
@@ -594,9 +580,9 @@ func (h *hostTx) absorb(rep *revert.Report) {
 }
 
 func (h *hostTx) dryRun(ctx context.Context, r remote.Runner) {
-	var rep *revert.Report
+	var rep *wire.Report
 	err := h.phase(PhaseDiff, func() (err error) {
-		rep, err = h.call(ctx, r, revert.VerbDiff, &revert.Request{Version: revert.ProtocolVersion, Format: h.t.Format, Ruleset: h.t.Ruleset, Operator: h.op, MaxRulesetSize: h.s.opts.MaxRulesetSize})
+		rep, err = h.call(ctx, r, wire.VerbDiff, &wire.Request{Version: wire.ProtocolVersion, Format: h.t.Format, Ruleset: h.t.Ruleset, Operator: h.op, MaxRulesetSize: h.s.opts.MaxRulesetSize})
 		return err
 	})
 	if err == nil {
@@ -638,39 +624,39 @@ func output(ctx context.Context, r remote.Runner, cmd string, stdin []byte) ([]b
 	return out.Bytes(), err
 }
 
-func reportErr(rep *revert.Report) error {
+func reportErr(rep *wire.Report) error {
 	if rep == nil || rep.Error == nil {
 		return nil
 	}
 	return rep.Error
 }
 
-func holderOf(rep *revert.Report) *revert.Holder {
+func holderOf(rep *wire.Report) *wire.Holder {
 	if rep.Error != nil {
 		return rep.Error.Holder
 	}
 	return nil
 }
 
-func refusalHint(rep *revert.Report) string {
+func refusalHint(rep *wire.Report) string {
 	if rep.Error == nil {
 		return ""
 	}
 	switch rep.Error.Code {
-	case revert.CodeLockHeld:
+	case wire.CodeLockHeld:
 		if hd := rep.Error.Holder; hd != nil {
 			return fmt.Sprintf("tx %s by %s holds the host until %s; wait for it to confirm or revert (if it is stuck past its deadline: lifeline status HOST --abort)", hd.TxID, hd.Origin, hd.Deadline.Format(time.RFC3339))
 		}
 		return "another lifeline helper is running on the host; try again in a moment"
-	case revert.CodeNeedsRecovery:
+	case wire.CodeNeedsRecovery:
 		return "nothing was changed; see the differences, then restore the old transaction's snapshot with: lifeline status HOST --abort"
-	case revert.CodeStateWrite:
+	case wire.CodeStateWrite:
 		return "free space in /var/lib/lifeline on the host; nothing was changed"
-	case revert.CodeInvalidRuleset:
+	case wire.CodeInvalidRuleset:
 		return "fix the ruleset; nothing was changed"
-	case revert.CodeBackend:
+	case wire.CodeBackend:
 		return "install the backend on the host, or pick another --format"
-	case revert.CodeUnguarded:
+	case wire.CodeUnguarded:
 		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
 	}
 	return ""
@@ -700,7 +686,7 @@ func connectHint(err error) string {
 // or may not have run) rather than an answer from the host.
 func isTransport(err error) bool {
 	var ee *remote.ExitError
-	var he *revert.Error
+	var he *wire.Error
 	switch {
 	case errors.As(err, &ee), errors.As(err, &he), errors.As(err, new(*notSentError)),
 		errors.Is(err, remote.ErrNoSudo), errors.Is(err, errHelperMissing):
@@ -722,7 +708,7 @@ var errUnreadable = errors.New("unreadable helper report")
 type HostStatus struct {
 	Host       string       `json:"host"`
 	TxID       string       `json:"tx_id,omitempty"`
-	State      revert.State `json:"state"`
+	State      wire.State `json:"state"`
 	Deadline   time.Time    `json:"deadline,omitzero"`
 	Timer      string       `json:"timer,omitempty"`
 	TimerAlive *bool        `json:"timer_alive,omitempty"`
@@ -753,7 +739,7 @@ type HostStatus struct {
 // not be asked, its tx needs recovery, its revert failed, or the live
 // ruleset is not the snapshot of a reverted tx.
 func (st *HostStatus) Bad() bool {
-	return st.Err != nil || st.NeedsRecovery || st.State == revert.StateRevertFailed ||
+	return st.Err != nil || st.NeedsRecovery || st.State == wire.StateRevertFailed ||
 		(st.Verified != nil && !*st.Verified)
 }
 
@@ -773,10 +759,10 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 		return fail(err)
 	}
 	p := h.priv(c)
-	rep, err := h.call(ctx, p, revert.VerbStatus, &revert.Request{Version: revert.ProtocolVersion})
-	if err == nil && abort && (rep.State == revert.StateArmed || rep.State == revert.StateApplied) {
+	rep, err := h.call(ctx, p, wire.VerbStatus, &wire.Request{Version: wire.ProtocolVersion})
+	if err == nil && abort && (rep.State == wire.StateArmed || rep.State == wire.StateApplied) {
 		st.Aborted = true
-		rep, err = h.call(ctx, p, revert.VerbAbort, &revert.Request{Version: revert.ProtocolVersion, TxID: rep.TxID, Origin: s.opts.Origin})
+		rep, err = h.call(ctx, p, wire.VerbAbort, &wire.Request{Version: wire.ProtocolVersion, TxID: rep.TxID, Origin: s.opts.Origin})
 	}
 	if err != nil {
 		return fail(err)
@@ -785,7 +771,7 @@ func (s *Session) Status(ctx context.Context, t Target, abort bool) *HostStatus 
 	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
 	st.Origin, st.Overdue, st.Warnings, st.Now, st.Reboot = rep.Origin, rep.Overdue, rep.Warnings, rep.Now, rep.Reboot
-	if rep.State == revert.StateArmed || rep.State == revert.StateApplied {
+	if rep.State == wire.StateArmed || rep.State == wire.StateApplied {
 		st.NeedsRecovery = rep.Overdue || (rep.TimerAlive != nil && !*rep.TimerAlive)
 	}
 	if rep.Error != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
-	"github.com/lifeline-dev/lifeline/revert"
+	"github.com/lifeline-dev/lifeline/wire"
 	"github.com/lifeline-dev/lifeline/session"
 )
 
@@ -94,7 +94,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
 	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
 	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
-	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", revert.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
+	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
 }
 
@@ -186,8 +186,8 @@ func applyTargets(hosts []*inventory.Host, file, format string, maxSize int64) (
 			return nil, err
 		}
 		// the hosts refuse these too; refusing here spares every connection
-		if err := revert.CheckRuleset(f, text, maxSize); err != nil {
-			var re *revert.Error
+		if err := wire.CheckRuleset(f, text, maxSize); err != nil {
+			var re *wire.Error
 			if errors.As(err, &re) {
 				err = errors.New(re.Message)
 			}
@@ -199,21 +199,21 @@ func applyTargets(hosts []*inventory.Host, file, format string, maxSize int64) (
 }
 
 // detectFormat: --format, else the file name, else the content.
-func detectFormat(flag, path, text string) (revert.Format, error) {
+func detectFormat(flag, path, text string) (wire.Format, error) {
 	switch flag {
 	case "nft", "iptables", "ip6tables":
-		return revert.Format(flag), nil
+		return wire.Format(flag), nil
 	case "":
 	default:
 		return "", usagef("--format %q: want nft, iptables or ip6tables", flag)
 	}
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".nft":
-		return revert.FormatNft, nil
+		return wire.FormatNft, nil
 	case ".v4", ".ipt", ".iptables":
-		return revert.FormatIPTables, nil
+		return wire.FormatIPTables, nil
 	case ".v6", ".ip6t", ".ip6tables":
-		return revert.FormatIP6Tables, nil
+		return wire.FormatIP6Tables, nil
 	}
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
@@ -222,11 +222,11 @@ func detectFormat(flag, path, text string) (revert.Format, error) {
 			continue
 		case strings.HasPrefix(line, "*"):
 			if strings.Contains(text, "::/") || strings.Contains(text, "icmpv6") {
-				return revert.FormatIP6Tables, nil
+				return wire.FormatIP6Tables, nil
 			}
-			return revert.FormatIPTables, nil
+			return wire.FormatIPTables, nil
 		case strings.HasPrefix(line, "table ") || strings.HasPrefix(line, "flush ruleset") || strings.HasPrefix(line, "define "):
-			return revert.FormatNft, nil
+			return wire.FormatNft, nil
 		}
 		break
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package labtest starts a lab for a test and takes it down afterwards.
 //
 // The test binary is re-executed as each host's init unless Options.InitExe

@@ -1,0 +1,283 @@
+// Package wire is the protocol between the lifeline workstation and the
+// lifeline-helper on each host: the request and report envelopes, the
+// verbs, error codes, the protocol version, and the command line that runs
+// the helper. It imports nothing but the standard library and has no OS
+// dependencies, so the workstation builds on every platform Go supports
+// (linux, macOS) while the host side (package revert) stays Linux-only.
+//
+// # Transport
+//
+// The workstation runs [HelperCommand] over SSH with one [Request] as JSON
+// on stdin; the helper writes one [Report] as JSON on stdout.
+package wire
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ProtocolVersion is bumped whenever Request or Report change incompatibly.
+// The workstation refuses a helper that answers with another version.
+const ProtocolVersion = 1
+
+// Verbs of the helper's command line: `lifeline-helper VERB` reads one
+// Request as JSON on stdin and writes one Report as JSON on stdout. It exits
+// 0 whenever it wrote a Report, also for a refusal (Report.Error says why);
+// a non-zero exit means it could not produce a report at all.
+const (
+	VerbDetect  = "detect"  // what the host has; changes nothing
+	VerbDiff    = "diff"    // live ruleset vs Request.Ruleset (dry run); changes nothing
+	VerbBegin   = "begin"   // lock, validate, snapshot, verify snapshot, arm revert timer
+	VerbApply   = "apply"   // kernel guard + atomic swap of the staged ruleset
+	VerbConfirm = "confirm" // token check, drop guard, persist if asked, disarm
+	VerbStatus  = "status"  // the tx record (the latest one when TxID is empty) + live==snapshot check
+	VerbAbort   = "abort"   // restore the snapshot now and disarm (workstation-initiated revert)
+	// Internal verbs, started by the helper itself, never by the workstation:
+	VerbRevert   = "revert"   // the timer fired: restore the snapshot, verify, record
+	VerbWatchdog = "watchdog" // detached timer for hosts without systemd as PID 1
+)
+
+// Format is the syntax of a ruleset file.
+type Format string
+
+const (
+	FormatNft       Format = "nft"       // nft -f syntax (native nftables)
+	FormatIPTables  Format = "iptables"  // iptables-save/-restore syntax, IPv4
+	FormatIP6Tables Format = "ip6tables" // ip6tables-save/-restore syntax, IPv6
+)
+
+// State of a transaction on the host.
+type State string
+
+const (
+	StateNone         State = "none"          // no transaction (status on a fresh host)
+	StateArmed        State = "armed"         // snapshot taken, revert timer armed, nothing changed yet
+	StateApplied      State = "applied"       // new ruleset + kernel guard live, waiting for confirm
+	StateConfirmed    State = "confirmed"     // confirmed: guard removed, timer disarmed (persisted if asked)
+	StateReverted     State = "reverted"      // snapshot restored and verified
+	StateRevertFailed State = "revert-failed" // restore ran but the live ruleset does not equal the snapshot
+	StateRefused      State = "refused"       // nothing changed (validation, lock, backend)
+)
+
+// Terminal reports whether no further transition can happen.
+func (s State) Terminal() bool {
+	switch s {
+	case StateConfirmed, StateReverted, StateRevertFailed, StateRefused:
+		return true
+	}
+	return false
+}
+
+// Operator is how the host sees the operator's SSH connection (from
+// SSH_CONNECTION of the login shell, before sudo resets the environment).
+// The kernel guard re-opens exactly this path after the deadline.
+type Operator struct {
+	Addr    string `json:"addr"`     // source address as the host sees it (the last jump host when jumping)
+	SSHPort int    `json:"ssh_port"` // the host's sshd port the connection came in on
+}
+
+// Request is what the workstation sends to the helper.
+type Request struct {
+	Version int    `json:"version"`
+	TxID    string `json:"tx_id,omitempty"` // begin: chosen by the workstation; later verbs: which tx
+	Token   string `json:"token,omitempty"` // confirm: the secret that begin returned
+	// Origin names who asks (user@workstation, run id): shown to whoever
+	// finds the lock held.
+	Origin string `json:"origin,omitempty"`
+
+	Format         Format   `json:"format,omitempty"`  // begin, diff
+	Ruleset        string   `json:"ruleset,omitempty"` // begin, diff: the whole ruleset text
+	ConfirmTimeout Duration `json:"confirm_timeout,omitempty"`
+	Persist        bool     `json:"persist,omitempty"` // confirm persists the ruleset (begin records it)
+	Operator       Operator `json:"operator"`
+	// FormatExplicit says the operator chose Format (--format) rather than
+	// lifeline inferring it: begin then loads a format that differs from
+	// the host's active backend (a second firewall layer) instead of
+	// refusing it.
+	FormatExplicit bool `json:"format_explicit,omitempty"`
+	// MaxRulesetSize caps len(Ruleset) in bytes (begin, diff); 0 means
+	// DefaultMaxRulesetSize.
+	MaxRulesetSize int64 `json:"max_ruleset_size,omitempty"`
+	// Force (begin) applies a ruleset with base chains the kernel guard
+	// cannot cover (CodeUnguarded without it): the operator accepts that
+	// only the revert timer protects those chains.
+	Force bool `json:"force,omitempty"`
+}
+
+// Report is the helper's one answer to a Request.
+type Report struct {
+	Version  int       `json:"version"`
+	Verb     string    `json:"verb"`
+	Hostname string    `json:"hostname"`
+	TxID     string    `json:"tx_id,omitempty"`
+	Token    string    `json:"token,omitempty"` // begin only
+	State    State     `json:"state"`
+	Now      time.Time `json:"now"`               // host clock
+	Deadline time.Time `json:"deadline,omitzero"` // host clock, UTC
+	Timer    string    `json:"timer,omitempty"`   // "systemd:UNIT" or "watchdog:PID"
+	Guard    string    `json:"guard,omitempty"`   // the kernel guard as installed
+	// GuardChains (begin and later) are the base chains the kernel guard
+	// covers ("inet filter input", "iptables nat PREROUTING", ...);
+	// Unguarded those it cannot cover, each with the reason (begin refuses
+	// them unless Request.Force; a forced tx keeps the list).
+	GuardChains []string  `json:"guard_chains,omitempty"`
+	Unguarded   []string  `json:"unguarded,omitempty"`
+	Detect      *Detect   `json:"detect,omitempty"`    // detect, begin
+	Snapshot    *Snapshot `json:"snapshot,omitempty"`  // begin: the snapshot taken (kept in the workstation's run folder)
+	Diff        string    `json:"diff,omitempty"`      // diff: unified diff live -> requested
+	Verified    *bool     `json:"verified,omitempty"`  // status/revert/abort: live equals snapshot; apply: live holds the ruleset
+	Persisted   []string  `json:"persisted,omitempty"` // confirm: files written
+	Phases      []Phase   `json:"phases,omitempty"`    // host-side timings
+	Error       *Error    `json:"error,omitempty"`
+	// TimerAlive (status of an armed/applied tx): whether the revert timer
+	// or watchdog still runs. False means nothing will revert it by itself.
+	TimerAlive *bool `json:"timer_alive,omitempty"`
+	// Origin is who began the tx (user@workstation run ID).
+	Origin string `json:"origin,omitempty"`
+	// Overdue (status): the tx is still armed or applied well past its
+	// deadline, so its timer is dead or hung: it needs recovery (abort).
+	Overdue bool `json:"overdue,omitempty"`
+	// Reboot (status): the tx was reverted by a reboot (the persisted boot
+	// config came up); Verified then compares live with that boot config,
+	// not with the snapshot.
+	Reboot bool `json:"reboot,omitempty"`
+	// Warnings the operator must see even though the verb succeeded.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Phase is one timed step on the host.
+type Phase struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took_ns"`
+}
+
+// Detect is what the helper found on the host.
+type Detect struct {
+	UID      int      `json:"uid"`
+	Arch     string   `json:"arch"`
+	Kernel   string   `json:"kernel"`
+	Systemd  bool     `json:"systemd"`  // systemd is PID 1
+	Backends []string `json:"backends"` // available: nft, iptables-nft, iptables-legacy, ip6tables-nft, ip6tables-legacy
+	Active   []string `json:"active"`   // in use (holds rules): same names
+	BootID   string   `json:"boot_id,omitempty"`
+}
+
+// Error codes: stable strings the workstation switches on.
+const (
+	CodeLockHeld       = "lock-held"       // another transaction is armed; Error.Holder says which
+	CodeInvalidRuleset = "invalid-ruleset" // trial load failed; Error.Line/Text point at it
+	CodeSnapshot       = "snapshot-unrestorable"
+	CodeBackend        = "backend-missing"
+	CodeBadToken       = "bad-token"
+	CodeTooLate        = "too-late" // confirm after the revert already ran
+	CodeNoTx           = "no-such-tx"
+	CodeApplyFailed    = "apply-failed" // swap failed; snapshot restored at once
+	CodeRevertFailed   = "revert-failed"
+	CodeInternal       = "internal"
+	CodeBadRequest     = "bad-request" // the request is malformed (tx id, format, timeout, version)
+	CodeBadState       = "bad-state"   // the tx is not in the state the verb needs (e.g. confirm before apply)
+	CodeUnguarded      = "unguarded"   // the ruleset has base chains the kernel guard cannot cover (Request.Force accepts)
+	// CodeStateWrite: the state folder could not be written (full disk).
+	// A begin refused with it changed nothing; later verbs report the
+	// state the record on disk holds, and never disarm a timer whose
+	// transaction's end went unrecorded.
+	CodeStateWrite = "state-write"
+	// CodeNeedsRecovery: the previous transaction was left applied with
+	// its revert timer dead or overdue (hung), and the live ruleset is not
+	// its snapshot: begin will not restore a snapshot that may be older
+	// than changes made since. The operator decides: abort restores it.
+	CodeNeedsRecovery = "needs-recovery"
+)
+
+// Error is a helper-side failure or refusal.
+type Error struct {
+	Code    string  `json:"code"`
+	Message string  `json:"message"`
+	Line    int     `json:"line,omitempty"` // 1-based line of the ruleset that failed
+	Text    string  `json:"text,omitempty"` // that line
+	Holder  *Holder `json:"holder,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s: %s (line %d: %s)", e.Code, e.Message, e.Line, e.Text)
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Holder identifies the transaction that holds a host's lock.
+type Holder struct {
+	TxID     string    `json:"tx_id"`
+	Origin   string    `json:"origin,omitempty"`
+	State    State     `json:"state"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// Duration is a time.Duration that travels as a Go duration string ("60s").
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Snapshot is a host's whole ruleset at one moment, one Part per family and
+// backend in use. It is stored as files in the tx folder (0600).
+type Snapshot struct {
+	Taken time.Time `json:"taken"`
+	Parts []Part    `json:"parts"`
+}
+
+// Part is one family's ruleset in its own tool's format.
+type Part struct {
+	Backend string `json:"backend"` // nft | iptables-nft | iptables-legacy | ip6tables-nft | ip6tables-legacy
+	Format  Format `json:"format"`
+	Text    string `json:"text"`
+}
+
+// DefaultMaxRulesetSize caps a ruleset when the request names no cap. A
+// ruleset this large is already far beyond a hand-written one; a larger one
+// is most likely the wrong file, and loading it would hold the host's lock
+// past any confirm timeout.
+const DefaultMaxRulesetSize = 4 << 20
+
+// CheckRuleset refuses a ruleset that must never reach a load: one larger
+// than max bytes (max <= 0: DefaultMaxRulesetSize), and an empty one (only
+// blank lines and comments), which every loader accepts and which leaves
+// the host with no firewall at all, at boot too when persisted. The
+// workstation calls it before connecting, the helper before it takes the
+// lock or writes anything. Not worth retrying: the ruleset must change.
+func CheckRuleset(format Format, ruleset string, max int64) error {
+	if max <= 0 {
+		max = DefaultMaxRulesetSize
+	}
+	if int64(len(ruleset)) > max {
+		return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is %s, more than the limit of %s: check that it is the right file, or raise --max-ruleset-size", format, sizeOf(int64(len(ruleset))), sizeOf(max))}
+	}
+	for _, l := range strings.Split(ruleset, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			return nil
+		}
+	}
+	hint := "write the rules you want"
+	if format == FormatNft {
+		hint += "; to remove every table on purpose, send `flush ruleset`"
+	} else {
+		hint += "; to accept everything on purpose, send table blocks with ACCEPT policies"
+	}
+	return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is empty (only blank lines and comments): loading it would leave the host without a firewall; %s", format, hint)}
+}
+
+func sizeOf(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+}

@@ -1,0 +1,67 @@
+package wire
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHelperCommandRoundTrip(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	for _, verb := range []string{VerbDetect, VerbBegin, VerbConfirm, VerbStatus} {
+		cmd := HelperCommand(sha, verb)
+		gs, gv, ok := ParseHelperCommand(cmd)
+		if !ok || gs != sha || gv != verb {
+			t.Errorf("ParseHelperCommand(HelperCommand(%s)) = %q %q %v", verb, gs, gv, ok)
+		}
+	}
+	for _, bad := range []string{
+		"",
+		"true",
+		strings.Replace(HelperCommand(sha, VerbBegin), "exit 97", "exit 0", 1),
+		HelperCommand("ABC", VerbBegin),
+		HelperCommand(sha, VerbBegin) + "; rm -rf /",
+	} {
+		if _, _, ok := ParseHelperCommand(bad); ok {
+			t.Errorf("ParseHelperCommand(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	b, err := json.Marshal(Request{Version: ProtocolVersion, ConfirmTimeout: Duration(90 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"confirm_timeout":"1m30s"`) {
+		t.Fatalf("marshal: %s", b)
+	}
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil || time.Duration(r.ConfirmTimeout) != 90*time.Second {
+		t.Fatalf("unmarshal: %v %v", r.ConfirmTimeout, err)
+	}
+}
+
+func TestCheckRuleset(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		max        int64
+		ok         bool
+	}{
+		{"rules", "table inet f {}\n", 0, true},
+		{"empty", "", 0, false},
+		{"comments only", "# nothing\n\n   # here\n", 0, false},
+		{"too big", "table inet f {}\n", 4, false},
+	} {
+		err := CheckRuleset(FormatNft, tc.text, tc.max)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+		if err != nil {
+			if e, ok := err.(*Error); !ok || e.Code != CodeInvalidRuleset {
+				t.Errorf("%s: want *Error invalid-ruleset, got %#v", tc.name, err)
+			}
+		}
+	}
+}
