@@ -204,20 +204,6 @@ func (b *builder) absPath(p string) string {
 	return filepath.Join(b.dir, p)
 }
 
-var backends = []string{"nft", "iptables-nft", "iptables-legacy"}
-
-func checkBackend(v string) error {
-	if v == "" {
-		return nil
-	}
-	for _, b := range backends {
-		if v == b {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown backend %q: use one of %s, or leave it unset to detect it", v, strings.Join(backends, ", "))
-}
-
 func checkPort(v string) (int, error) {
 	p, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || p < 1 || p > 65535 {
@@ -234,6 +220,7 @@ func (b *builder) resolve() (*Inventory, error) {
 			return nil, err
 		}
 	}
+	warnings := b.dropBackends()
 	all := b.group("all", 0)
 	// Hosts that are in no group but all are in ungrouped, like Ansible.
 	member := map[string]bool{}
@@ -291,6 +278,7 @@ func (b *builder) resolve() (*Inventory, error) {
 		Groups:     map[string]*Group{},
 		SSHConfig:  b.sshConfig,
 		KnownHosts: b.knownHosts,
+		Warnings:   warnings,
 	}
 	for _, name := range b.gorder {
 		g := b.groups[name]
@@ -369,6 +357,36 @@ func (b *builder) resolve() (*Inventory, error) {
 		inv.Hosts = append(inv.Hosts, h)
 	}
 	return inv, nil
+}
+
+// backendUnread ends the warning for a backend setting: the helper on the
+// host detects the firewall backend, and nothing reads the setting.
+const backendUnread = "is not read: lifeline detects each host's firewall backend itself; remove it"
+
+// dropBackends removes the backend settings that older inventories may
+// still hold (backend: in lifeline's YAML, lifeline_backend in Ansible's)
+// and returns a warning for each, naming where it is set: defaults first,
+// then groups in order of appearance, then hosts in file order.
+func (b *builder) dropBackends() []string {
+	key, written := "backend", "backend:"
+	if b.format != "lifeline" {
+		key, written = "vars.lifeline_backend", "lifeline_backend"
+	}
+	var warnings []string
+	drop := func(set settings, who string) {
+		if v, ok := set[key]; ok {
+			delete(set, key)
+			warnings = append(warnings, fmt.Sprintf("%s: %s: %s %s", v.pos, who, written, backendUnread))
+		}
+	}
+	drop(b.defaults, "defaults")
+	for _, name := range b.gorder {
+		drop(b.groups[name].set, "group "+name)
+	}
+	for _, h := range b.hosts {
+		drop(h.set, "host "+h.name)
+	}
+	return warnings
 }
 
 // depths gives each group its longest distance from all (all = 0) and
@@ -467,11 +485,6 @@ func (b *builder) finish(name string, m settings) (*Host, error) {
 			h.Jump = v.v
 		case "identity_file":
 			h.IdentityFile = v.v
-		case "backend":
-			if err := checkBackend(v.v); err != nil {
-				return nil, fmt.Errorf("%s: host %s: %w", v.pos, name, err)
-			}
-			h.Backend = v.v
 		case "ruleset":
 			h.Ruleset = v.v
 		default:
@@ -507,7 +520,6 @@ var ansibleVars = []struct{ setting, v string }{
 	{"port", "ansible_ssh_port"},
 	{"identity_file", "ansible_ssh_private_key_file"},
 	{"identity_file", "ansible_private_key_file"},
-	{"backend", "lifeline_backend"},
 	{"ruleset", "lifeline_ruleset"},
 }
 

@@ -96,7 +96,7 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 
 // iniHostLine reads "pattern [key=value ...] [# comment]".
 func (b *builder) iniHostLine(group, text string, line int) error {
-	words, err := shellSplit(stripComment(text))
+	words, err := splitWords(stripComment(text))
 	if err != nil {
 		return b.errorf(line, "%v", err)
 	}

@@ -10,16 +10,21 @@
 //	ssh_config: ssh_config        # optional, relative to this file
 //	known_hosts: known_hosts      # optional
 //	defaults: {user: root, port: 22, jump: bastion, identity_file: ~/.ssh/id_ed25519,
-//	           backend: nft, ruleset: rules/default.nft, vars: {k: v}, labels: {k: v}}
+//	           ruleset: rules/default.nft, vars: {k: v}, labels: {k: v}}
 //	hosts:
 //	  h01: {address: 10.0.0.1, jump: "b1,b2", labels: {role: web}, ruleset: rules/h01.nft}
 //	  h02: {}                     # nothing set: ssh_config decides
 //	groups:
 //	  web: {hosts: [h01], children: [db], vars: {k: v}, ruleset: rules/web.nft}
 //
-// Groups may also set user, port, jump, identity_file, backend and labels.
+// Groups may also set user, port, jump, identity_file and labels.
 // Unknown keys are errors naming file:line. An empty value ("") clears an
 // inherited one, e.g. jump: "" on the bastion itself.
+//
+// lifeline detects each host's firewall backend on the host, so a backend
+// setting (backend: here, lifeline_backend in Ansible inventories) is not
+// read: it loads, and adds a line to [Inventory.Warnings] naming where it
+// is set.
 //
 // Ansible INI and YAML inventories are read as Ansible reads them (ranges
 // such as web[01:20] and db-[a:c], [group:vars], [group:children], and, in
@@ -27,8 +32,8 @@
 // map to settings: ansible_host → Address, ansible_user → User,
 // ansible_port → Port, ansible_ssh_private_key_file → IdentityFile, a jump
 // in ansible_ssh_common_args or ansible_ssh_extra_args (-J X, -o
-// ProxyJump=X, -o ProxyCommand="ssh -W %h:%p X") → Jump, lifeline_backend
-// → Backend, lifeline_ruleset → Ruleset; every other variable stays in Vars.
+// ProxyJump=X, -o ProxyCommand="ssh -W %h:%p X") → Jump, lifeline_ruleset →
+// Ruleset; every other variable but lifeline_backend stays in Vars.
 //
 // # Precedence
 //
@@ -58,13 +63,13 @@ type Host struct {
 	Port         int               `json:"port,omitempty"`
 	Jump         string            `json:"jump,omitempty"`          // ProxyJump spec: "h1,user@h2:2222"
 	IdentityFile string            `json:"identity_file,omitempty"` // absolute path, or "~/..." as written
-	Backend      string            `json:"backend,omitempty"`       // nft | iptables-nft | iptables-legacy | "" (auto)
+	Backend      string            `json:"backend,omitempty"`       // Deprecated: never set (backend settings are not read); remove with cmd/lifeline's last uses
 	Ruleset      string            `json:"ruleset,omitempty"`       // absolute path of this host's ruleset file, if any
 	Labels       map[string]string `json:"labels,omitempty"`
 	Vars         map[string]string `json:"vars,omitempty"`
 	Groups       []string          `json:"groups,omitempty"` // every group the host is in, sorted, "all" excluded
 	// Sources maps each setting above ("address", "user", "port", "jump",
-	// "identity_file", "backend", "ruleset", "vars.NAME", ...) to where its
+	// "identity_file", "ruleset", "vars.NAME", ...) to where its
 	// value came from, e.g. "host h01 (inventory.yaml:12)",
 	// "group web vars", "defaults", "ansible_host".
 	Sources map[string]string `json:"sources,omitempty"`
@@ -80,6 +85,10 @@ type Inventory struct {
 	// paths; "" when not set): used instead of the user's defaults.
 	SSHConfig  string `json:"ssh_config,omitempty"`
 	KnownHosts string `json:"known_hosts,omitempty"`
+	// Warnings are problems that did not stop the load, one line each,
+	// "FILE:LINE: WHERE: MESSAGE", for the user to read and fix: a setting
+	// lifeline does not read. Empty when there is nothing to fix.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Group is a named set of hosts and child groups.

@@ -120,7 +120,7 @@ ansible_port=22
 lifeline_backend=iptables-nft
 `,
 			host:   "w1",
-			want:   map[string]string{"user": "host", "port": "2222", "backend": "iptables-nft"},
+			want:   map[string]string{"user": "host", "port": "2222", "vars.lifeline_backend": ""},
 			source: map[string]string{"user": "ansible_user on host w1 (hosts:3)", "port": "ansible_port in group web:vars (hosts:7)"},
 		},
 		{
@@ -218,8 +218,6 @@ func field(h *Host, k string) string {
 		return h.Jump
 	case "identity_file":
 		return h.IdentityFile
-	case "backend":
-		return h.Backend
 	case "ruleset":
 		return h.Ruleset
 	}
@@ -303,7 +301,16 @@ func TestJumpFromSSHArgs(t *testing.T) {
 		{args: "", found: false},
 		{args: `-o ProxyCommand="aws ssm start-session --target %h"`, found: true, wantErr: "lifeline cannot follow it"},
 		{args: `-o ProxyCommand="ssh bastion"`, found: true, wantErr: "lifeline cannot follow it"},
-		{args: `-o "ProxyJump=b`, wantErr: "unterminated"},
+		{args: `-o ProxyCommand="ssh -W %h:%p bastion"`, want: "bastion", found: true},
+		{args: `-o "ProxyCommand=ssh -W %h:%p bastion"`, want: "bastion", found: true},
+		{args: `-o ProxyCommand='ssh -W %h:%p "ops@bastion"'`, want: "ops@bastion", found: true},
+		{args: `-o ProxyCommand="ssh -o \"User=ops\" -W %h:%p bastion"`, want: "ops@bastion", found: true},
+		{args: `-o ProxyCommand=ssh\ -W\ %h:%p\ bastion`, want: "bastion", found: true},
+		{args: `-o ProxyJump=\'b1\'`, want: "'b1'", found: true},
+		{args: `-o "ProxyJump=b`, wantErr: "unterminated quote"},
+		{args: `-o 'ProxyJump=b`, wantErr: "unterminated quote"},
+		{args: `-o ProxyCommand="ssh -W %h:%p 'bastion"`, found: true, wantErr: `unterminated quote in "ssh -W %h:%p 'bastion"`},
+		{args: `-J b\`, wantErr: "ends with a backslash"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {
@@ -333,7 +340,6 @@ func TestParseErrors(t *testing.T) {
 		{"lifeline unknown defaults key", "/i/inv.yaml", "defaults: {address: x}\n", `/i/inv.yaml:1: unknown key "address" in defaults`},
 		{"lifeline bad port", "/i/inv.yaml", "hosts:\n  h1: {port: 99999}\n", `/i/inv.yaml:2: host h1: port "99999" is not a number`},
 		{"lifeline jump with spaces", "/i/inv.yaml", "hosts:\n  h1: {jump: b1 b2}\n", `/i/inv.yaml:2: host h1: jump "b1 b2" has spaces`},
-		{"lifeline bad backend", "/i/inv.yaml", "defaults:\n  backend: pf\n", `/i/inv.yaml:2: defaults: unknown backend "pf"`},
 		{"lifeline group lists unknown host", "/i/inv.yaml", "hosts: {h1: {}}\ngroups:\n  g:\n    hosts: [h1, h9]\n", `/i/inv.yaml:4: group g lists host h9, which is not under hosts`},
 		{"lifeline group lists unknown child", "/i/inv.yaml", "groups:\n  g: {children: [x]}\n", `group g lists child group x, which is not under groups`},
 		{"lifeline cycle", "/i/inv.yaml", "groups:\n  a: {children: [b]}\n  b: {children: [a]}\n", `group a is its own descendant (a -> b -> a)`},
@@ -349,9 +355,8 @@ func TestParseErrors(t *testing.T) {
 		{"ini bad group var", "/i/hosts", "[web:vars]\njust words\n", `/i/hosts:2: expected key=value in [web:vars]`},
 		{"ini bad range", "/i/hosts", "[web]\nw[3:1]\n", `/i/hosts:2: host range "w[3:1]": begin 3 is after end 1`},
 		{"ini bad port", "/i/hosts", "[web]\nw1 ansible_port=ssh\n", `/i/hosts:2: host w1: port "ssh" is not a number`},
-		{"ini bad backend", "/i/hosts", "[web:vars]\nlifeline_backend=ipfw\n[web]\nw1\n", `/i/hosts:2: host w1: unknown backend "ipfw"`},
 		{"ini bad proxycommand", "/i/hosts", "[web]\nw1 ansible_ssh_common_args='-o ProxyCommand=\"nc -X 5 %h %p\"'\n", `/i/hosts:2: host w1: ansible_ssh_common_args: ProxyCommand`},
-		{"ini unterminated quote", "/i/hosts", "[web]\nw1 a=\"b\n", `/i/hosts:2: unterminated "`},
+		{"ini unterminated quote", "/i/hosts", "[web]\nw1 a=\"b\n", `/i/hosts:2: unterminated quote in "w1 a=\"b": close it`},
 		{"ini cycle", "/i/hosts", "[a:children]\nb\n[b:children]\na\n", `is its own descendant`},
 		{"ini self child", "/i/hosts", "[a:children]\na\n", `/i/hosts:2: group a lists itself as a child`},
 		{"ini empty host name", "/i/hosts", "[g]\n''\n", `/i/hosts:2: empty host name`},

@@ -157,6 +157,11 @@ func (b *builder) lifelineSettings(n *yaml.Node, set settings, where, who string
 		switch p.key {
 		case "hosts", "children":
 			continue
+		case "backend":
+			// Not read: kept, whatever its value, only for the warning
+			// [builder.dropBackends] gives.
+			set[p.key] = value{pos: b.loc(p.k.Line)}
+			continue
 		case "vars", "labels":
 			vs, err := b.mapping(p.v, where+" "+p.key)
 			if err != nil {
@@ -188,10 +193,6 @@ func (b *builder) lifelineSettings(n *yaml.Node, set settings, where, who string
 		switch p.key {
 		case "port":
 			if _, err := checkPort(s); err != nil {
-				return b.errorf(p.v.Line, "%s: %v", where, err)
-			}
-		case "backend":
-			if err := checkBackend(s); err != nil {
 				return b.errorf(p.v.Line, "%s: %v", where, err)
 			}
 		case "jump":

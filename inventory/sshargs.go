@@ -4,59 +4,30 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/google/shlex"
 )
 
-// shellSplit splits s into words the way a POSIX shell does for quoting:
-// single quotes, double quotes (with \" \\ \$ \` escapes) and backslashes.
-// It does not expand anything.
-func shellSplit(s string) ([]string, error) {
-	var (
-		words []string
-		cur   strings.Builder
-		in    bool // inside a word
-	)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			if in {
-				words = append(words, cur.String())
-				cur.Reset()
-				in = false
-			}
-		case c == '\'':
-			in = true
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, fmt.Errorf("unterminated ' in %q", s)
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-		case c == '"':
-			in = true
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated \" in %q", s)
-			}
-		case c == '\\':
-			in = true
-			if i+1 < len(s) {
-				i++
-				cur.WriteByte(s[i])
-			}
-		default:
-			in = true
-			cur.WriteByte(c)
-		}
+// splitWords splits s into words the way Ansible does, with Python's
+// shlex.split: single quotes, double quotes and backslashes, no expansion.
+// Two corners differ from Python (pinned in TestSplitWords): an unquoted
+// word starting with # ends the line as a comment, and in double quotes a
+// backslash escapes any character, not only " and \. It refuses s when it
+// is not valid UTF-8, which the splitter would otherwise rewrite.
+func splitWords(s string) ([]string, error) {
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("%q is not valid UTF-8", s)
 	}
-	if in {
-		words = append(words, cur.String())
+	// google/shlex: Python's shlex.split rules, which Ansible splits these with.
+	words, err := shlex.Split(s)
+	if err != nil {
+		// The splitter fails only at the end of s, inside quotes or after
+		// a backslash; its errors are plain strings.
+		if strings.Contains(err.Error(), "quote") {
+			return nil, fmt.Errorf("unterminated quote in %q: close it", s)
+		}
+		return nil, fmt.Errorf("%q ends with a backslash: remove it or double it", s)
 	}
 	return words, nil
 }
@@ -69,7 +40,7 @@ func shellSplit(s string) ([]string, error) {
 // an error, because lifeline cannot follow it and connecting directly
 // instead would be a surprise.
 func jumpFromSSHArgs(args string) (jump string, found bool, err error) {
-	words, err := shellSplit(args)
+	words, err := splitWords(args)
 	if err != nil {
 		return "", false, err
 	}
@@ -140,7 +111,7 @@ const sshArgFlags = "BbcDEeFIiJLlmOopQRSWw"
 // "... bastion nc %h %p") and returns the jump spec "user@bastion:port",
 // with any -J inside it prepended.
 func jumpFromProxyCommand(cmd string) (string, error) {
-	words, err := shellSplit(cmd)
+	words, err := splitWords(cmd)
 	if err != nil {
 		return "", err
 	}

@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -139,7 +138,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 		return c.execErr(cmd, err)
 	}
 	defer sess.Close()
-	tail := newTail(4096)
+	tail := new(StderrTail)
 	sess.Stdout = cmd.Stdout
 	if sess.Stdout == nil {
 		sess.Stdout = io.Discard
@@ -277,29 +276,4 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 		}()
 		return nil, errors.New("sftp did not start in time")
 	}
-}
-
-// tail keeps the last n bytes written.
-type tail struct {
-	mu  sync.Mutex
-	n   int
-	buf []byte
-}
-
-func newTail(n int) *tail { return &tail{n: n} }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.n {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.Clone(t.buf))
 }

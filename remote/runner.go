@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // Cmd is one command to run on a host. Command is a POSIX shell command
@@ -76,7 +77,7 @@ type ExitError struct {
 	Command string
 	Status  int
 	Signal  string
-	Stderr  string // last few KiB of stderr
+	Stderr  string // last few KiB of stderr (see [StderrTail])
 }
 
 func (e *ExitError) Error() string {
@@ -99,4 +100,33 @@ func shortCmd(c string) string {
 		return c[:77] + "..."
 	}
 	return c
+}
+
+// StderrTail is the writer a [Runner] copies a command's stderr to for
+// [ExitError.Stderr]: it keeps the last 4 KiB written. Every Runner uses
+// it, so that they all report the same tail. The zero value is ready to
+// use; it is safe for concurrent use.
+type StderrTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// stderrTailSize is how many bytes of stderr a StderrTail keeps.
+const stderrTailSize = 4096
+
+func (t *StderrTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > stderrTailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-stderrTailSize:]...)
+	}
+	return len(p), nil
+}
+
+// String returns the bytes kept.
+func (t *StderrTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }

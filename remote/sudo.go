@@ -96,7 +96,10 @@ func Output(ctx context.Context, r Runner, command string, stdin []byte) ([]byte
 }
 
 // Quote quotes s for a POSIX shell: unchanged when it holds only safe
-// characters, else in single quotes with ' written as '\”.
+// characters, else in single quotes, each ' inside written as (close the
+// quotes, an escaped quote, reopen them):
+//
+//	'\''
 func Quote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
 		return s

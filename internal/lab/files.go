@@ -348,7 +348,7 @@ func (l *Lab) writeClientFiles(keys map[string]hostKeys) error {
 		if h.Init == InitSystemd {
 			role += ", init: systemd"
 		}
-		fmt.Fprintf(&inv, "  %s: {backend: %s, labels: {lab: %q%s}}\n", h.Name, h.Backend, l.ID, role)
+		fmt.Fprintf(&inv, "  %s: {labels: {lab: %q, backend: %s%s}}\n", h.Name, l.ID, h.Backend, role)
 	}
 	inv.WriteString("groups:\n")
 	if len(inner) > 0 {

@@ -1,13 +1,11 @@
 package remotetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
-	"sync"
 	"syscall"
 	"time"
 
@@ -49,7 +47,7 @@ func (l *LocalRunner) Run(ctx context.Context, cmd remote.Cmd) error {
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
 	}
-	t := &tailBuf{}
+	t := new(remote.StderrTail)
 	if cmd.Stderr != nil {
 		c.Stderr = io.MultiWriter(t, cmd.Stderr)
 	} else {
@@ -80,25 +78,4 @@ func (l *LocalRunner) Run(ctx context.Context, cmd remote.Cmd) error {
 		return x
 	}
 	return fmt.Errorf("%s: %q: %w", l.Host(), cmd.Command, err)
-}
-
-type tailBuf struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuf) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuf) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.Clone(t.b))
 }

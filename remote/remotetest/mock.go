@@ -153,14 +153,9 @@ func (m *Mock) Run(ctx context.Context, cmd remote.Cmd) error {
 		return r.Err
 	}
 	if r.Status != 0 {
-		return &remote.ExitError{Host: m.host, Command: cmd.Command, Status: r.Status, Stderr: tail(r.Stderr)}
+		var tail remote.StderrTail
+		_, _ = io.WriteString(&tail, r.Stderr)
+		return &remote.ExitError{Host: m.host, Command: cmd.Command, Status: r.Status, Stderr: tail.String()}
 	}
 	return nil
-}
-
-func tail(s string) string {
-	if len(s) > 4096 {
-		return s[len(s)-4096:]
-	}
-	return s
 }
