@@ -49,9 +49,12 @@ type FakeState struct {
 	Unrestorable bool `json:"unrestorable,omitempty"`
 	// Uncoverable: a ruleset with a line containing it has a chain the
 	// guard cannot cover (GuardPlan reports it Uncovered).
-	Uncoverable string            `json:"uncoverable,omitempty"`
-	Persisted   map[Format]string `json:"persisted,omitempty"`
-	Calls       map[string]int    `json:"calls,omitempty"`
+	Uncoverable string `json:"uncoverable,omitempty"`
+	// FailGuards: the next N InstallGuard/RemoveGuard/RefreshGuard calls
+	// fail without changing anything.
+	FailGuards int               `json:"fail_guards,omitempty"`
+	Persisted  map[Format]string `json:"persisted,omitempty"`
+	Calls      map[string]int    `json:"calls,omitempty"`
 }
 
 var _ Firewall = (*FakeFirewall)(nil)
@@ -96,7 +99,8 @@ func (f *FakeFirewall) saveLocked() error {
 }
 
 // call loads the state, counts the call, runs fn and, for a method that
-// changes the "kernel" (Apply, Restore, Persist), saves the state. Read-only
+// changes the "kernel" (Apply, Restore, Persist, the guard operations),
+// saves the state. Read-only
 // calls do not save, so a concurrent reader process never overwrites a
 // writer's change (their counts are then not persisted).
 func (f *FakeFirewall) call(name string, fn func() error) error {
@@ -127,7 +131,9 @@ func (f *FakeFirewall) call(name string, fn func() error) error {
 	}
 	f.S.Calls[name]++
 	err := fn()
-	if name != "Apply" && name != "Restore" && name != "Persist" {
+	switch name {
+	case "Apply", "Restore", "Persist", "InstallGuard", "RemoveGuard", "RefreshGuard":
+	default:
 		return err
 	}
 	if serr := f.saveLocked(); serr != nil {
@@ -217,6 +223,84 @@ func (f *FakeFirewall) GuardPlan(ctx context.Context, format Format, ruleset str
 		return nil, err
 	}
 	return p, nil
+}
+
+// LiveGuardPlan covers "inet filter input", and reports "netdev t ing" as
+// uncovered when a live ruleset holds S.Uncoverable.
+func (f *FakeFirewall) LiveGuardPlan(ctx context.Context, op Operator) (*GuardPlan, error) {
+	p := &GuardPlan{Covered: []GuardChain{{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"}}}
+	err := f.call("LiveGuardPlan", func() error {
+		for _, fm := range fakeFormats(f.S.Live) {
+			if f.S.Uncoverable != "" && strings.Contains(f.S.Live[fm], f.S.Uncoverable) {
+				p.Uncovered = append(p.Uncovered, GuardChain{Family: "netdev", Table: "t", Chain: "ing", Hook: "ingress", Reason: "fake: uncoverable"})
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// failGuard consumes one S.FailGuards.
+func (f *FakeFirewall) failGuard(op string) error {
+	if f.S.FailGuards > 0 {
+		f.S.FailGuards--
+		return fmt.Errorf("fake: %s failed", op)
+	}
+	return nil
+}
+
+// InstallGuard records g as the live guard (S.Guard); the live rulesets
+// stay as they are.
+func (f *FakeFirewall) InstallGuard(ctx context.Context, g *Guard) error {
+	return f.call("InstallGuard", func() error {
+		if g == nil || g.TxID == "" {
+			return errors.New("fake: guard without a transaction id")
+		}
+		if err := f.failGuard("install guard"); err != nil {
+			return err
+		}
+		if f.S.Guard != nil && f.S.Guard.TxID != g.TxID {
+			return fmt.Errorf("fake: guard of %s is live, cannot install one for %s", f.S.Guard.TxID, g.TxID)
+		}
+		c := *g
+		f.S.Guard = &c
+		return nil
+	})
+}
+
+// RemoveGuard clears S.Guard when it is txID's; nil when there is none.
+func (f *FakeFirewall) RemoveGuard(ctx context.Context, txID string) error {
+	return f.call("RemoveGuard", func() error {
+		if err := f.failGuard("remove guard"); err != nil {
+			return err
+		}
+		if f.S.Guard != nil && f.S.Guard.TxID == txID {
+			f.S.Guard = nil
+		}
+		return nil
+	})
+}
+
+// RefreshGuard replaces txID's guard (or installs one) with g.
+func (f *FakeFirewall) RefreshGuard(ctx context.Context, g *Guard) error {
+	return f.call("RefreshGuard", func() error {
+		if g == nil || g.TxID == "" {
+			return errors.New("fake: guard without a transaction id")
+		}
+		if err := f.failGuard("refresh guard"); err != nil {
+			return err
+		}
+		if f.S.Guard != nil && f.S.Guard.TxID != g.TxID {
+			return fmt.Errorf("fake: guard of %s is live, cannot refresh one for %s", f.S.Guard.TxID, g.TxID)
+		}
+		c := *g
+		f.S.Guard = &c
+		return nil
+	})
 }
 
 func (f *FakeFirewall) ValidateSnapshot(ctx context.Context, s *Snapshot) error {

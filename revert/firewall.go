@@ -64,6 +64,35 @@ type Firewall interface {
 	// never crosses them, or the ruleset leaves them as they are) and
 	// which it cannot cover. Changes nothing live.
 	GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error)
+	// LiveGuardPlan is GuardPlan for the live ruleset as it is, for a
+	// change that is not a ruleset swap (InstallGuard then guards
+	// Covered): every crossed base chain of the native nft tables and the
+	// built-in chains of the live tables of the host's iptables backend of
+	// each family are covered; those of tables another owner manages
+	// (arptables/ebtables, Docker's or kube-proxy's nft tables) are not.
+	// Changes nothing live.
+	LiveGuardPlan(ctx context.Context, op Operator) (*GuardPlan, error)
+	// InstallGuard puts the guard of g (the same rules, comments and sets
+	// Apply merges in, named after g.TxID) at the top of every base chain
+	// of g.Chains in the live ruleset, and changes nothing else: one nft -f
+	// transaction, one iptables-restore --noflush per iptables family.
+	// When one of those loads fails, the ones that ran are undone (best
+	// effort) and the error returned. Not idempotent: installing twice
+	// puts the guard in twice (use RefreshGuard).
+	InstallGuard(ctx context.Context, g *Guard) error
+	// RemoveGuard deletes every guard rule of txID, and the guard sets of
+	// the nft tables they were in, from the live ruleset of every
+	// installed backend, and nothing else, in one load per backend that
+	// holds some. Idempotent: with no guard of txID live it changes
+	// nothing and returns nil. Equal, Contains and Diff ignore the guard
+	// anyway; after RemoveGuard the live ruleset is what it was before
+	// InstallGuard.
+	RemoveGuard(ctx context.Context, txID string) error
+	// RefreshGuard moves the guard of g.TxID to g's deadline (Deadline,
+	// Remaining) and g.Chains: the removal and the new guard go in one
+	// load per backend (nft: one transaction). With no guard live it
+	// installs one.
+	RefreshGuard(ctx context.Context, g *Guard) error
 }
 
 // Guard is the kernel guard: accept the operator's SSH path (input: from

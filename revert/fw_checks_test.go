@@ -92,7 +92,7 @@ func TestBeginRefusesEmptyAndHugeBeforeAnythingIsWritten(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
 			req := beginReq("t-" + name)
-			req.Ruleset = text
+			req.Begin.Change.Ruleset.Text = text
 			rep := h.do(VerbBegin, req)
 			if code(rep) != CodeInvalidRuleset || rep.State == StateArmed {
 				t.Fatalf("begin: %s %v, want %s", rep.State, rep.Error, CodeInvalidRuleset)
@@ -109,7 +109,7 @@ func TestBeginRefusesEmptyAndHugeBeforeAnythingIsWritten(t *testing.T) {
 		})
 	}
 	h := newHarness(t)
-	req := &Request{Version: ProtocolVersion, Format: FormatNft, Ruleset: "\n"}
+	req := &Request{Version: ProtocolVersion, Diff: &Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: FormatNft, Text: "\n"}}}
 	if rep := h.do(VerbDiff, req); code(rep) != CodeInvalidRuleset {
 		t.Errorf("diff of an empty ruleset: %v, want %s", rep.Error, CodeInvalidRuleset)
 	}
@@ -141,7 +141,7 @@ func TestBeginRefusesFormatOfAnotherBackend(t *testing.T) {
 				h.fw.S.Live[k] = v
 			}
 			req := beginReq("t1")
-			req.Format, req.Ruleset, req.FormatExplicit = tc.format, tc.ruleset, explicit
+			req.Begin.Change.Ruleset.Format, req.Begin.Change.Ruleset.Text, req.Begin.Change.Ruleset.FormatExplicit = tc.format, tc.ruleset, explicit
 			rep := h.do(VerbBegin, req)
 			if !tc.refused || explicit {
 				if rep.Error != nil || rep.State != StateArmed {

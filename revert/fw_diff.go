@@ -1,163 +1,35 @@
 package revert
 
 import (
-	"fmt"
 	"strings"
+
+	udiff "github.com/aymanbagabas/go-udiff"
 )
 
 // unifiedDiff returns a unified diff (3 lines of context) that turns a into
-// b, or "" when they are equal. It uses Myers' O(ND) algorithm on lines.
+// b, or "" when they are equal (github.com/aymanbagabas/go-udiff, a copy of
+// the diff package of gopls). A text without a final newline is compared
+// as if it had one, so the diff never carries "\ No newline" markers.
 func unifiedDiff(aName, bName, a, b string) string {
+	a, b = withFinalNewline(a), withFinalNewline(b)
 	if a == b {
 		return ""
 	}
-	al, bl := splitLines(a), splitLines(b)
-	ops := myers(al, bl)
-	const ctx = 3
-	var out strings.Builder
-	fmt.Fprintf(&out, "--- %s\n+++ %s\n", aName, bName)
-	// Group ops into hunks.
-	i := 0
-	for i < len(ops) {
-		// find next change
-		for i < len(ops) && ops[i].kind == ' ' {
-			i++
-		}
-		if i == len(ops) {
-			break
-		}
-		start := max(i-ctx, 0)
-		end := i
-		// extend hunk while changes are within 2*ctx of each other
-		for end < len(ops) {
-			if ops[end].kind != ' ' {
-				end++
-				continue
-			}
-			run := end
-			for run < len(ops) && ops[run].kind == ' ' {
-				run++
-			}
-			if run == len(ops) || run-end > 2*ctx {
-				end = min(end+ctx, len(ops))
-				break
-			}
-			end = run
-		}
-		aStart, bStart := ops[start].ai, ops[start].bi
-		var aLen, bLen int
-		for _, o := range ops[start:end] {
-			if o.kind != '+' {
-				aLen++
-			}
-			if o.kind != '-' {
-				bLen++
-			}
-		}
-		fmt.Fprintf(&out, "@@ -%s +%s @@\n", hunkRange(aStart, aLen), hunkRange(bStart, bLen))
-		for _, o := range ops[start:end] {
-			out.WriteByte(o.kind)
-			out.WriteString(o.text)
-			out.WriteByte('\n')
-		}
-		i = end
-	}
-	return out.String()
+	return udiff.Unified(aName, bName, a, b)
 }
 
-func hunkRange(start, n int) string {
-	if n == 0 {
-		return fmt.Sprintf("%d,0", start)
+func withFinalNewline(s string) string {
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		return s + "\n"
 	}
-	if n == 1 {
-		return fmt.Sprintf("%d", start+1)
-	}
-	return fmt.Sprintf("%d,%d", start+1, n)
+	return s
 }
 
+// splitLines splits s into lines without their newlines (nil for "").
 func splitLines(s string) []string {
 	s = strings.TrimSuffix(s, "\n")
 	if s == "" {
 		return nil
 	}
 	return strings.Split(s, "\n")
-}
-
-type diffOp struct {
-	kind   byte // ' ', '-', '+'
-	text   string
-	ai, bi int // positions in a and b before this op
-}
-
-// myers computes an edit script from a to b.
-func myers(a, b []string) []diffOp {
-	n, m := len(a), len(b)
-	maxD := n + m
-	off := maxD + 1
-	v := make([]int, 2*maxD+3)
-	var trace [][]int
-	found := false
-	for d := 0; d <= maxD && !found; d++ {
-		snap := make([]int, len(v))
-		copy(snap, v)
-		trace = append(trace, snap)
-		for k := -d; k <= d; k += 2 {
-			var x int
-			if k == -d || (k != d && v[off+k-1] < v[off+k+1]) {
-				x = v[off+k+1]
-			} else {
-				x = v[off+k-1] + 1
-			}
-			y := x - k
-			for x < n && y < m && a[x] == b[y] {
-				x++
-				y++
-			}
-			v[off+k] = x
-			if x >= n && y >= m {
-				found = true
-				break
-			}
-		}
-	}
-	// Backtrack.
-	var rev []diffOp
-	x, y := n, m
-	for d := len(trace) - 1; d >= 0; d-- {
-		vd := trace[d]
-		k := x - y
-		var prevK int
-		if d == 0 {
-			for x > 0 && y > 0 {
-				x--
-				y--
-				rev = append(rev, diffOp{' ', a[x], x, y})
-			}
-			break
-		}
-		if k == -d || (k != d && vd[off+k-1] < vd[off+k+1]) {
-			prevK = k + 1
-		} else {
-			prevK = k - 1
-		}
-		prevX := vd[off+prevK]
-		prevY := prevX - prevK
-		for x > prevX && y > prevY {
-			x--
-			y--
-			rev = append(rev, diffOp{' ', a[x], x, y})
-		}
-		if x == prevX {
-			y--
-			rev = append(rev, diffOp{'+', b[y], x, y})
-		} else {
-			x--
-			rev = append(rev, diffOp{'-', a[x], x, y})
-		}
-	}
-	ops := make([]diffOp, len(rev))
-	for i := range rev {
-		ops[i] = rev[len(rev)-1-i]
-	}
-	return ops
 }

@@ -19,6 +19,8 @@ type srcLine struct {
 type loadFile struct {
 	lines   []srcLine
 	commits []int // iptables: 1-based load-file lines of each COMMIT
+	// noflush: iptables-restore --noflush (only the named rules change)
+	noflush bool
 }
 
 func (f *loadFile) add(text string, origin int) {

@@ -216,6 +216,16 @@ func TestFirewallRoundTrip(t *testing.T) {
 			if ok, d, err := fw.Contains(ctx, tc.format, tc.ruleset); err != nil || !ok {
 				t.Errorf("contains after apply: %v, %v\n%s", ok, err, d)
 			}
+			// the confirm drops the guard Apply merged in, and only it
+			if err := fw.RemoveGuard(ctx, guard.TxID); err != nil {
+				t.Fatalf("remove guard after apply: %v", err)
+			}
+			if live := saveText(t, ns, tc.save...); strings.Contains(live, "lifeline-guard") {
+				t.Errorf("guard left after RemoveGuard:\n%s", live)
+			}
+			if ok, d, err := fw.Contains(ctx, tc.format, tc.ruleset); err != nil || !ok {
+				t.Errorf("contains after remove guard: %v, %v\n%s", ok, err, d)
+			}
 			if diff, err := fw.Diff(ctx, tc.format, tc.ruleset); err != nil || diff != "" {
 				t.Errorf("diff after apply: %v\n%s", err, diff)
 			}
@@ -346,95 +356,133 @@ func withNetns(t *testing.T, ns string, fn func()) {
 // refused before the deadline, accepted after it.
 func TestFirewallGuard(t *testing.T) {
 	requireTools(t)
-	cases := []struct {
-		name    string
-		format  Format
-		setup   [][]string
-		ruleset string
-	}{
+	cases := []guardCase{
 		{"nft", FormatNft, nil, "flush ruleset\ntable inet f {\n\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n\t}\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t}\n}\n"},
 		{"iptables-nft", FormatIPTables, nil, "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n"},
 		{"iptables-legacy", FormatIPTables, [][]string{{"iptables-legacy", "-A", "INPUT", "-s", "198.51.100.1/32", "-j", "DROP"}}, "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n"},
 	}
+	// apply: Apply(ruleset, guard); install: Apply(ruleset, nil), then
+	// InstallGuard on the live ruleset (and RemoveGuard shuts it again).
+	modes := []string{"apply", "install"}
 	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			host, client := testNetns(t), testNetns(t)
-			hostIP, clientIP := fmt.Sprintf("10.213.%d.1", i), fmt.Sprintf("10.213.%d.2", i)
-			nsRun(t, host, "", "ip", "link", "add", "llh", "type", "veth", "peer", "name", "llc", "netns", client)
-			nsRun(t, host, "", "ip", "addr", "add", hostIP+"/24", "dev", "llh")
-			nsRun(t, host, "", "ip", "link", "set", "llh", "up")
-			nsRun(t, client, "", "ip", "addr", "add", clientIP+"/24", "dev", "llc")
-			nsRun(t, client, "", "ip", "link", "set", "llc", "up")
-			for _, c := range tc.setup {
-				nsRun(t, host, "", c...)
-			}
-			var ln net.Listener
-			withNetns(t, host, func() {
-				var err error
-				ln, err = net.Listen("tcp4", hostIP+":0")
-				if err != nil {
-					t.Fatal(err)
-				}
+		for j, mode := range modes {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				guardOpens(t, tc, mode, i*len(modes)+j)
 			})
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-			port := ln.Addr().(*net.TCPAddr).Port
-			dial := func() error {
-				var err error
-				withNetns(t, client, func() {
-					var c net.Conn
-					c, err = net.DialTimeout("tcp4", ln.Addr().String(), 300*time.Millisecond)
-					if err == nil {
-						c.Close()
-					}
-				})
-				return err
+		}
+	}
+}
+
+type guardCase struct {
+	name    string
+	format  Format
+	setup   [][]string
+	ruleset string
+}
+
+// guardOpens runs one case of TestFirewallGuard; n numbers its subnet.
+func guardOpens(t *testing.T, tc guardCase, mode string, n int) {
+	t.Parallel()
+	host, client := testNetns(t), testNetns(t)
+	hostIP, clientIP := fmt.Sprintf("10.213.%d.1", n), fmt.Sprintf("10.213.%d.2", n)
+	nsRun(t, host, "", "ip", "link", "add", "llh", "type", "veth", "peer", "name", "llc", "netns", client)
+	nsRun(t, host, "", "ip", "addr", "add", hostIP+"/24", "dev", "llh")
+	nsRun(t, host, "", "ip", "link", "set", "llh", "up")
+	nsRun(t, client, "", "ip", "addr", "add", clientIP+"/24", "dev", "llc")
+	nsRun(t, client, "", "ip", "link", "set", "llc", "up")
+	for _, c := range tc.setup {
+		nsRun(t, host, "", c...)
+	}
+	var ln net.Listener
+	withNetns(t, host, func() {
+		var err error
+		ln, err = net.Listen("tcp4", hostIP+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
 			}
-			if err := dial(); err != nil {
-				t.Fatalf("dial before any ruleset: %v", err)
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	dial := func() error {
+		var err error
+		withNetns(t, client, func() {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp4", ln.Addr().String(), 300*time.Millisecond)
+			if err == nil {
+				c.Close()
 			}
-			fw := newTestFirewall(t, host)
-			const wait = 2 * time.Second
-			// -m time has 1 s resolution: start the countdown on a whole second.
-			deadline := time.Now().Add(wait).Truncate(time.Second).Add(time.Second)
-			g := &Guard{TxID: "g1", Addr: clientIP, Port: port, Deadline: deadline, Remaining: time.Until(deadline).Round(time.Second)}
-			plan, err := fw.GuardPlan(context.Background(), tc.format, tc.ruleset, Operator{Addr: g.Addr, SSHPort: g.Port})
-			if err != nil || len(plan.Uncovered) > 0 {
-				t.Fatalf("guard plan: %+v, %v", plan, err)
-			}
-			g.Chains = plan.Covered
-			if err := fw.Apply(context.Background(), tc.format, tc.ruleset, g); err != nil {
-				t.Fatalf("apply: %v", err)
-			}
-			applied := time.Now()
-			if err := dial(); err == nil {
-				t.Fatal("dial right after apply succeeded: the drop-all ruleset or the guard does not work")
-			}
-			var okAt time.Time
-			for end := time.Now().Add(6 * time.Second); time.Now().Before(end); {
-				if dial() == nil {
-					okAt = time.Now()
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if okAt.IsZero() {
-				t.Fatalf("guard never opened (deadline %s, now %s):\n%s", deadline.Format(time.TimeOnly), time.Now().Format(time.TimeOnly),
-					nsRun(t, host, "", "nft", "list", "ruleset"))
-			}
-			if okAt.Before(deadline.Add(-500*time.Millisecond)) && okAt.Sub(applied) < g.Remaining-500*time.Millisecond {
-				t.Fatalf("guard opened at %s, before its deadline %s", okAt.Format(time.StampMilli), deadline.Format(time.StampMilli))
-			}
-			t.Logf("guard opened %s after apply (remaining %s)", okAt.Sub(applied).Round(10*time.Millisecond), g.Remaining)
 		})
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("dial before any ruleset: %v", err)
+	}
+	fw := newTestFirewall(t, host)
+	const wait = 2 * time.Second
+	// -m time has 1 s resolution: start the countdown on a whole second.
+	deadline := time.Now().Add(wait).Truncate(time.Second).Add(time.Second)
+	g := &Guard{TxID: "g1", Addr: clientIP, Port: port, Deadline: deadline, Remaining: time.Until(deadline).Round(time.Second)}
+	ctx := context.Background()
+	op := Operator{Addr: g.Addr, SSHPort: g.Port}
+	var applied time.Time
+	if mode == "apply" {
+		plan, err := fw.GuardPlan(ctx, tc.format, tc.ruleset, op)
+		if err != nil || len(plan.Uncovered) > 0 {
+			t.Fatalf("guard plan: %+v, %v", plan, err)
+		}
+		g.Chains = plan.Covered
+		if err := fw.Apply(ctx, tc.format, tc.ruleset, g); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		applied = time.Now()
+	} else {
+		if err := fw.Apply(ctx, tc.format, tc.ruleset, nil); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		plan, err := fw.LiveGuardPlan(ctx, op)
+		if err != nil || len(plan.Uncovered) > 0 || len(plan.Covered) == 0 {
+			t.Fatalf("live guard plan: %+v, %v", plan, err)
+		}
+		g.Chains = plan.Covered
+		if err := fw.InstallGuard(ctx, g); err != nil {
+			t.Fatalf("install guard: %v", err)
+		}
+		applied = time.Now()
+	}
+	if err := dial(); err == nil {
+		t.Fatal("dial right after apply succeeded: the drop-all ruleset or the guard does not work")
+	}
+	var okAt time.Time
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); {
+		if dial() == nil {
+			okAt = time.Now()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if okAt.IsZero() {
+		t.Fatalf("guard never opened (deadline %s, now %s):\n%s", deadline.Format(time.TimeOnly), time.Now().Format(time.TimeOnly),
+			nsRun(t, host, "", "nft", "list", "ruleset"))
+	}
+	if okAt.Before(deadline.Add(-500*time.Millisecond)) && okAt.Sub(applied) < g.Remaining-500*time.Millisecond {
+		t.Fatalf("guard opened at %s, before its deadline %s", okAt.Format(time.StampMilli), deadline.Format(time.StampMilli))
+	}
+	t.Logf("guard opened %s after %s (remaining %s)", okAt.Sub(applied).Round(10*time.Millisecond), mode, g.Remaining)
+	if mode == "install" {
+		if err := fw.RemoveGuard(ctx, g.TxID); err != nil {
+			t.Fatalf("remove guard: %v", err)
+		}
+		if err := dial(); err == nil {
+			t.Fatal("dial after RemoveGuard succeeded: the guard is still there")
+		}
 	}
 }

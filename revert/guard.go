@@ -1,7 +1,6 @@
 package revert
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -288,31 +287,6 @@ func iptGuardLines(chain string, input bool, g *Guard, v6 bool) []string {
 		}
 	}
 	return out
-}
-
-// GuardPlan trial-loads ruleset on top of the live tables in a scratch
-// namespace and says which base chains of the result the guard covers.
-func (f *hostFirewall) GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error) {
-	v6 := strings.Contains(op.Addr, ":")
-	switch format {
-	case FormatNft:
-		got, live, order, err := f.applied(ctx, format, ruleset, true)
-		if err != nil {
-			return nil, err
-		}
-		_, other, err := f.nftTables(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return planNft(got, live, order, nftDeclaredTables(ruleset), other, v6), nil
-	case FormatIPTables, FormatIP6Tables:
-		user, err := parseIPTables(ruleset)
-		if err != nil {
-			return nil, safeError(&Error{Code: CodeInvalidRuleset, Message: err.Error()})
-		}
-		return planIPTables(user, string(format), (format == FormatIP6Tables) == v6), nil
-	}
-	return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown format %q", format)}
 }
 
 func plural(n int, what string) string {

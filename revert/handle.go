@@ -164,8 +164,10 @@ func (e *engine) run(ctx context.Context, verb string, req *Request, rep *Report
 		return e.diff(ctx, req, rep)
 	case VerbBegin:
 		return e.begin(ctx, req, rep)
-	case VerbApply:
-		return e.apply(ctx, req, rep)
+	case VerbStage:
+		return e.stage(ctx, req, rep)
+	case VerbExtend:
+		return e.extend(ctx, req, rep)
 	case VerbConfirm:
 		return e.confirm(ctx, req, rep)
 	case VerbStatus:
@@ -191,28 +193,21 @@ func (e *engine) detect(ctx context.Context, rep *Report) error {
 }
 
 func (e *engine) diff(ctx context.Context, req *Request, rep *Report) error {
-	if err := checkFormat(req.Format); err != nil {
-		return err
+	c := req.Diff
+	if c == nil || c.Kind != ChangeRuleset {
+		return &Error{Code: CodeBadRequest, Message: "diff needs a ruleset change"}
 	}
-	if err := CheckRuleset(req.Format, req.Ruleset, req.MaxRulesetSize); err != nil {
+	if err := c.Check(); err != nil {
 		return err
 	}
 	return e.phase(rep, "diff", func() error {
-		d, err := e.fw.Diff(ctx, req.Format, req.Ruleset)
+		d, err := e.fw.Diff(ctx, c.Ruleset.Format, c.Ruleset.Text)
 		if err != nil {
 			return fmt.Errorf("diff live ruleset against request: %w", err)
 		}
 		rep.Diff = d
 		return nil
 	})
-}
-
-func checkFormat(f Format) error {
-	switch f {
-	case FormatNft, FormatIPTables, FormatIP6Tables:
-		return nil
-	}
-	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown ruleset format %q: use nft, iptables or ip6tables", f)}
 }
 
 // phase times fn into rep.Phases.

@@ -60,15 +60,16 @@ const (
 // txRecord is record.json: everything needed to interpret a transaction
 // after any crash. It never holds the token, only its sha256.
 type txRecord struct {
-	ID       string    `json:"id"`
-	Origin   string    `json:"origin,omitempty"`
-	State    State     `json:"state"`
-	Step     string    `json:"step"`
-	Format   Format    `json:"format,omitempty"`
-	Persist  bool      `json:"persist,omitempty"`
-	Operator Operator  `json:"operator"`
-	Created  time.Time `json:"created"`
-	Deadline time.Time `json:"deadline,omitzero"` // UTC, host clock
+	ID       string     `json:"id"`
+	Origin   string     `json:"origin,omitempty"`
+	State    State      `json:"state"`
+	Step     string     `json:"step"`
+	Change   ChangeKind `json:"change,omitempty"` // empty: a ruleset (records older than change kinds)
+	Format   Format     `json:"format,omitempty"`
+	Persist  bool       `json:"persist,omitempty"`
+	Operator Operator   `json:"operator"`
+	Created  time.Time  `json:"created"`
+	Deadline time.Time  `json:"deadline,omitzero"` // UTC, host clock
 	// MonoDeadline is the deadline on CLOCK_MONOTONIC of BootID: what
 	// apply/confirm check and the watchdog sleeps until (0: use Deadline).
 	MonoDeadline   time.Duration `json:"deadline_monotonic_ns,omitempty"`
@@ -76,6 +77,7 @@ type txRecord struct {
 	TokenHash      string        `json:"token_sha256,omitempty"`
 	BootID         string        `json:"boot_id,omitempty"`
 	Timer          Timer         `json:"timer,omitzero"`
+	Extends        int           `json:"extends,omitempty"` // how many times extend re-armed: the current timer's generation
 	Guard          string        `json:"guard,omitempty"`
 	GuardChains    []GuardChain  `json:"guard_chains,omitempty"` // begin's GuardPlan: where apply puts the guard
 	Unguarded      []GuardChain  `json:"unguarded,omitempty"`    // chains it cannot cover (forced)

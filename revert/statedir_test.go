@@ -35,7 +35,7 @@ func TestStateDirReserve(t *testing.T) {
 	full := false
 	failWrites(t, &full)
 	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-	h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	reserve := filepath.Join(h.dir, reserveFile)
 	if fi, err := os.Stat(reserve); err != nil || fi.Size() != reserveSize {
 		t.Fatalf("no %d-byte reserve after begin: %v", reserveSize, err)
@@ -83,7 +83,7 @@ func TestStateDirFull(t *testing.T) {
 	full := false
 	n := failWrites(t, &full)
 	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-	h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	_ = os.Remove(filepath.Join(h.dir, reserveFile))
 	full = true
 
@@ -132,7 +132,7 @@ func TestApplyUnrecordedIsUndone(t *testing.T) {
 		}
 		return nil
 	}
-	rep := h.do(VerbApply, &Request{TxID: "tx1"})
+	rep := h.do(VerbStage, &Request{TxID: "tx1"})
 	if code(rep) != CodeStateWrite || rep.State != StateReverted {
 		t.Fatalf("apply that cannot be recorded: code %q state %s, want state-write, reverted", code(rep), rep.State)
 	}
@@ -172,7 +172,7 @@ func TestSettleNeverRestoresUnasked(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-			h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 			tt.setup(h)
 			rep := h.do(VerbBegin, beginReq("tx2"))
 			if code(rep) != tt.code {
@@ -275,7 +275,7 @@ func TestSlowLoadRefused(t *testing.T) {
 	h := newHarness(t)
 	h.fw.S.ValidateDelay = 300 * time.Millisecond
 	req := beginReq("tx1")
-	req.ConfirmTimeout = Duration(600 * time.Millisecond)
+	req.Begin.ConfirmTimeout = Duration(600 * time.Millisecond)
 	rep := h.do(VerbBegin, req)
 	if code(rep) != CodeBadRequest || !strings.Contains(rep.Error.Message, "raise --confirm-timeout") {
 		t.Fatalf("begin of a slow ruleset: %+v", rep.Error)

@@ -42,7 +42,9 @@ func (t Timer) String() string {
 type Armer interface {
 	// Arm starts a timer for txID that fires after d. It must survive the
 	// caller's process, session and sshd.
-	Arm(ctx context.Context, txID string, d time.Duration) (Timer, error)
+	// gen is the timer's generation (0 at begin, +1 per extend): timers
+	// of one tx never share a name, and each runs the revert with its gen.
+	Arm(ctx context.Context, txID string, gen int, d time.Duration) (Timer, error)
 	// Alive reports whether t will still fire (or is firing right now).
 	Alive(ctx context.Context, t Timer) (bool, error)
 	// Disarm stops t so that it never fires. Idempotent: a timer that is
@@ -107,10 +109,15 @@ type systemdArmer struct {
 
 var _ Armer = (*systemdArmer)(nil)
 
-func unitName(txID string) string { return "lifeline-revert-" + txID }
+func unitName(txID string, gen int) string {
+	if gen == 0 {
+		return "lifeline-revert-" + txID
+	}
+	return "lifeline-revert-" + txID + "-e" + strconv.Itoa(gen)
+}
 
-func (a *systemdArmer) Arm(ctx context.Context, txID string, d time.Duration) (Timer, error) {
-	unit := unitName(txID)
+func (a *systemdArmer) Arm(ctx context.Context, txID string, gen int, d time.Duration) (Timer, error) {
+	unit := unitName(txID, gen)
 	ms := d.Milliseconds()
 	if ms < 1 {
 		ms = 1
@@ -120,7 +127,7 @@ func (a *systemdArmer) Arm(ctx context.Context, txID string, d time.Duration) (T
 		"--on-active="+strconv.FormatInt(ms, 10)+"ms",
 		"--timer-property=AccuracySec=100ms",
 		"--property=Type=oneshot",
-		a.opts.Exe, VerbRevert, "--tx", txID, "--state-dir", a.opts.StateDir)
+		a.opts.Exe, VerbRevert, "--tx", txID, "--gen", strconv.Itoa(gen), "--state-dir", a.opts.StateDir)
 	if err != nil {
 		return Timer{}, fmt.Errorf("arm systemd timer %s: %w", unit, err)
 	}
@@ -169,9 +176,9 @@ type watchdogArmer struct{ opts ArmerOptions }
 
 var _ Armer = (*watchdogArmer)(nil)
 
-func (a *watchdogArmer) Arm(ctx context.Context, txID string, d time.Duration) (Timer, error) {
+func (a *watchdogArmer) Arm(ctx context.Context, txID string, gen int, d time.Duration) (Timer, error) {
 	// The watchdog reads its deadline from record.json; d is implied there.
-	cmd := exec.Command(a.opts.Exe, VerbWatchdog, "--tx", txID, "--state-dir", a.opts.StateDir)
+	cmd := exec.Command(a.opts.Exe, VerbWatchdog, "--tx", txID, "--gen", strconv.Itoa(gen), "--state-dir", a.opts.StateDir)
 	cmd.Dir = "/"
 	cmd.Env = a.opts.Env
 	// nil Stdin/Stdout/Stderr: os/exec connects them to /dev/null

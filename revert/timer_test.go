@@ -47,7 +47,7 @@ func TestSystemdArmerCommands(t *testing.T) {
 	}}
 	a := &systemdArmer{opts: ArmerOptions{Exe: "/var/lib/lifeline/bin/abc", StateDir: "/var/lib/lifeline"}, run: rr.run, systemdRun: "/usr/bin/systemd-run"}
 	ctx := context.Background()
-	tm, err := a.Arm(ctx, "tx1", 90*time.Second+250*time.Millisecond)
+	tm, err := a.Arm(ctx, "tx1", 0, 90*time.Second+250*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +58,21 @@ func TestSystemdArmerCommands(t *testing.T) {
 		id   string
 		want bool
 	}{{"tx1", true}, {"tx2", true}, {"tx3", false}} {
-		alive, err := a.Alive(ctx, Timer{Kind: "systemd", Unit: unitName(c.id) + ".timer"})
+		alive, err := a.Alive(ctx, Timer{Kind: "systemd", Unit: unitName(c.id, 0) + ".timer"})
 		if err != nil || alive != c.want {
 			t.Fatalf("alive %s: %v %v, want %v", c.id, alive, err, c.want)
 		}
 	}
 	if err := a.Disarm(ctx, tm); err != nil {
 		t.Fatal(err)
+	}
+	// extend arms the next generation under its own unit name
+	tm1, err := a.Arm(ctx, "tx1", 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tm1.String() != "systemd:lifeline-revert-tx1-e1.timer" {
+		t.Fatalf("extended timer %q", tm1)
 	}
 	got := strings.Join(rr.lines, "\n") + "\n"
 	golden := filepath.Join("testdata", "systemd_armer.golden")
@@ -88,7 +96,7 @@ func TestSystemdArmerCommands(t *testing.T) {
 func TestWatchdogArmerLiveness(t *testing.T) {
 	a := sleepArmer(t)
 	ctx := context.Background()
-	tm, err := a.Arm(ctx, "tx1", time.Minute)
+	tm, err := a.Arm(ctx, "tx1", 0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +141,7 @@ func procSession(pid int) (int, error) {
 func TestDisarmStoppedWatchdog(t *testing.T) {
 	a := sleepArmer(t)
 	ctx := context.Background()
-	tm, err := a.Arm(ctx, "tx1", time.Minute)
+	tm, err := a.Arm(ctx, "tx1", 0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package revert
 
 import (
 	"testing"
+	"time"
 )
 
 // crashSignal is panicked by a hook to model the helper dying right there:
@@ -34,12 +35,16 @@ func TestCrashPoints(t *testing.T) {
 		{VerbBegin, "save:armed/arming", reverted, oldRules, reverted, oldRules},
 		{VerbBegin, "arm", reverted, oldRules, reverted, oldRules},
 		{VerbBegin, "save:armed/armed", reverted, oldRules, reverted, oldRules},
-		{VerbApply, "save:applied/applying", reverted, oldRules, reverted, oldRules},
-		{VerbApply, "fw:Apply", reverted, oldRules, reverted, oldRules},
-		{VerbApply, "fw:Contains", reverted, oldRules, reverted, oldRules},
-		{VerbApply, "save:applied/applied", reverted, oldRules, reverted, oldRules},
+		{VerbStage, "save:applied/applying", reverted, oldRules, reverted, oldRules},
+		{VerbStage, "fw:Apply", reverted, oldRules, reverted, oldRules},
+		{VerbStage, "fw:Contains", reverted, oldRules, reverted, oldRules},
+		{VerbStage, "save:applied/applied", reverted, oldRules, reverted, oldRules},
 		{VerbConfirm, "save:applied/confirming", reverted, oldRules, reverted, oldRules},
-		{VerbConfirm, "fw:Apply", reverted, oldRules, reverted, oldRules},
+		{VerbExtend, "arm", reverted, oldRules, reverted, oldRules},
+		{VerbExtend, "save:applied/applied", reverted, oldRules, reverted, oldRules},
+		{VerbExtend, "fw:RefreshGuard", reverted, oldRules, reverted, oldRules},
+		{VerbExtend, "save:applied/applied+guard", reverted, oldRules, reverted, oldRules},
+		{VerbConfirm, "fw:RemoveGuard", reverted, oldRules, reverted, oldRules},
 		{VerbConfirm, "save:confirmed/confirmed", confirmed, newRules, confirmed, oldRules},
 		{VerbConfirm, "fw:Persist", confirmed, newRules, confirmed, oldRules},
 		{VerbConfirm, "save:confirmed/persisted", confirmed, newRules, confirmed, newRules},
@@ -68,7 +73,11 @@ func TestCrashPoints(t *testing.T) {
 						h.fw.S.Live[FormatNft] = p
 					}
 				} else if h.armer.kill("tx1") {
-					h.do(VerbRevert, &Request{TxID: "tx1"}) // the timer fires
+					// the timers fire, oldest first (an extend armed a newer
+					// generation: the older one must do nothing)
+					for gen := 0; gen <= 1; gen++ {
+						h.do(VerbRevert, &Request{TxID: "tx1", TimerGen: gen})
+					}
 				}
 				// the next begin must never find the host stuck
 				h.mustOK(h.do(VerbBegin, beginReq("tx2")), StateArmed)
@@ -100,7 +109,7 @@ func name(rules string) string {
 	return "unknown"
 }
 
-// crashAt runs begin → apply → confirm (or begin → apply → timer revert)
+// crashAt runs begin → stage → confirm (or → timer revert, or → extend)
 // and kills the helper at point during verb.
 func crashAt(t *testing.T, h *harness, verb, point string) {
 	t.Helper()
@@ -111,22 +120,32 @@ func crashAt(t *testing.T, h *harness, verb, point string) {
 			panic(crashSignal{p})
 		}
 	}
-	testHookSave = func(r *txRecord) { hit("save:" + string(r.State) + "/" + r.Step) }
+	testHookSave = func(r *txRecord) {
+		p := "save:" + string(r.State) + "/" + r.Step
+		if n := len(r.Transitions); n > 0 && r.Transitions[n-1].Note == "guard refreshed" {
+			p += "+guard"
+		}
+		hit(p)
+	}
 	t.Cleanup(func() { testHookSave = nil })
 	h.fw.Hook = func(m string) { hit("fw:" + m) }
 	h.armer.afterArm = func() { hit("arm") }
 	defer func() { h.fw.Hook, h.armer.afterArm = nil, nil }()
 
-	steps := []string{VerbBegin, VerbApply, VerbConfirm}
-	if verb == VerbRevert {
-		steps[2] = VerbRevert
+	steps := []string{VerbBegin, VerbStage, VerbConfirm}
+	switch verb {
+	case VerbRevert, VerbExtend:
+		steps[2] = verb
 	}
 	var token string
 	for _, step := range steps {
 		current = step
 		req := &Request{TxID: "tx1", Token: token}
-		if step == VerbBegin {
+		switch step {
+		case VerbBegin:
 			req = beginReq("tx1")
+		case VerbExtend:
+			req.Extend = &ExtendArgs{ConfirmTimeout: Duration(2 * time.Minute)}
 		}
 		if step == VerbRevert {
 			h.armer.kill("tx1") // the timer fired: it is spent

@@ -69,7 +69,7 @@ func newFakeArmer() *fakeArmer {
 	return &fakeArmer{alive: map[string]bool{}, byTx: map[string]Timer{}}
 }
 
-func (a *fakeArmer) Arm(_ context.Context, txID string, d time.Duration) (Timer, error) {
+func (a *fakeArmer) Arm(_ context.Context, txID string, _ int, d time.Duration) (Timer, error) {
 	a.mu.Lock()
 	if a.failArm != nil {
 		a.mu.Unlock()
@@ -175,8 +175,10 @@ func (h *harness) do(verb string, req *Request) *Report {
 }
 
 func beginReq(id string) *Request {
-	return &Request{Version: ProtocolVersion, TxID: id, Origin: "alice@ws", Format: FormatNft, Ruleset: newRules,
-		ConfirmTimeout: Duration(60 * time.Second), Persist: true, Operator: Operator{Addr: "192.0.2.1", SSHPort: 22}}
+	return &Request{Version: ProtocolVersion, TxID: id, Origin: "alice@ws", Begin: &BeginArgs{
+		ConfirmTimeout: Duration(60 * time.Second), Operator: Operator{Addr: "192.0.2.1", SSHPort: 22},
+		Change: Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: FormatNft, Text: newRules, Persist: true}},
+	}}
 }
 
 func code(rep *Report) string {
@@ -226,7 +228,7 @@ func TestBeginApplyConfirm(t *testing.T) {
 	}
 
 	h.clock.advance(10 * time.Second)
-	a := h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	a := h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	if a.Verified == nil || !*a.Verified || h.live() != newRules {
 		t.Fatalf("apply: verified %v live %q", a.Verified, h.live())
 	}
@@ -263,13 +265,13 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 		line  int
 	}{
 		{"invalid ruleset", func(h *harness, r *Request) { h.fw.S.BadLine = "dport 22" }, CodeInvalidRuleset, StateRefused, 4},
-		{"missing backend", func(h *harness, r *Request) { h.fw.S.Backends = []string{"nft"}; r.Format = FormatIPTables }, CodeBackend, StateRefused, 0},
+		{"missing backend", func(h *harness, r *Request) { h.fw.S.Backends = []string{"nft"}; r.Begin.Change.Ruleset.Format = FormatIPTables }, CodeBackend, StateRefused, 0},
 		{"unrestorable snapshot", func(h *harness, r *Request) { h.fw.S.Unrestorable = true }, CodeSnapshot, StateRefused, 0},
 		{"bad tx id", func(h *harness, r *Request) { r.TxID = "../x" }, CodeBadRequest, StateNone, 0},
-		{"no timeout", func(h *harness, r *Request) { r.ConfirmTimeout = 0 }, CodeBadRequest, StateNone, 0},
-		{"bad format", func(h *harness, r *Request) { r.Format = "pf" }, CodeBadRequest, StateNone, 0},
+		{"no timeout", func(h *harness, r *Request) { r.Begin.ConfirmTimeout = 0 }, CodeBadRequest, StateNone, 0},
+		{"bad format", func(h *harness, r *Request) { r.Begin.Change.Ruleset.Format = "pf" }, CodeBadRequest, StateNone, 0},
 		{"other protocol", func(h *harness, r *Request) { r.Version = 99 }, CodeBadRequest, StateNone, 0},
-		{"confirm timeout above 24h", func(h *harness, r *Request) { r.ConfirmTimeout = Duration(1000000 * time.Hour) }, CodeBadRequest, StateNone, 0},
+		{"confirm timeout above 24h", func(h *harness, r *Request) { r.Begin.ConfirmTimeout = Duration(1000000 * time.Hour) }, CodeBadRequest, StateNone, 0},
 		{"arm fails", func(h *harness, r *Request) { h.armer.failArm = errors.New("no timer") }, CodeInternal, StateRefused, 0},
 		{"chain the guard cannot cover", func(h *harness, r *Request) { h.fw.S.Uncoverable = "dport 22" }, CodeUnguarded, StateRefused, 0},
 	}
@@ -299,7 +301,7 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 func TestLockHeld(t *testing.T) {
 	h := newHarness(t)
 	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-	h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	r2 := beginReq("tx2")
 	r2.Origin = "bob@ws"
 	rep := h.do(VerbBegin, r2)
@@ -363,7 +365,7 @@ func TestConfirmRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-			h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 			if tt.before != nil {
 				tt.before(h)
 			}
@@ -403,7 +405,7 @@ func TestApplyFailureRestoresAtOnce(t *testing.T) {
 			h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
 			h.fw.S.FailApply = true
 			h.fw.S.FailRestores = tt.failRestores
-			rep := h.do(VerbApply, &Request{TxID: "tx1"})
+			rep := h.do(VerbStage, &Request{TxID: "tx1"})
 			if code(rep) != CodeApplyFailed || rep.State != tt.state || rep.Verified == nil || *rep.Verified != tt.verified {
 				t.Fatalf("apply: code %q state %s verified %v", code(rep), rep.State, rep.Verified)
 			}
@@ -425,11 +427,11 @@ func TestApplyFailureRestoresAtOnce(t *testing.T) {
 }
 
 func TestBootIDChanged(t *testing.T) {
-	for _, verb := range []string{VerbStatus, VerbBegin, VerbApply, VerbConfirm} {
+	for _, verb := range []string{VerbStatus, VerbBegin, VerbStage, VerbConfirm} {
 		t.Run(verb, func(t *testing.T) {
 			h := newHarness(t)
 			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-			h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 			// reboot: nothing persisted, the old config boots, timers gone
 			h.boot = "boot-2"
 			h.fw.S.Live[FormatNft] = oldRules
@@ -439,8 +441,8 @@ func TestBootIDChanged(t *testing.T) {
 			switch verb {
 			case VerbBegin:
 				h.mustOK(h.do(VerbBegin, beginReq("tx2")), StateArmed)
-			case VerbApply:
-				if rep := h.do(VerbApply, &Request{TxID: "tx1"}); code(rep) != CodeBadState && code(rep) != CodeTooLate {
+			case VerbStage:
+				if rep := h.do(VerbStage, &Request{TxID: "tx1"}); code(rep) != CodeBadState && code(rep) != CodeTooLate {
 					t.Fatalf("apply after reboot: %v", rep.Error)
 				}
 			case VerbConfirm:
@@ -472,7 +474,7 @@ func TestWatchdogVerb(t *testing.T) {
 	t.Run("reverts at the deadline", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-		h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+		h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 		start := h.clock.Now()
 		rep := h.mustOK(h.do(VerbWatchdog, &Request{TxID: "tx1"}), StateReverted)
 		if rep.Verified == nil || !*rep.Verified || h.live() != oldRules {
@@ -485,7 +487,7 @@ func TestWatchdogVerb(t *testing.T) {
 	t.Run("exits on confirm", func(t *testing.T) {
 		h := newHarness(t)
 		b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-		h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+		h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 		n := 0
 		h.clock.onAfter = func() {
 			if n++; n == 5 {
@@ -506,7 +508,7 @@ func TestWatchdogVerb(t *testing.T) {
 func TestAbort(t *testing.T) {
 	h := newHarness(t)
 	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-	h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	rep := h.mustOK(h.do(VerbAbort, &Request{TxID: "tx1", Origin: "alice@ws"}), StateReverted)
 	if rep.Verified == nil || !*rep.Verified || h.live() != oldRules || h.armer.armed() != 0 {
 		t.Fatalf("abort: %+v live %q", rep, h.live())
@@ -514,7 +516,7 @@ func TestAbort(t *testing.T) {
 	h.mustOK(h.do(VerbAbort, &Request{TxID: "tx1"}), StateReverted) // idempotent
 	h2 := newHarness(t)
 	b = h2.mustOK(h2.do(VerbBegin, beginReq("tx1")), StateArmed)
-	h2.mustOK(h2.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+	h2.mustOK(h2.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 	h2.mustOK(h2.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
 	if rep := h2.do(VerbAbort, &Request{TxID: "tx1"}); code(rep) != CodeBadState || h2.live() != newRules {
 		t.Fatalf("abort of a confirmed tx: %v", rep.Error)
@@ -530,7 +532,7 @@ func TestApplyRefusals(t *testing.T) {
 	}{
 		{"deadline passed", func(h *harness) { h.clock.advance(time.Minute) }, CodeTooLate, StateArmed},
 		{"timer gone", func(h *harness) { h.armer.kill("tx1") }, CodeInternal, StateReverted},
-		{"applied twice", func(h *harness) { h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied) }, CodeBadState, StateApplied},
+		{"applied twice", func(h *harness) { h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied) }, CodeBadState, StateApplied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,7 +540,7 @@ func TestApplyRefusals(t *testing.T) {
 			h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
 			tt.setup(h)
 			applies := h.fw.S.Calls["Apply"]
-			rep := h.do(VerbApply, &Request{TxID: "tx1"})
+			rep := h.do(VerbStage, &Request{TxID: "tx1"})
 			if code(rep) != tt.code || rep.State != tt.state || h.fw.S.Calls["Apply"] != applies {
 				t.Fatalf("apply: code %q state %s applies %d, want %q %s %d", code(rep), rep.State, h.fw.S.Calls["Apply"], tt.code, tt.state, applies)
 			}
@@ -552,7 +554,7 @@ func TestStatusNoneAndDiffDetect(t *testing.T) {
 	if rep := h.do(VerbStatus, &Request{TxID: "nope"}); code(rep) != CodeNoTx {
 		t.Fatalf("status of unknown tx: %v", rep.Error)
 	}
-	d := h.mustOK(h.do(VerbDiff, &Request{Format: FormatNft, Ruleset: newRules}), StateNone)
+	d := h.mustOK(h.do(VerbDiff, &Request{Diff: &Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: FormatNft, Text: newRules}}}), StateNone)
 	if !strings.Contains(d.Diff, "+\t\ttcp dport 22 accept") || h.live() != oldRules {
 		t.Fatalf("diff: %q", d.Diff)
 	}
@@ -612,7 +614,7 @@ func TestWallClockStepIgnored(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-			h.mustOK(h.do(VerbApply, &Request{TxID: "tx1"}), StateApplied)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 			h.clock.step = tt.step
 			h.clock.advance(tt.advance)
 			rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token})
@@ -630,13 +632,13 @@ func TestForceUnguarded(t *testing.T) {
 	h := newHarness(t)
 	h.fw.S.Uncoverable = "dport 22"
 	req := beginReq("tx1")
-	req.Force = true
+	req.Begin.Change.Force = true
 	rep := h.do(VerbBegin, req)
 	h.mustOK(rep, StateArmed)
 	if len(rep.Unguarded) != 1 || !strings.Contains(rep.Unguarded[0], "netdev t ing") || len(rep.GuardChains) != 1 {
 		t.Fatalf("begin report: guard %q unguarded %q", rep.GuardChains, rep.Unguarded)
 	}
-	rep = h.do(VerbApply, &Request{Version: ProtocolVersion, TxID: "tx1"})
+	rep = h.do(VerbStage, &Request{Version: ProtocolVersion, TxID: "tx1"})
 	h.mustOK(rep, StateApplied)
 	if g := h.fw.S.Guard; g == nil || len(g.Chains) != 1 || g.Chains[0].String() != "inet filter input" {
 		t.Fatalf("guard applied: %+v", h.fw.S.Guard)

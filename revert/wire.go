@@ -6,25 +6,31 @@ import "github.com/lifeline-dev/lifeline/wire"
 // with the workstation); the host side uses them under these names.
 
 type (
-	Format   = wire.Format
-	State    = wire.State
-	Operator = wire.Operator
-	Request  = wire.Request
-	Report   = wire.Report
-	Phase    = wire.Phase
-	Detect   = wire.Detect
-	Error    = wire.Error
-	Holder   = wire.Holder
-	Duration = wire.Duration
-	Snapshot = wire.Snapshot
-	Part     = wire.Part
+	Format        = wire.Format
+	State         = wire.State
+	Operator      = wire.Operator
+	Request       = wire.Request
+	BeginArgs     = wire.BeginArgs
+	ExtendArgs    = wire.ExtendArgs
+	ChangeKind    = wire.ChangeKind
+	Change        = wire.Change
+	RulesetChange = wire.RulesetChange
+	Report        = wire.Report
+	Phase         = wire.Phase
+	Detect        = wire.Detect
+	Error         = wire.Error
+	Holder        = wire.Holder
+	Duration      = wire.Duration
+	Snapshot      = wire.Snapshot
+	Part          = wire.Part
 )
 
 const (
 	VerbDetect            = wire.VerbDetect
 	VerbDiff              = wire.VerbDiff
 	VerbBegin             = wire.VerbBegin
-	VerbApply             = wire.VerbApply
+	VerbStage             = wire.VerbStage
+	VerbExtend            = wire.VerbExtend
 	VerbConfirm           = wire.VerbConfirm
 	VerbStatus            = wire.VerbStatus
 	VerbAbort             = wire.VerbAbort
@@ -40,6 +46,8 @@ const (
 	StateReverted         = wire.StateReverted
 	StateRevertFailed     = wire.StateRevertFailed
 	StateRefused          = wire.StateRefused
+	ChangeRuleset         = wire.ChangeRuleset
+	ChangeGuarded         = wire.ChangeGuarded
 	CodeLockHeld          = wire.CodeLockHeld
 	CodeInvalidRuleset    = wire.CodeInvalidRuleset
 	CodeSnapshot          = wire.CodeSnapshot

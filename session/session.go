@@ -50,6 +50,9 @@ const (
 	PhaseUpload  = "upload"
 	PhaseBegin   = "begin"
 	PhaseApply   = "apply"
+	PhaseStage   = "stage"  // a guarded change: the host installs the kernel guard
+	PhaseChange  = "change" // a guarded change: the operator's commands run
+	PhaseExtend  = "extend"
 	PhaseCheck   = "check"
 	PhaseConfirm = "confirm"
 	PhaseRevert  = "revert" // watching/forcing the revert after a failed confirm
@@ -117,31 +120,31 @@ type Timing struct {
 
 // Result is one host's transaction as the workstation saw it.
 type Result struct {
-	Host        string         `json:"host"`
-	Outcome     Outcome        `json:"outcome"`
-	Phase       string         `json:"phase"` // last phase reached
-	TxID        string         `json:"tx_id,omitempty"`
-	Error       string         `json:"error,omitempty"`
-	Hint        string         `json:"hint,omitempty"`
-	Deadline    time.Time      `json:"deadline,omitzero"` // host clock
-	Diff        string         `json:"diff,omitempty"`
-	Backends    []string       `json:"backends,omitempty"`
-	Timings     []Timing       `json:"timings"`
-	HostPhases  []wire.Phase `json:"host_phases,omitempty"`
-	Connections int            `json:"ssh_connections"`
-	RoundTrips  int            `json:"round_trips"`
-	Uploaded    int64          `json:"bytes_uploaded"`
-	Took        time.Duration  `json:"took_ns"`
-	Holder      *wire.Holder `json:"holder,omitempty"`
-	GuardChains []string       `json:"guard_chains,omitempty"` // base chains the kernel guard covers
-	Unguarded   []string       `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
+	Host        string        `json:"host"`
+	Outcome     Outcome       `json:"outcome"`
+	Phase       string        `json:"phase"` // last phase reached
+	TxID        string        `json:"tx_id,omitempty"`
+	Error       string        `json:"error,omitempty"`
+	Hint        string        `json:"hint,omitempty"`
+	Deadline    time.Time     `json:"deadline,omitzero"` // host clock
+	Diff        string        `json:"diff,omitempty"`
+	Backends    []string      `json:"backends,omitempty"`
+	Timings     []Timing      `json:"timings"`
+	HostPhases  []wire.Phase  `json:"host_phases,omitempty"`
+	Connections int           `json:"ssh_connections"`
+	RoundTrips  int           `json:"round_trips"`
+	Uploaded    int64         `json:"bytes_uploaded"`
+	Took        time.Duration `json:"took_ns"`
+	Holder      *wire.Holder  `json:"holder,omitempty"`
+	GuardChains []string      `json:"guard_chains,omitempty"` // base chains the kernel guard covers
+	Unguarded   []string      `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
 	// Reboot: the host reverted by rebooting (it booted its persisted
 	// config); reported as "reverted (reboot)".
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see (e.g. a tampered helper replaced).
-	Warnings []string         `json:"warnings,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
 	Snapshot *wire.Snapshot `json:"-"`
-	Err      error            `json:"-"`
+	Err      error          `json:"-"`
 }
 
 // HostError is one host's failure, for the fleet's aggregate error.

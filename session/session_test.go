@@ -9,12 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lifeline-dev/lifeline/wire"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lifeline-dev/lifeline/wire"
 
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/revert"
@@ -46,7 +47,10 @@ type fakeArmer struct {
 	dead  map[string]bool
 }
 
-func (a *fakeArmer) Arm(_ context.Context, txID string, _ time.Duration) (revert.Timer, error) {
+func (a *fakeArmer) Arm(_ context.Context, txID string, gen int, _ time.Duration) (revert.Timer, error) {
+	if gen > 0 {
+		txID = fmt.Sprintf("%s-e%d", txID, gen)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.armed[txID] = true
@@ -314,7 +318,8 @@ func TestLockHeldNamesHolder(t *testing.T) {
 	// the first transaction begins and is never confirmed (its lifeline died)
 	first := revert.Handle(context.Background(), wire.VerbBegin, &wire.Request{
 		Version: wire.ProtocolVersion, TxID: "tx-first", Origin: "alice@laptop",
-		Format: wire.FormatNft, Ruleset: newRules, ConfirmTimeout: wire.Duration(time.Minute),
+		Begin: &wire.BeginArgs{ConfirmTimeout: wire.Duration(time.Minute), Change: wire.Change{
+			Kind: wire.ChangeRuleset, Ruleset: &wire.RulesetChange{Format: wire.FormatNft, Text: newRules}}},
 	}, h.env)
 	if first.State != wire.StateArmed {
 		t.Fatalf("first begin: %+v", first.Error)

@@ -19,7 +19,7 @@ import (
 
 // ProtocolVersion is bumped whenever Request or Report change incompatibly.
 // The workstation refuses a helper that answers with another version.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Verbs of the helper's command line: `lifeline-helper VERB` reads one
 // Request as JSON on stdin and writes one Report as JSON on stdout. It exits
@@ -27,10 +27,11 @@ const ProtocolVersion = 1
 // a non-zero exit means it could not produce a report at all.
 const (
 	VerbDetect  = "detect"  // what the host has; changes nothing
-	VerbDiff    = "diff"    // live ruleset vs Request.Ruleset (dry run); changes nothing
-	VerbBegin   = "begin"   // lock, validate, snapshot, verify snapshot, arm revert timer
-	VerbApply   = "apply"   // kernel guard + atomic swap of the staged ruleset
-	VerbConfirm = "confirm" // token check, drop guard, persist if asked, disarm
+	VerbDiff    = "diff"    // live ruleset vs Request.Diff (dry run); changes nothing
+	VerbBegin   = "begin"   // lock, check the change (validate, guard plan), snapshot, verify snapshot, arm revert timer
+	VerbStage   = "stage"   // make the change live with the kernel guard (ruleset: one atomic swap; guarded: guard only)
+	VerbExtend  = "extend"  // token check, new deadline: re-arm the timer, refresh the guard
+	VerbConfirm = "confirm" // token check, remove the guard (never a re-apply), persist if asked, disarm
 	VerbStatus  = "status"  // the tx record (the latest one when TxID is empty) + live==snapshot check
 	VerbAbort   = "abort"   // restore the snapshot now and disarm (workstation-initiated revert)
 	// Internal verbs, started by the helper itself, never by the workstation:
@@ -77,32 +78,109 @@ type Operator struct {
 	SSHPort int    `json:"ssh_port"` // the host's sshd port the connection came in on
 }
 
-// Request is what the workstation sends to the helper.
+// Request is what the workstation sends to the helper: a small envelope
+// (which transaction, who asks, the confirm token) and the one payload its
+// verb takes. begin carries Begin; diff carries Diff; extend carries
+// Extend; stage, confirm, status and abort carry none (the change was sent
+// with begin and is kept in the transaction's folder on the host).
 type Request struct {
 	Version int    `json:"version"`
 	TxID    string `json:"tx_id,omitempty"` // begin: chosen by the workstation; later verbs: which tx
-	Token   string `json:"token,omitempty"` // confirm: the secret that begin returned
+	Token   string `json:"token,omitempty"` // confirm, extend: the secret that begin returned
 	// Origin names who asks (user@workstation, run id): shown to whoever
 	// finds the lock held.
 	Origin string `json:"origin,omitempty"`
 
-	Format         Format   `json:"format,omitempty"`  // begin, diff
-	Ruleset        string   `json:"ruleset,omitempty"` // begin, diff: the whole ruleset text
-	ConfirmTimeout Duration `json:"confirm_timeout,omitempty"`
-	Persist        bool     `json:"persist,omitempty"` // confirm persists the ruleset (begin records it)
+	// TimerGen (internal verbs revert and watchdog only): the generation
+	// of the timer that runs them, 0 for begin's and +1 per extend; a
+	// timer older than the record's current one does nothing.
+	TimerGen int `json:"timer_gen,omitempty"`
+
+	Begin  *BeginArgs  `json:"begin,omitempty"`
+	Diff   *Change     `json:"diff,omitempty"`
+	Extend *ExtendArgs `json:"extend,omitempty"`
+}
+
+// BeginArgs is begin's payload: how long the host waits for the confirm,
+// the operator's path the kernel guard keeps open, and the change stage
+// will make, checked before anything is armed (a change that would be
+// refused arms nothing).
+type BeginArgs struct {
+	ConfirmTimeout Duration `json:"confirm_timeout"`
 	Operator       Operator `json:"operator"`
+	Change         Change   `json:"change"`
+}
+
+// ExtendArgs is extend's payload: the new deadline is the host's now plus
+// ConfirmTimeout (bounded like begin's).
+type ExtendArgs struct {
+	ConfirmTimeout Duration `json:"confirm_timeout"`
+}
+
+// ChangeKind names what a transaction changes between its snapshot and its
+// confirm.
+type ChangeKind string
+
+const (
+	// ChangeRuleset swaps the whole ruleset of one family (apply).
+	ChangeRuleset ChangeKind = "ruleset"
+	// ChangeGuarded changes nothing by itself: stage installs the kernel
+	// guard on the live ruleset, and the operator's own commands (exec,
+	// shell) make the change while the transaction is staged.
+	ChangeGuarded ChangeKind = "guarded"
+)
+
+// Change is what stage does. Exactly the field of its Kind is set.
+type Change struct {
+	Kind    ChangeKind     `json:"kind"`
+	Ruleset *RulesetChange `json:"ruleset,omitempty"`
+	// Force accepts base chains the kernel guard cannot cover
+	// (CodeUnguarded without it): the operator accepts that only the
+	// revert timer protects those chains.
+	Force bool `json:"force,omitempty"`
+}
+
+// RulesetChange is a whole-ruleset swap.
+type RulesetChange struct {
+	Format  Format `json:"format"`
+	Text    string `json:"text"`              // the whole ruleset
+	Persist bool   `json:"persist,omitempty"` // confirm persists it to the boot config
 	// FormatExplicit says the operator chose Format (--format) rather than
 	// lifeline inferring it: begin then loads a format that differs from
 	// the host's active backend (a second firewall layer) instead of
 	// refusing it.
 	FormatExplicit bool `json:"format_explicit,omitempty"`
-	// MaxRulesetSize caps len(Ruleset) in bytes (begin, diff); 0 means
-	// DefaultMaxRulesetSize.
-	MaxRulesetSize int64 `json:"max_ruleset_size,omitempty"`
-	// Force (begin) applies a ruleset with base chains the kernel guard
-	// cannot cover (CodeUnguarded without it): the operator accepts that
-	// only the revert timer protects those chains.
-	Force bool `json:"force,omitempty"`
+	// MaxSize caps len(Text) in bytes; 0 means DefaultMaxRulesetSize.
+	MaxSize int64 `json:"max_size,omitempty"`
+}
+
+// Check refuses a malformed change before any lock or write.
+func (c *Change) Check() error {
+	switch c.Kind {
+	case ChangeRuleset:
+		if c.Ruleset == nil {
+			return &Error{Code: CodeBadRequest, Message: "a ruleset change without its ruleset"}
+		}
+		if err := c.Ruleset.Format.Check(); err != nil {
+			return err
+		}
+		return CheckRuleset(c.Ruleset.Format, c.Ruleset.Text, c.Ruleset.MaxSize)
+	case ChangeGuarded:
+		if c.Ruleset != nil {
+			return &Error{Code: CodeBadRequest, Message: "a guarded change carries no ruleset"}
+		}
+		return nil
+	}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded)}
+}
+
+// Check refuses a format this protocol does not know.
+func (f Format) Check() error {
+	switch f {
+	case FormatNft, FormatIPTables, FormatIP6Tables:
+		return nil
+	}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown ruleset format %q: use nft, iptables or ip6tables", f)}
 }
 
 // Report is the helper's one answer to a Request.

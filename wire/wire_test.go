@@ -30,7 +30,7 @@ func TestHelperCommandRoundTrip(t *testing.T) {
 }
 
 func TestDurationJSON(t *testing.T) {
-	b, err := json.Marshal(Request{Version: ProtocolVersion, ConfirmTimeout: Duration(90 * time.Second)})
+	b, err := json.Marshal(Request{Version: ProtocolVersion, Extend: &ExtendArgs{ConfirmTimeout: Duration(90 * time.Second)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +38,8 @@ func TestDurationJSON(t *testing.T) {
 		t.Fatalf("marshal: %s", b)
 	}
 	var r Request
-	if err := json.Unmarshal(b, &r); err != nil || time.Duration(r.ConfirmTimeout) != 90*time.Second {
-		t.Fatalf("unmarshal: %v %v", r.ConfirmTimeout, err)
+	if err := json.Unmarshal(b, &r); err != nil || r.Extend == nil || time.Duration(r.Extend.ConfirmTimeout) != 90*time.Second {
+		t.Fatalf("unmarshal: %+v %v", r.Extend, err)
 	}
 }
 
@@ -61,6 +61,32 @@ func TestCheckRuleset(t *testing.T) {
 		if err != nil {
 			if e, ok := err.(*Error); !ok || e.Code != CodeInvalidRuleset {
 				t.Errorf("%s: want *Error invalid-ruleset, got %#v", tc.name, err)
+			}
+		}
+	}
+}
+
+func TestChangeCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Change
+		ok   bool
+	}{
+		{"ruleset", Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: FormatNft, Text: "table inet f {}\n"}}, true},
+		{"ruleset without text", Change{Kind: ChangeRuleset}, false},
+		{"bad format", Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: "pf", Text: "x\n"}}, false},
+		{"guarded", Change{Kind: ChangeGuarded}, true},
+		{"guarded with a ruleset", Change{Kind: ChangeGuarded, Ruleset: &RulesetChange{Format: FormatNft, Text: "x\n"}}, false},
+		{"unknown kind", Change{Kind: "reboot"}, false},
+		{"no kind", Change{}, false},
+	} {
+		err := tc.c.Check()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if err != nil {
+			if e, ok := err.(*Error); !ok || (e.Code != CodeBadRequest && e.Code != CodeInvalidRuleset) {
+				t.Errorf("%s: want a bad-request/invalid-ruleset *Error, got %#v", tc.name, err)
 			}
 		}
 	}

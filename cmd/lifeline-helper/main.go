@@ -1,7 +1,7 @@
 // Command lifeline-helper is lifeline's on-host helper: a small static
 // binary the workstation uploads and runs over SSH.
 //
-//	lifeline-helper VERB [--state-dir /var/lib/lifeline] [--tx ID]
+//	lifeline-helper VERB [--state-dir /var/lib/lifeline] [--tx ID] [--gen N]
 //
 // Workstation verbs (detect, diff, begin, apply, confirm, status, abort)
 // read one revert.Request as JSON on stdin (empty stdin is an empty
@@ -54,6 +54,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", revert.DefaultStateDir, "state folder (lock, transactions)")
 	txID := fs.String("tx", "", "transaction id (internal verbs; overrides the request's)")
+	gen := fs.Int("gen", 0, "internal verbs: the timer generation that runs them (0 at begin, +1 per extend)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
 	}
@@ -71,6 +72,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *txID != "" {
 		req.TxID = *txID
+	}
+	if internal {
+		req.TimerGen = *gen
 	}
 	if internal && req.TxID == "" {
 		fmt.Fprintf(stderr, "lifeline-helper: %s needs --tx ID\n", verb)

@@ -152,8 +152,10 @@ func (l *lab) live() string {
 }
 
 func beginReq(id string, timeout time.Duration) *revert.Request {
-	return &revert.Request{Version: revert.ProtocolVersion, TxID: id, Origin: "test@ws", Format: revert.FormatNft,
-		Ruleset: newRules, ConfirmTimeout: revert.Duration(timeout), Operator: revert.Operator{Addr: "192.0.2.1", SSHPort: 22}}
+	return &revert.Request{Version: revert.ProtocolVersion, TxID: id, Origin: "test@ws", Begin: &revert.BeginArgs{
+		ConfirmTimeout: revert.Duration(timeout), Operator: revert.Operator{Addr: "192.0.2.1", SSHPort: 22},
+		Change: revert.Change{Kind: revert.ChangeRuleset, Ruleset: &revert.RulesetChange{Format: revert.FormatNft, Text: newRules}},
+	}}
 }
 
 // watchdogOf parses "watchdog:PID" and reads the pid's start time.
@@ -236,7 +238,7 @@ func TestWatchdogDetachedRevertsAtDeadline(t *testing.T) {
 		t.Fatalf("watchdog runs in the test's network namespace, want %s", l.ns)
 	}
 
-	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
 	if l.live() != newRules {
 		t.Fatalf("apply did not change the live ruleset")
 	}
@@ -309,7 +311,7 @@ func TestConfirmStopsWatchdog(t *testing.T) {
 	l := newLab(t, fakeHelper)
 	b := l.must(revert.VerbBegin, beginReq("tx1", 30*time.Second), revert.StateArmed)
 	wd := watchdogOf(t, b)
-	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
 	l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
 	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
 		t.Fatalf("watchdog %d still running after confirm", wd.PID)
@@ -324,7 +326,7 @@ func TestKilledWatchdogLeavesRecordApplied(t *testing.T) {
 	l := newLab(t, fakeHelper)
 	b := l.must(revert.VerbBegin, beginReq("tx1", 30*time.Second), revert.StateArmed)
 	wd := watchdogOf(t, b)
-	l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+	l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
 	if err := syscall.Kill(wd.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -384,9 +386,9 @@ func TestRealFirewallInNetns(t *testing.T) {
 		l.nft(oldRules, "-f", "-")
 		before := l.nft("", "list", "ruleset")
 		req := beginReq("tx1", 3*time.Second)
-		req.Ruleset = "flush ruleset\n" + newRules
+		req.Begin.Change.Ruleset.Text = "flush ruleset\n" + newRules
 		b := l.must(revert.VerbBegin, req, revert.StateArmed)
-		a := l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+		a := l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
 		if a.Verified == nil || !*a.Verified {
 			t.Fatalf("apply not verified")
 		}
@@ -417,10 +419,10 @@ func TestRealFirewallInNetns(t *testing.T) {
 		l.nft(oldRules, "-f", "-")
 		req := beginReq("tx1", 30*time.Second)
 		// nft -f adds to what is live: a whole ruleset starts with a flush
-		req.Ruleset = "flush ruleset\n" + newRules
+		req.Begin.Change.Ruleset.Text = "flush ruleset\n" + newRules
 		b := l.must(revert.VerbBegin, req, revert.StateArmed)
 		wd := watchdogOf(t, b)
-		l.must(revert.VerbApply, &revert.Request{TxID: "tx1"}, revert.StateApplied)
+		l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
 		c := l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
 		if len(c.Persisted) != 0 {
 			t.Fatalf("persisted without --persist: %v", c.Persisted)
