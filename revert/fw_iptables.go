@@ -61,15 +61,6 @@ type iptRule struct {
 	line  int
 }
 
-// builtinChains lists each table's built-in chains, in iptables-save order.
-var builtinChains = map[string][]string{
-	"filter":   {"INPUT", "FORWARD", "OUTPUT"},
-	"nat":      {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
-	"mangle":   {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
-	"raw":      {"PREROUTING", "OUTPUT"},
-	"security": {"INPUT", "FORWARD", "OUTPUT"},
-}
-
 // parseIPTables parses iptables-save syntax. Comment and blank lines are
 // dropped; anything else outside a table block is an error.
 func parseIPTables(text string) ([]*iptTable, error) {
