@@ -63,7 +63,6 @@ type Host struct {
 	Port         int               `json:"port,omitempty"`
 	Jump         string            `json:"jump,omitempty"`          // ProxyJump spec: "h1,user@h2:2222"
 	IdentityFile string            `json:"identity_file,omitempty"` // absolute path, or "~/..." as written
-	Backend      string            `json:"backend,omitempty"`       // Deprecated: never set (backend settings are not read); remove with cmd/lifeline's last uses
 	Ruleset      string            `json:"ruleset,omitempty"`       // absolute path of this host's ruleset file, if any
 	Labels       map[string]string `json:"labels,omitempty"`
 	Vars         map[string]string `json:"vars,omitempty"`

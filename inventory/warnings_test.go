@@ -106,7 +106,7 @@ func TestBackendWarnings(t *testing.T) {
 			// nor, from an Ansible inventory, as a var.
 			ansible := inv.Format != "lifeline"
 			for _, h := range inv.Hosts {
-				if _, ok := h.Sources["backend"]; ok || h.Backend != "" {
+				if _, ok := h.Sources["backend"]; ok {
 					t.Errorf("host %s keeps the backend setting: %+v", h.Name, h)
 				}
 				if _, ok := h.Vars["lifeline_backend"]; ok && ansible {

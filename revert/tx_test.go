@@ -265,7 +265,10 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 		line  int
 	}{
 		{"invalid ruleset", func(h *harness, r *Request) { h.fw.S.BadLine = "dport 22" }, CodeInvalidRuleset, StateRefused, 4},
-		{"missing backend", func(h *harness, r *Request) { h.fw.S.Backends = []string{"nft"}; r.Begin.Change.Ruleset.Format = FormatIPTables }, CodeBackend, StateRefused, 0},
+		{"missing backend", func(h *harness, r *Request) {
+			h.fw.S.Backends = []string{"nft"}
+			r.Begin.Change.Ruleset.Format = FormatIPTables
+		}, CodeBackend, StateRefused, 0},
 		{"unrestorable snapshot", func(h *harness, r *Request) { h.fw.S.Unrestorable = true }, CodeSnapshot, StateRefused, 0},
 		{"bad tx id", func(h *harness, r *Request) { r.TxID = "../x" }, CodeBadRequest, StateNone, 0},
 		{"no timeout", func(h *harness, r *Request) { r.Begin.ConfirmTimeout = 0 }, CodeBadRequest, StateNone, 0},

@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lifeline-dev/lifeline/remote"
@@ -56,6 +57,9 @@ func recoveryHint(host string) string {
 }
 
 func connectHint(err error) string {
+	if strings.Contains(err.Error(), "(hint: ") {
+		return "" // the transport's own hint is the precise one: never two
+	}
 	switch {
 	case errors.Is(err, remote.ErrHostKeyMismatch):
 		return "the host key changed: verify it out of band before editing known_hosts"

@@ -11,7 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/lifeline-dev/lifeline/internal/fanout"
 )
 
 // Plan shapes a rollout over many hosts (Ansible's serial/max_fail_percentage).
@@ -129,28 +130,12 @@ func (s *Session) Rollout(ctx context.Context, p Plan, targets []Target) ([]*Res
 			idx += size
 			continue
 		}
-		sem := make(chan struct{}, forks)
-		var wg sync.WaitGroup
-		for i, t := range batch {
-			i, t := i, t
-			if ctx.Err() == nil {
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-				}
-			}
-			if ctx.Err() != nil {
-				results[idx+i] = s.skip(t, "interrupted before it started")
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				results[idx+i] = s.Apply(ctx, t)
-			}()
-		}
-		wg.Wait()
+		out := fanout.Run(ctx, len(batch), forks, func(ctx context.Context, i int) *Result {
+			return s.Apply(ctx, batch[i])
+		}, func(i int) *Result {
+			return s.skip(batch[i], "interrupted before it started")
+		})
+		copy(results[idx:], out)
 		failed := 0
 		for _, r := range results[idx : idx+size] {
 			if !r.Outcome.OK() && r.Outcome != Skipped {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
-	"github.com/lifeline-dev/lifeline/wire"
 	"github.com/lifeline-dev/lifeline/session"
+	"github.com/lifeline-dev/lifeline/wire"
 )
 
 type applyOptions struct {
@@ -26,7 +25,6 @@ type applyOptions struct {
 	persist        bool
 	checks         []string
 	dryRun         bool
-	jsonStream     bool
 	forks          int
 	serial         string
 	maxFail        string
@@ -87,7 +85,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
 	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
-	f.BoolVar(&o.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
+	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
 	f.IntVar(&o.forks, "forks", 20, "hosts changed in parallel")
 	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
 	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
@@ -129,7 +127,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	}
 	runID := session.NewTxID(time.Now())
 	runDir := runFolder(runID)
-	pr := newProgress(g, o.jsonStream, len(targets))
+	pr := newProgress(g, g.jsonStream, len(targets))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.confirmTimeout,
 		RevertGrace:    o.revertGrace,
@@ -272,10 +270,4 @@ type jsonResults struct {
 	OK      bool              `json:"ok"`
 	Counts  map[string]int    `json:"counts"`
 	Results []*session.Result `json:"results"`
-}
-
-func encodeJSON(g *globals, v any) {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

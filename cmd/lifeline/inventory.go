@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +85,16 @@ func openInventory(g *globals) (*inventory.Inventory, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	warnInventory(g, inv)
 	return inv, nil
+}
+
+// warnInventory prints the inventory's warnings (settings lifeline does
+// not read) on stderr, escaped: they quote the file.
+func warnInventory(g *globals, inv *inventory.Inventory) {
+	for _, w := range inv.Warnings {
+		fmt.Fprintln(g.stderr, "lifeline: warning: "+textsafe.Escape(w))
+	}
 }
 
 func runInventoryList(g *globals, o *inventoryListOptions, target string) error {
@@ -98,16 +106,13 @@ func runInventoryList(g *globals, o *inventoryListOptions, target string) error 
 	if err != nil {
 		return usageError{err}
 	}
-	if g.jsonOut {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(hosts)
-	}
-	writeHostTable(g.stdout, hosts)
-	if o.sources || g.verbose {
-		writeHostSources(g.stdout, hosts)
-	}
-	return nil
+	return g.printer().Result(hosts, func(w io.Writer) error {
+		writeHostTable(w, hosts)
+		if o.sources || g.verbose {
+			writeHostSources(w, hosts)
+		}
+		return nil
+	})
 }
 
 func runInventoryGraph(g *globals, group string) error {
@@ -123,13 +128,10 @@ func runInventoryGraph(g *globals, group string) error {
 		}
 		return usageError{err}
 	}
-	if g.jsonOut {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(inv.Groups)
-	}
-	_, err = io.WriteString(g.stdout, out)
-	return err
+	return g.printer().Result(inv.Groups, func(w io.Writer) error {
+		_, err := io.WriteString(w, out)
+		return err
+	})
 }
 
 func didYouMean(s []string) string {
@@ -141,14 +143,14 @@ func didYouMean(s []string) string {
 
 func writeHostTable(w io.Writer, hosts []*inventory.Host) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tADDRESS\tUSER\tPORT\tJUMP\tBACKEND\tRULESET\tGROUPS")
+	fmt.Fprintln(tw, "HOST\tADDRESS\tUSER\tPORT\tJUMP\tRULESET\tGROUPS")
 	for _, h := range hosts {
 		port := ""
 		if h.Port != 0 {
 			port = strconv.Itoa(h.Port)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, dash(h.Address), dash(h.User),
-			dash(port), dash(h.Jump), dash(h.Backend), dash(displayPath(h.Ruleset)), dash(strings.Join(h.Groups, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, dash(h.Address), dash(h.User),
+			dash(port), dash(h.Jump), dash(displayPath(h.Ruleset)), dash(strings.Join(h.Groups, ",")))
 	}
 	tw.Flush()
 }
@@ -189,8 +191,6 @@ func settingValue(h *inventory.Host, key string) string {
 		return h.Jump
 	case "identity_file":
 		return displayPath(h.IdentityFile)
-	case "backend":
-		return h.Backend
 	case "ruleset":
 		return displayPath(h.Ruleset)
 	}

@@ -35,11 +35,12 @@ func TestInventoryCommands(t *testing.T) {
 		{
 			name: "list a pattern",
 			args: []string{"-i", "lifeline.yaml", "inventory", "list", "prod:!web02"},
-			wantOut: `HOST   ADDRESS   USER  PORT  JUMP     BACKEND          RULESET        GROUPS
-web01  10.0.1.1  root  22    bastion  nft              rules/web.nft  prod,web
-db01   10.0.2.1  dba   2222  bastion  iptables-legacy  rules/db.nft   db,prod
-db02   10.0.2.2  root  22    bastion  nft              rules/db.nft   db,prod
+			wantOut: `HOST   ADDRESS   USER  PORT  JUMP     RULESET        GROUPS
+web01  10.0.1.1  root  22    bastion  rules/web.nft  prod,web
+db01   10.0.2.1  dba   2222  bastion  rules/db.nft   db,prod
+db02   10.0.2.2  root  22    bastion  rules/db.nft   db,prod
 `,
+			stderrHave: "/testdata/inventories/lifeline.yaml:27: host db01: backend: is not read: lifeline detects each host's firewall backend itself; remove it",
 		},
 		{
 			name:    "list with limit",
@@ -50,7 +51,7 @@ db02   10.0.2.2  root  22    bastion  nft              rules/db.nft   db,prod
 		{
 			name:   "sources",
 			args:   []string{"-i", "lifeline.yaml", "inventory", "list", "db01", "--sources"},
-			outHas: []string{"\ndb01:\n", "port           2222", "host db01 (lifeline.yaml:27)", "jump           bastion", "group prod (lifeline.yaml:33)"},
+			outHas: []string{"\ndb01:\n", "port           2222", "host db01 (lifeline.yaml:26)", "jump           bastion", "group prod (lifeline.yaml:33)"},
 		},
 		{
 			name:   "verbose shows sources too",

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -99,32 +98,31 @@ func runLabUp(cmd *cobra.Command, g *globals, o *labUpOptions) error {
 	if err != nil {
 		return fmt.Errorf("%w (hint: logs are in %s; remove the rest with `lifeline lab down --dir %s`)", err, filepath.Join(o.dir, "hosts"), o.dir)
 	}
-	if g.jsonOut {
-		return printLabHostsJSON(g.stdout, l)
-	}
-	fmt.Fprintf(g.stdout, "lab %s is up in %s: %d hosts on %s (bridge %s)\n\n", l.ID, l.Dir, len(l.Hosts), l.Subnet4, l.Bridge)
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tBACKEND\tUSER\tVIA\tINIT")
-	for _, h := range l.Hosts {
-		via := "-"
-		if h.Jump != "" {
-			via = h.Jump
+	return g.printer().Result(labHostsJSON(l), func(w io.Writer) error {
+		fmt.Fprintf(w, "lab %s is up in %s: %d hosts on %s (bridge %s)\n\n", l.ID, l.Dir, len(l.Hosts), l.Subnet4, l.Bridge)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tADDRESS\tBACKEND\tUSER\tVIA\tINIT")
+		for _, h := range l.Hosts {
+			via := "-"
+			if h.Jump != "" {
+				via = h.Jump
+			}
+			addr := h.Address
+			if h.Port != 22 {
+				addr = fmt.Sprintf("%s:%d", h.Address, h.Port)
+			}
+			kind := "lab"
+			if h.Init != lab.InitLab {
+				kind = h.Init
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, addr, h.Backend, h.User, via, kind)
 		}
-		addr := h.Address
-		if h.Port != 22 {
-			addr = fmt.Sprintf("%s:%d", h.Address, h.Port)
+		if err := tw.Flush(); err != nil {
+			return err
 		}
-		kind := "lab"
-		if h.Init != lab.InitLab {
-			kind = h.Init
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, addr, h.Backend, h.User, via, kind)
-	}
-	if err := tw.Flush(); err != nil {
+		_, err := fmt.Fprintf(w, "\nnext: lifeline -i %s run all -- hostname\n      ssh -F %s %s\n", l.Inventory, l.SSHConfig, l.Hosts[len(l.Hosts)-1].Name)
 		return err
-	}
-	fmt.Fprintf(g.stdout, "\nnext: lifeline -i %s run all -- hostname\n      ssh -F %s %s\n", l.Inventory, l.SSHConfig, l.Hosts[len(l.Hosts)-1].Name)
-	return nil
+	})
 }
 
 // labHostJSON is one host in `lab up --json`.
@@ -140,14 +138,20 @@ type labHostJSON struct {
 	Init     string `json:"init,omitempty"`
 }
 
-func printLabHostsJSON(w io.Writer, l *lab.Lab) error {
+// labHostsJSON is `lab up --json`: the list of hosts.
+func labHostsJSON(l *lab.Lab) []labHostJSON {
 	out := make([]labHostJSON, 0, len(l.Hosts))
 	for _, h := range l.Hosts {
 		out = append(out, labHostJSON{h.Name, h.Address, h.Address6, h.Netns, h.Backend, h.User, h.Port, h.Jump, h.Init})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out
+}
+
+// labDirJSON is `lab down --json` and `lab rootfs --json`: the folder
+// removed, or the root built.
+type labDirJSON struct {
+	Dir     string `json:"dir"`
+	Removed bool   `json:"removed,omitempty"`
 }
 
 func newLabDownCmd(g *globals) *cobra.Command {
@@ -162,10 +166,10 @@ func newLabDownCmd(g *globals) *cobra.Command {
 			if err := lab.Down(cmd.Context(), dir); err != nil {
 				return err
 			}
-			if !g.jsonOut {
-				fmt.Fprintf(g.stdout, "lab in %s removed\n", dir)
-			}
-			return nil
+			return g.printer().Result(labDirJSON{Dir: dir, Removed: true}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "lab in %s removed\n", dir)
+				return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "lab", "lab folder")
@@ -195,21 +199,16 @@ func newLabStatusCmd(g *globals) *cobra.Command {
 					down++
 				}
 			}
-			if g.jsonOut {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
-					return err
-				}
-			} else {
-				tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			err = g.printer().Result(st, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tINIT\tSSHD\tSSH PORT")
 				for _, s := range st {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, upDown(s.InitAlive), upDown(s.SSHDAlive), answers(s.Reachable))
 				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+				return tw.Flush()
+			})
+			if err != nil {
+				return err
 			}
 			if down > 0 {
 				fmt.Fprintf(g.stderr, "lifeline: %d of %d lab hosts do not answer (hint: lifeline lab up --dir %s starts a fresh lab)\n", down, len(st), dir)
@@ -251,8 +250,10 @@ tests, so that no test spends its time limit on the build.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, dir)
-			return nil
+			return g.printer().Result(labDirJSON{Dir: dir}, func(w io.Writer) error {
+				_, err := fmt.Fprintln(w, dir)
+				return err
+			})
 		},
 	}
 }

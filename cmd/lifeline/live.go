@@ -28,6 +28,7 @@ type liveView struct {
 	w      io.Writer
 	total  int
 	start  time.Time
+	now    func() time.Time // the clock (tests fix it)
 	mu     sync.Mutex
 	hosts  map[string]*liveHost
 	counts map[string]int
@@ -59,7 +60,7 @@ func isTerminal(w io.Writer) (int, bool) {
 }
 
 func newLiveView(w io.Writer, width, total int) *liveView {
-	v := &liveView{w: w, total: total, start: time.Now(), width: width,
+	v := &liveView{w: w, total: total, start: time.Now(), now: time.Now, width: width,
 		hosts: map[string]*liveHost{}, counts: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go v.tick()
@@ -141,13 +142,13 @@ func (v *liveView) redraw() {
 			break
 		}
 		h := v.hosts[n]
-		line := fmt.Sprintf("  %-14s %-8s %5.1fs  %s", n, h.phase, time.Since(h.since).Seconds(), h.note)
+		line := fmt.Sprintf("  %-14s %-8s %5.1fs  %s", n, h.phase, v.now().Sub(h.since).Seconds(), h.note)
 		b.WriteString(clip(line, v.width-1) + "\n")
 		lines++
 	}
 	ended := 0
 	var parts []string
-	for _, o := range []session.Outcome{session.Confirmed, session.Planned, session.Reverted, session.Refused, session.Unknown, session.NeedsRecovery, session.RevertFailed, session.Skipped} {
+	for _, o := range outcomeOrder {
 		if c := v.counts[string(o)]; c > 0 {
 			ended += c
 			parts = append(parts, fmt.Sprintf("%d %s", c, o))
@@ -159,7 +160,7 @@ func (v *liveView) redraw() {
 		fill = ended * barW / v.total
 	}
 	fmt.Fprintf(&b, "[%s%s] %d/%d  %s  %s\n", strings.Repeat("#", fill), strings.Repeat(".", barW-fill),
-		ended, v.total, time.Since(v.start).Round(100*time.Millisecond), strings.Join(parts, ", "))
+		ended, v.total, v.now().Sub(v.start).Round(100*time.Millisecond), strings.Join(parts, ", "))
 	lines++
 	fmt.Fprint(v.w, b.String())
 	v.drawn = lines

@@ -9,11 +9,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/lifeline-dev/lifeline/internal/textsafe"
 )
 
 // Exit codes: the one switch, documented in the root command's help.
@@ -31,9 +31,17 @@ type globals struct {
 	acceptNew bool   // --accept-new
 	jsonOut   bool   // --json
 	verbose   bool   // -v
-	stdout    io.Writer
-	stderr    io.Writer
-	stdin     io.Reader
+	// jsonStream is apply's --json-stream: JSON lines as things happen.
+	jsonStream bool
+	stdout     io.Writer
+	stderr     io.Writer
+	stdin      io.Reader
+	// args are the command line (main sets them): a flag error can come
+	// before --json is parsed, and is still printed as JSON then.
+	args []string
+
+	printerOnce sync.Once
+	out         printer // see printer(); every command's output goes through it
 }
 
 // subcommands is filled by each command's file (init), so that every command
@@ -66,8 +74,21 @@ keeps it only when a fresh SSH connection proves you can still get in.
 Exit codes:
   0    every host ended as asked (confirmed, or the command succeeded)
   1    at least one host failed, reverted, was refused or is unknown
-  2    usage error: bad flag, unknown target, unreadable file
-  130  interrupted`,
+  2    usage error: unknown or bad flag, missing argument, unknown target,
+       unreadable file
+  130  interrupted
+
+Output: results go to stdout, diagnostics to stderr. With --json, stdout
+holds exactly one JSON document: the command's result or, when the command
+failed before having one, an error object:
+
+  {"error": {"message": "...", "hint": "...", "code": "usage", "exit": 2}}
+
+code is usage (exit 2), failed (1: some host did not end as asked), error
+(1: the command itself failed) or interrupted (130); hint is there when
+there is something to do. apply --json-stream prints one JSON object per
+line instead: {"type":"event",...} as hosts progress, then one
+{"type":"result",...} or {"type":"error","error":{...}}.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -83,14 +104,72 @@ Exit codes:
 	for _, sub := range subcommands {
 		root.AddCommand(sub(g))
 	}
+	// Every way of calling lifeline wrongly exits 2: a bad flag or flag
+	// value, a wrong number of arguments, an unknown command.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		g.jsonFromArgs()
+		return usageError{fmt.Errorf("%w (hint: %s --help)", err, c.CommandPath())}
+	})
+	argsAreUsage(root)
+	root.Args = cobra.ArbitraryArgs
+	root.SuggestionsMinimumDistance = 2
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		hint := "lifeline --help lists the commands"
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = "did you mean " + strings.Join(s, ", ") + "?"
+		}
+		return usagef("unknown command %q (hint: %s)", args[0], hint)
+	}
+	// root runs only to refuse unknown commands: its usage keeps showing
+	// "lifeline [command]" alone
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable .HasParent}}", 1))
 	return root
+}
+
+// argsAreUsage makes the argument check of cmd and every command below it
+// return usage errors.
+func argsAreUsage(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				var ue usageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				name := strings.TrimPrefix(c.CommandPath(), "lifeline ")
+				return usageError{fmt.Errorf("%s: %w (hint: %s --help)", name, err, c.CommandPath())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		argsAreUsage(sub)
+	}
+}
+
+// jsonFromArgs sets --json and --json-stream from the raw command line
+// when flag parsing stopped before reaching them.
+func (g *globals) jsonFromArgs() {
+	for _, a := range g.args {
+		switch a {
+		case "--":
+			return
+		case "--json", "--json=true":
+			g.jsonOut = true
+		case "--json-stream", "--json-stream=true":
+			g.jsonStream = true
+		}
+	}
 }
 
 func main() {
 	if runHidden() {
 		return
 	}
-	g := &globals{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	g := &globals{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, args: os.Args[1:]}
 	ctx, stop := interruptContext(g.stderr)
 	defer stop()
 	root := newRootCmd(g)
@@ -115,29 +194,23 @@ func interruptContext(stderr io.Writer) (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
+// exitCode is the one switch from a command's error to the exit status;
+// it has the printer print the error (see printer.Error).
 func exitCode(g *globals, err error) int {
 	if err == nil {
 		return exitOK
 	}
 	var fe failedError
 	var ue usageError
+	code := exitFailure
 	switch {
 	case errors.As(err, &fe):
-		return exitFailure
+		code = exitFailure
 	case errors.As(err, &ue):
-		printError(g, err)
-		return exitUsage
+		code = exitUsage
 	case errors.Is(err, context.Canceled):
-		printError(g, err)
-		return exitCancelled
-	default:
-		printError(g, err)
-		return exitFailure
+		code = exitCancelled
 	}
-}
-
-// printError prints a command's error on stderr, escaped: it can quote
-// input or a host's output (see textsafe).
-func printError(g *globals, err error) {
-	fmt.Fprintf(g.stderr, "lifeline: %s\n", textsafe.Text(err.Error()))
+	g.printer().Error(err, code)
+	return code
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/lifeline-dev/lifeline/internal/fanout"
 	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
@@ -82,39 +81,24 @@ func runRun(ctx context.Context, g *globals, o *runOptions, pattern, command str
 	for _, h := range hosts {
 		width = max(width, len(h.Name))
 	}
-	stdout := &lockedWriter{w: g.stdout}
-	stderr := &lockedWriter{w: g.stderr}
-	results := make([]runResult, len(hosts))
-	var eg errgroup.Group
-	eg.SetLimit(o.forks)
-	for i, h := range hosts {
-		eg.Go(func() error {
-			results[i] = runOnHost(ctx, d, h, o, command, g.jsonOut, width, stdout, stderr)
-			return nil
-		})
-	}
-	_ = eg.Wait()
+	pr := g.printer()
+	results := fanout.Run(ctx, len(hosts), o.forks, func(ctx context.Context, i int) runResult {
+		stdout, stderr, done := pr.HostOutput(hosts[i].Name, width)
+		r := runOnHost(ctx, d, hosts[i], o, command, stdout, stderr)
+		r.Stdout, r.Stderr = done()
+		return r
+	}, func(i int) runResult {
+		err := fmt.Errorf("%s: interrupted before it started", hosts[i].Name)
+		return runResult{Host: hosts[i].Name, Status: -1, Error: err.Error(), err: err}
+	})
 	failed := 0
 	for _, r := range results {
 		if r.err != nil {
 			failed++
 		}
 	}
-	if g.jsonOut {
-		for i := range results {
-			results[i].Error = textsafe.Truncate(results[i].Error)
-		}
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range results {
-			if r.err != nil {
-				fmt.Fprintf(g.stderr, "lifeline: %s\n", textsafe.Text(hostLine(r.err, r.Host)))
-			}
-		}
+	if err := printRunResults(g, results); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -123,6 +107,25 @@ func runRun(ctx context.Context, g *globals, o *runOptions, pattern, command str
 		return failedError{fmt.Sprintf("%d of %d hosts failed", failed, len(hosts))}
 	}
 	return nil
+}
+
+// printRunResults prints run's --json document (a list of runResult), or
+// in text each failed host's line on stderr (its output was printed as it
+// came).
+func printRunResults(g *globals, results []runResult) error {
+	doc := make([]runResult, len(results))
+	for i, r := range results {
+		r.Error = textsafe.Truncate(r.Error)
+		doc[i] = r
+	}
+	return g.printer().Result(doc, func(io.Writer) error {
+		for _, r := range results {
+			if r.err != nil {
+				fmt.Fprintf(g.stderr, "lifeline: %s\n", textsafe.Text(hostLine(r.err, r.Host)))
+			}
+		}
+		return nil
+	})
 }
 
 // hostLine is err's message, prefixed with the host unless it already names it.
@@ -134,7 +137,8 @@ func hostLine(err error, host string) string {
 	return msg
 }
 
-func runOnHost(ctx context.Context, d *remote.Dialer, h *inventory.Host, o *runOptions, command string, jsonOut bool, width int, stdout, stderr io.Writer) (res runResult) {
+// runOnHost runs command on h; its output goes to stdout and stderr.
+func runOnHost(ctx context.Context, d *remote.Dialer, h *inventory.Host, o *runOptions, command string, stdout, stderr io.Writer) (res runResult) {
 	start := time.Now()
 	res = runResult{Host: h.Name, Status: -1}
 	if o.timeout > 0 {
@@ -142,21 +146,7 @@ func runOnHost(ctx context.Context, d *remote.Dialer, h *inventory.Host, o *runO
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	var outBuf, errBuf bytes.Buffer
-	var outW, errW io.Writer = &outBuf, &errBuf
-	var outP, errP *prefixWriter
-	if !jsonOut {
-		prefix := fmt.Sprintf("%-*s | ", width, h.Name)
-		outP = &prefixWriter{prefix: prefix, w: stdout}
-		errP = &prefixWriter{prefix: prefix, w: stderr}
-		outW, errW = outP, errP
-	}
 	defer func() {
-		if outP != nil {
-			outP.Flush()
-			errP.Flush()
-		}
-		res.Stdout, res.Stderr = outBuf.String(), errBuf.String()
 		res.DurationMS = time.Since(start).Milliseconds()
 		if res.err != nil {
 			res.Error = res.err.Error()
@@ -179,7 +169,7 @@ func runOnHost(ctx context.Context, d *remote.Dialer, h *inventory.Host, o *runO
 			return res
 		}
 	}
-	err = r.Run(ctx, remote.Cmd{Command: command, Stdout: outW, Stderr: errW})
+	err = r.Run(ctx, remote.Cmd{Command: command, Stdout: stdout, Stderr: stderr})
 	var ee *remote.ExitError
 	switch {
 	case err == nil:

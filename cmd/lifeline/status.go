@@ -2,14 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dev/lifeline/internal/fanout"
 	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/session"
 )
@@ -64,34 +66,42 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 		return err
 	}
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{Origin: origin(session.NewTxID(time.Now()))})
-	out := make([]*session.HostStatus, len(hosts))
-	sem := make(chan struct{}, max(1, o.forks))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			out[i] = s.Status(cctx, session.Target{Name: h.Name, SSH: targetOf(h)}, o.abort)
-		}()
-	}
-	wg.Wait()
+	out := fanout.Run(ctx, len(hosts), o.forks, func(ctx context.Context, i int) *session.HostStatus {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return s.Status(cctx, session.Target{Name: hosts[i].Name, SSH: targetOf(hosts[i])}, o.abort)
+	}, func(i int) *session.HostStatus {
+		err := errors.New("interrupted before it was asked")
+		return &session.HostStatus{Host: hosts[i].Name, Error: err.Error(), Err: err}
+	})
 	failed := 0
 	for _, st := range out {
 		if st.Bad() {
 			failed++
 		}
 	}
-	if g.jsonOut {
-		for _, st := range out {
-			st.Error = textsafe.Truncate(st.Error)
-		}
-		encodeJSON(g, out)
-	} else {
-		tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	if err := printStatus(g, out); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if failed > 0 {
+		return failedError{fmt.Sprintf("%d of %d hosts need attention (unreachable, needs-recovery, revert-failed or unverified)", failed, len(out))}
+	}
+	return nil
+}
+
+// printStatus prints status's table, or its --json document.
+func printStatus(g *globals, out []*session.HostStatus) error {
+	doc := make([]*session.HostStatus, len(out))
+	for i, st := range out {
+		c := *st
+		c.Error = textsafe.Truncate(c.Error)
+		doc[i] = &c
+	}
+	return g.printer().Result(doc, func(w io.Writer) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "HOST\tSTATE\tTX\tBY\tDEADLINE\tTIMER\tVERIFIED\tERROR")
 		for _, st := range out {
 			dl := ""
@@ -119,8 +129,8 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 			if st.NeedsRecovery {
 				fmt.Fprintf(tw, "  recover:\tlifeline status %s --abort (restores the snapshot of %s)\t\t\t\t\t\t\n", textsafe.Escape(st.Host), textsafe.Escape(st.TxID))
 			}
-			for _, w := range st.Warnings {
-				fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\t\t\n", textsafe.Escape(w))
+			for _, warn := range st.Warnings {
+				fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\t\t\n", textsafe.Escape(warn))
 			}
 			if len(st.GuardChains) > 0 && !st.State.Terminal() {
 				fmt.Fprintf(tw, "  guard:\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.GuardChains, ", ")))
@@ -129,12 +139,8 @@ func runStatus(ctx context.Context, g *globals, o *statusOptions, pattern string
 				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
 			}
 		}
-		tw.Flush()
-	}
-	if failed > 0 {
-		return failedError{fmt.Sprintf("%d of %d hosts need attention (unreachable, needs-recovery, revert-failed or unverified)", failed, len(out))}
-	}
-	return nil
+		return tw.Flush()
+	})
 }
 
 // countdown says, on the host's clock, when a live tx reverts: "(in 42s)",

@@ -31,6 +31,7 @@ func resolveTargets(g *globals, pattern, limit string) (*inventory.Inventory, []
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
+	warnInventory(g, inv)
 	hosts, err := inv.Select(pattern, limit)
 	var ue *inventory.UnknownError
 	if errors.As(err, &ue) && limit == "" {
