@@ -22,7 +22,7 @@ internal/helperbin/bin/lifeline-helper-linux-%: $(GOFILES) go.mod go.sum
 bin/lifeline: $(HELPERS) $(GOFILES) go.mod go.sum
 	$(GO) build -trimpath -o $@ ./cmd/lifeline
 
-WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin
+WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin ./internal/fanout ./internal/shquote
 PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64
 
 ## cross: the workstation binary builds, and go vet passes, for every platform in PLATFORMS

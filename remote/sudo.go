@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lifeline-dev/lifeline/internal/shquote"
 )
 
 // Sudo wraps r so that every command runs as root through
@@ -22,7 +24,7 @@ func (s *sudoRunner) Host() string { return s.r.Host() }
 func (s *sudoRunner) Close() error { return s.r.Close() }
 
 // SudoCommand is the command line Sudo sends for command.
-func SudoCommand(command string) string { return "sudo -n sh -c " + Quote(command) }
+func SudoCommand(command string) string { return "sudo -n sh -c " + shquote.Quote(command) }
 
 func (s *sudoRunner) Run(ctx context.Context, cmd Cmd) error {
 	inner := cmd
@@ -93,16 +95,4 @@ func Output(ctx context.Context, r Runner, command string, stdin []byte) ([]byte
 	}
 	err := r.Run(ctx, cmd)
 	return out.Bytes(), err
-}
-
-// Quote quotes s for a POSIX shell: unchanged when it holds only safe
-// characters, else in single quotes, each ' inside written as (close the
-// quotes, an escaped quote, reopen them):
-//
-//	'\''
-func Quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

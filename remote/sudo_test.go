@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lifeline-dev/lifeline/internal/shquote"
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/remote/remotetest"
 )
@@ -21,14 +22,14 @@ func TestQuote(t *testing.T) {
 		{"$HOME;rm -rf /", "'$HOME;rm -rf /'"},
 	}
 	for _, tc := range tests {
-		if got := remote.Quote(tc.in); got != tc.want {
+		if got := shquote.Quote(tc.in); got != tc.want {
 			t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 		// Round trip through a real shell.
-		cmd := exec.Command("/bin/sh", "-c", "printf %s "+remote.Quote(tc.in))
+		cmd := exec.Command("/bin/sh", "-c", "printf %s "+shquote.Quote(tc.in))
 		out, err := cmd.Output()
 		if err != nil || string(out) != tc.in {
-			t.Errorf("sh printf %s = %q, %v; want %q", remote.Quote(tc.in), out, err, tc.in)
+			t.Errorf("sh printf %s = %q, %v; want %q", shquote.Quote(tc.in), out, err, tc.in)
 		}
 	}
 }

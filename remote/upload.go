@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/lifeline-dev/lifeline/internal/shquote"
 	"github.com/pkg/sftp"
 )
 
@@ -62,7 +63,7 @@ func Upload(ctx context.Context, r Runner, data []byte, dest string, mode os.Fil
 			return fmt.Errorf("upload %s to %s: %w", dest, r.Host(), err)
 		}
 	}
-	out, err := Output(ctx, r, "sha256sum "+Quote(dest), nil)
+	out, err := Output(ctx, r, "sha256sum "+shquote.Quote(dest), nil)
 	if err != nil {
 		return fmt.Errorf("verify %s on %s: %w", dest, r.Host(), err)
 	}
@@ -75,10 +76,10 @@ func Upload(ctx context.Context, r Runner, data []byte, dest string, mode os.Fil
 
 // UploadCommand is the exec-channel upload script (data on stdin).
 func UploadCommand(tmp, dest string, mode os.FileMode) string {
-	dir := Quote(path.Dir(dest))
-	t := Quote(tmp)
+	dir := shquote.Quote(path.Dir(dest))
+	t := shquote.Quote(tmp)
 	return fmt.Sprintf("{ [ -d %[1]s ] || mkdir -p -m 0700 %[1]s; } && umask 077 && cat > %[2]s && chmod %[3]o %[2]s && mv -f %[2]s %[4]s || { rc=$?; rm -f %[2]s; exit $rc; }",
-		dir, t, mode.Perm(), Quote(dest))
+		dir, t, mode.Perm(), shquote.Quote(dest))
 }
 
 func uploadSFTP(ctx context.Context, s *sftp.Client, data []byte, tmp, dest string, mode os.FileMode) error {

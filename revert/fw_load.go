@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/lifeline-dev/lifeline/internal/shquote"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,7 +83,7 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 	var s strings.Builder
 	if len(ifaces) > 0 {
 		// one ip process for all links; -force goes on past a name it refuses
-		s.WriteString(shQuote(f.tool("ip")) + " -force -batch - >/dev/null 2>&1 <<'LIFELINE_LINKS'\n")
+		s.WriteString(shquote.Quote(f.tool("ip")) + " -force -batch - >/dev/null 2>&1 <<'LIFELINE_LINKS'\n")
 		for n, i := range ifaces {
 			// veth, not dummy: kernels without CONFIG_DUMMY (and modules
 			// not loadable in a container) refuse dummy links silently
@@ -90,9 +91,9 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 		}
 		s.WriteString("LIFELINE_LINKS\n")
 	}
-	s.WriteString(shJoin(loadCmd) + " || exit $?")
+	s.WriteString(shquote.Join(loadCmd) + " || exit $?")
 	if len(listCmd) > 0 {
-		s.WriteString("; exec " + shJoin(listCmd))
+		s.WriteString("; exec " + shquote.Join(listCmd))
 	}
 	return f.run(ctx, stdin, "unshare", "--net", "--", "sh", "-c", s.String())
 }
@@ -114,16 +115,6 @@ func (f *hostFirewall) interfaces(ctx context.Context) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func shJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = shQuote(a)
-	}
-	return strings.Join(q, " ")
 }
 
 // pointAt points e at line of lf (1-based; 0: none) and makes it safe to

@@ -205,7 +205,7 @@ func (e *engine) diff(ctx context.Context, req *Request, rep *Report) error {
 		if err != nil {
 			return fmt.Errorf("diff live ruleset against request: %w", err)
 		}
-		rep.Diff = d
+		rep.Diff = &DiffReport{Diff: d}
 		return nil
 	})
 }

@@ -354,43 +354,8 @@ func (s store) appendLog(id, line string) error {
 // fsyncs it, renames it over path and fsyncs the folder, so that a crash
 // leaves either the old or the new content, never a torn file.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := writeAtomic(path, data, perm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	clean := func() { _ = os.Remove(tmp.Name()) }
-	if err := tmp.Chmod(perm); err != nil {
-		_ = tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: open folder for fsync: %w", path, err)
-	}
-	serr := d.Sync()
-	cerr := d.Close()
-	if err := errors.Join(serr, cerr); err != nil {
-		return fmt.Errorf("write %s: fsync folder: %w", path, err)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func TestStateDirReserve(t *testing.T) {
 		}
 		return nil
 	}
-	h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+	h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 	if _, err := os.Stat(reserve); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the reserve was not released to record the confirm: %v", err)
 	}
@@ -88,7 +88,7 @@ func TestStateDirFull(t *testing.T) {
 	full = true
 
 	// confirm cannot record "confirming": it changes nothing
-	rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token})
+	rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token})
 	if code(rep) != CodeStateWrite || rep.State != StateApplied {
 		t.Fatalf("confirm on a full disk: code %q state %s, want state-write, applied", code(rep), rep.State)
 	}

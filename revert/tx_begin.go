@@ -49,7 +49,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.phase(rep, "detect", func() (err error) { det, err = e.detectHost(ctx); return err }); err != nil {
 		return err
 	}
-	rep.Detect = det
+	rep.Begin = &BeginReport{Detect: det}
 	refuse := func(pe *Error) error {
 		rep.State = StateRefused
 		e.recordRefusal(req, ch, det, pe)
@@ -124,7 +124,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeInternal, Message: fmt.Sprintf("arm revert timer: %v: nothing was changed", err)}
 	}
 	r.Timer, r.Step = t, stepArmed
-	rep.Snapshot = snap // the workstation keeps a copy in its run folder
+	rep.Begin.Snapshot = snap // the workstation keeps a copy in its run folder
 	if err := e.save(r, "armed "+t.String()); err != nil {
 		// the timer runs; a record without it makes the next begin revert
 		// (a no-op) and go on: safe
@@ -135,7 +135,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		e.logf(r.ID, "warning", "%v", err)
 	}
 	fill(rep, r)
-	rep.Token = tokenHex
+	rep.Begin.Token = tokenHex
 	return nil
 }
 

@@ -158,7 +158,7 @@ func crashAt(t *testing.T, h *harness, verb, point string) {
 			t.Fatalf("%s before the crash point: %v", step, rep.Error)
 		}
 		if step == VerbBegin {
-			token = rep.Token
+			token = rep.Begin.Token
 		}
 	}
 	t.Fatalf("crash point %s in %s never reached", point, verb)

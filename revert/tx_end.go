@@ -139,8 +139,7 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 		if err != nil {
 			return err
 		}
-		rep.TimerAlive = &alive
-		rep.Overdue = e.overdue(r)
+		rep.Status = &StatusReport{TimerAlive: alive, Overdue: e.overdue(r)}
 	case StateReverted, StateRevertFailed:
 		if r.Step == stepRebootSeen {
 			// the host booted its persisted config, which legitimately

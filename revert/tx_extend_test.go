@@ -21,9 +21,9 @@ func TestExtend(t *testing.T) {
 		code string
 	}{
 		{"wrong token", ext("00", time.Hour), CodeBadToken},
-		{"no payload", h.do(VerbExtend, &Request{TxID: "tx1", Token: b.Token}), CodeBadRequest},
-		{"zero timeout", ext(b.Token, 0), CodeBadRequest},
-		{"above 24h", ext(b.Token, 25*time.Hour), CodeBadRequest},
+		{"no payload", h.do(VerbExtend, &Request{TxID: "tx1", Token: b.Begin.Token}), CodeBadRequest},
+		{"zero timeout", ext(b.Begin.Token, 0), CodeBadRequest},
+		{"above 24h", ext(b.Begin.Token, 25*time.Hour), CodeBadRequest},
 	} {
 		if code(tc.rep) != tc.code {
 			t.Errorf("%s: %v, want %s", tc.name, tc.rep.Error, tc.code)
@@ -32,7 +32,7 @@ func TestExtend(t *testing.T) {
 			t.Errorf("%s: deadline moved to %s", tc.name, tc.rep.Deadline)
 		}
 	}
-	e := h.mustOK(ext(b.Token, time.Hour), StateApplied)
+	e := h.mustOK(ext(b.Begin.Token, time.Hour), StateApplied)
 	if !e.Deadline.After(b.Deadline.Add(50 * time.Minute)) {
 		t.Fatalf("deadline %s after extend, was %s", e.Deadline, b.Deadline)
 	}
@@ -52,7 +52,7 @@ func TestExtend(t *testing.T) {
 	if h.live() != oldRules || h.fw.S.Guard != nil {
 		t.Fatalf("after the revert: live %s, guard %+v", name(h.live()), h.fw.S.Guard)
 	}
-	if rep := ext(b.Token, time.Hour); code(rep) != CodeTooLate {
+	if rep := ext(b.Begin.Token, time.Hour); code(rep) != CodeTooLate {
 		t.Errorf("extend after the revert: %v, want %s", rep.Error, CodeTooLate)
 	}
 }
@@ -72,7 +72,7 @@ func TestGuardedChange(t *testing.T) {
 		}
 		h.fw.S.Live[FormatNft] = newRules // the operator's command
 		if confirm {
-			h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+			h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 			if h.live() != newRules || h.fw.S.Guard != nil {
 				t.Fatalf("after confirm: live %s, guard %+v: want the operator's change, no guard", name(h.live()), h.fw.S.Guard)
 			}

@@ -204,7 +204,7 @@ func (h *harness) live() string { return h.fw.S.Live[FormatNft] }
 func TestBeginApplyConfirm(t *testing.T) {
 	h := newHarness(t)
 	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
-	if len(b.Token) != 64 || b.Deadline != h.clock.Now().Add(time.Minute) || b.Timer != "fake:1" || b.Detect == nil {
+	if len(b.Begin.Token) != 64 || b.Deadline != h.clock.Now().Add(time.Minute) || b.Timer != "fake:1" || b.Begin.Detect == nil {
 		t.Fatalf("begin report: %+v", b)
 	}
 	if h.live() != oldRules || h.fw.S.Calls["Apply"] != 0 {
@@ -214,7 +214,7 @@ func TestBeginApplyConfirm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(rec, []byte(b.Token)) {
+	if bytes.Contains(rec, []byte(b.Begin.Token)) {
 		t.Fatalf("record.json holds the plain token")
 	}
 	for _, f := range []string{"record.json", "snapshot.json", "ruleset", "log"} {
@@ -236,7 +236,7 @@ func TestBeginApplyConfirm(t *testing.T) {
 		t.Fatalf("guard: %+v", h.fw.S.Guard)
 	}
 
-	c := h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+	c := h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 	if h.fw.S.Guard != nil || h.live() != newRules || h.armer.armed() != 0 {
 		t.Fatalf("after confirm: guard %+v live %q armed %d", h.fw.S.Guard, h.live(), h.armer.armed())
 	}
@@ -244,7 +244,7 @@ func TestBeginApplyConfirm(t *testing.T) {
 		t.Fatalf("persist: %v", c.Persisted)
 	}
 	// a retried confirm (lost report) is still confirmed
-	h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+	h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 	// the timer firing late finds it confirmed
 	h.mustOK(h.do(VerbRevert, &Request{TxID: "tx1"}), StateConfirmed)
 	if h.live() != newRules || h.fw.S.Calls["Restore"] != 0 {
@@ -284,8 +284,8 @@ func TestRefusalsLeaveNothingArmed(t *testing.T) {
 			req := beginReq("tx1")
 			tt.setup(h, req)
 			rep := h.do(VerbBegin, req)
-			if code(rep) != tt.code || rep.State != tt.state || rep.Token != "" {
-				t.Fatalf("got code %q state %s token %q, want %q %s", code(rep), rep.State, rep.Token, tt.code, tt.state)
+			if code(rep) != tt.code || rep.State != tt.state || tokenOf(rep) != "" {
+				t.Fatalf("got code %q state %s token %q, want %q %s", code(rep), rep.State, tokenOf(rep), tt.code, tt.state)
 			}
 			if tt.line != 0 && rep.Error.Line != tt.line {
 				t.Fatalf("line %d, want %d", rep.Error.Line, tt.line)
@@ -325,8 +325,8 @@ func TestLockHeld(t *testing.T) {
 	// than restore a snapshot older than the live ruleset unasked
 	h.armer.kill("tx1")
 	s := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateApplied)
-	if s.TimerAlive == nil || *s.TimerAlive {
-		t.Fatalf("status of a tx whose timer died: timer_alive %v", s.TimerAlive)
+	if s.Status == nil || s.Status.TimerAlive {
+		t.Fatalf("status of a tx whose timer died: status %+v", s.Status)
 	}
 	rep = h.do(VerbBegin, r2)
 	if code(rep) != CodeNeedsRecovery || !strings.Contains(rep.Error.Message, "status HOST --abort") {
@@ -376,7 +376,7 @@ func TestConfirmRefusals(t *testing.T) {
 			if tt.code == CodeNoTx {
 				id = "tx9"
 			}
-			rep := h.do(VerbConfirm, &Request{TxID: id, Token: tt.token(b.Token)})
+			rep := h.do(VerbConfirm, &Request{TxID: id, Token: tt.token(b.Begin.Token)})
 			if code(rep) != tt.code || rep.State != tt.state {
 				t.Fatalf("confirm: code %q state %s, want %q %s", code(rep), rep.State, tt.code, tt.state)
 			}
@@ -449,7 +449,7 @@ func TestBootIDChanged(t *testing.T) {
 					t.Fatalf("apply after reboot: %v", rep.Error)
 				}
 			case VerbConfirm:
-				if rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}); code(rep) != CodeTooLate {
+				if rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}); code(rep) != CodeTooLate {
 					t.Fatalf("confirm after reboot: %v", rep.Error)
 				}
 			}
@@ -494,7 +494,7 @@ func TestWatchdogVerb(t *testing.T) {
 		n := 0
 		h.clock.onAfter = func() {
 			if n++; n == 5 {
-				h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+				h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 			}
 		}
 		start := h.clock.Now()
@@ -520,7 +520,7 @@ func TestAbort(t *testing.T) {
 	h2 := newHarness(t)
 	b = h2.mustOK(h2.do(VerbBegin, beginReq("tx1")), StateArmed)
 	h2.mustOK(h2.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
-	h2.mustOK(h2.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token}), StateConfirmed)
+	h2.mustOK(h2.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
 	if rep := h2.do(VerbAbort, &Request{TxID: "tx1"}); code(rep) != CodeBadState || h2.live() != newRules {
 		t.Fatalf("abort of a confirmed tx: %v", rep.Error)
 	}
@@ -558,8 +558,8 @@ func TestStatusNoneAndDiffDetect(t *testing.T) {
 		t.Fatalf("status of unknown tx: %v", rep.Error)
 	}
 	d := h.mustOK(h.do(VerbDiff, &Request{Diff: &Change{Kind: ChangeRuleset, Ruleset: &RulesetChange{Format: FormatNft, Text: newRules}}}), StateNone)
-	if !strings.Contains(d.Diff, "+\t\ttcp dport 22 accept") || h.live() != oldRules {
-		t.Fatalf("diff: %q", d.Diff)
+	if d.Diff == nil || !strings.Contains(d.Diff.Diff, "+\t\ttcp dport 22 accept") || h.live() != oldRules {
+		t.Fatalf("diff: %+v", d.Diff)
 	}
 	det := h.mustOK(h.do(VerbDetect, nil), StateNone)
 	if det.Detect == nil || det.Detect.BootID != "boot-1" || det.Detect.UID != os.Geteuid() {
@@ -620,7 +620,7 @@ func TestWallClockStepIgnored(t *testing.T) {
 			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
 			h.clock.step = tt.step
 			h.clock.advance(tt.advance)
-			rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Token})
+			rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token})
 			if code(rep) != tt.code || rep.State != tt.state {
 				t.Fatalf("confirm: code %q state %s, want %q %s", code(rep), rep.State, tt.code, tt.state)
 			}
@@ -650,4 +650,12 @@ func TestForceUnguarded(t *testing.T) {
 	if len(st.Unguarded) != 1 || len(st.GuardChains) != 1 {
 		t.Fatalf("status: guard %q unguarded %q", st.GuardChains, st.Unguarded)
 	}
+}
+
+// tokenOf is the confirm token a report carries (begin only).
+func tokenOf(rep *Report) string {
+	if rep.Begin == nil {
+		return ""
+	}
+	return rep.Begin.Token
 }

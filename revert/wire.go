@@ -16,6 +16,9 @@ type (
 	Change        = wire.Change
 	RulesetChange = wire.RulesetChange
 	Report        = wire.Report
+	BeginReport   = wire.BeginReport
+	DiffReport    = wire.DiffReport
+	StatusReport  = wire.StatusReport
 	Phase         = wire.Phase
 	Detect        = wire.Detect
 	Error         = wire.Error

@@ -130,8 +130,8 @@ func (h *Tx) upload(ctx context.Context, r remote.Runner) error {
 
 func (h *Tx) absorb(rep *wire.Report) {
 	h.res.HostPhases = append(h.res.HostPhases, rep.Phases...)
-	if rep.Detect != nil {
-		h.res.Backends = rep.Detect.Active
+	if rep.Begin != nil && rep.Begin.Detect != nil {
+		h.res.Backends = rep.Begin.Detect.Active
 	}
 	if !rep.Deadline.IsZero() {
 		h.res.Deadline = rep.Deadline

@@ -77,11 +77,15 @@ func (h *Tx) status(ctx context.Context, abort bool) *HostStatus {
 		return fail(err)
 	}
 	st.TxID, st.State, st.Deadline, st.Timer = rep.TxID, rep.State, rep.Deadline, rep.Timer
-	st.TimerAlive, st.Verified = rep.TimerAlive, rep.Verified
+	st.Verified = rep.Verified
+	if rep.Status != nil {
+		alive := rep.Status.TimerAlive
+		st.TimerAlive, st.Overdue = &alive, rep.Status.Overdue
+	}
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
-	st.Origin, st.Overdue, st.Warnings, st.Now, st.Reboot = rep.Origin, rep.Overdue, rep.Warnings, rep.Now, rep.Reboot
+	st.Origin, st.Warnings, st.Now, st.Reboot = rep.Origin, rep.Warnings, rep.Now, rep.Reboot
 	if rep.State == wire.StateArmed || rep.State == wire.StateApplied {
-		st.NeedsRecovery = rep.Overdue || (rep.TimerAlive != nil && !*rep.TimerAlive)
+		st.NeedsRecovery = st.Overdue || (st.TimerAlive != nil && !*st.TimerAlive)
 	}
 	if rep.Error != nil {
 		return fail(rep.Error)

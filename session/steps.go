@@ -80,12 +80,16 @@ func (h *Tx) Begin(ctx context.Context) error {
 		h.end(Refused, reportErr(rep), refusalHint(rep))
 		return h.ended()
 	}
-	h.token = rep.Token
+	if rep.Begin == nil || rep.Begin.Token == "" {
+		h.end(Unknown, fmt.Errorf("tx %s: the host answered armed without a token", txID), fmt.Sprintf("the host restores its snapshot by itself within %s", h.s.opts.ConfirmTimeout))
+		return h.ended()
+	}
+	h.token = rep.Begin.Token
 	h.res.GuardChains, h.res.Unguarded = rep.GuardChains, rep.Unguarded
 	if len(rep.Unguarded) > 0 {
 		h.event(PhaseBegin, "info", "WARNING --force: the kernel guard does not cover "+strings.Join(rep.Unguarded, "; ")+"; only the revert timer protects them")
 	}
-	h.res.Snapshot = rep.Snapshot
+	h.res.Snapshot = rep.Begin.Snapshot
 	h.res.Deadline = rep.Deadline
 	h.localDL = h.s.opts.Now().Add(rep.Deadline.Sub(rep.Now))
 	h.s.keepTx(h)
@@ -240,6 +244,11 @@ func (h *Tx) Extend(ctx context.Context, d time.Duration) error {
 		return err
 	})
 	if err != nil {
+		if rep == nil {
+			// the answer was lost: the host may hold the new deadline, so
+			// whoever watches this tx must wait for the later of the two
+			h.localDL = maxTime(h.localDL, h.s.opts.Now().Add(d))
+		}
 		return fmt.Errorf("%s: extend tx %s: %w", h.t.Name, h.res.TxID, err)
 	}
 	h.res.Deadline = rep.Deadline
@@ -273,7 +282,9 @@ func (h *Tx) dryRun(ctx context.Context, r remote.Runner) {
 		return
 	}
 	h.absorb(rep)
-	h.res.Diff = rep.Diff
+	if rep.Diff != nil {
+		h.res.Diff = rep.Diff.Diff
+	}
 	h.end(Planned, nil, "")
 }
 
@@ -292,4 +303,11 @@ func (h *Tx) checks(ctx context.Context) error {
 		conn.Close()
 	}
 	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

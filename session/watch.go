@@ -30,7 +30,7 @@ func (h *Tx) Watch(ctx context.Context, c1 remote.Runner, cause error) {
 
 	if c1 != nil {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rep, err := h.call(actx, c1, wire.VerbAbort, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID})
+		rep, err := h.call(actx, c1, wire.VerbAbort, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID, Origin: h.s.opts.Origin})
 		cancel()
 		if err == nil {
 			h.absorb(rep)

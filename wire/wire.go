@@ -183,13 +183,16 @@ func (f Format) Check() error {
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown ruleset format %q: use nft, iptables or ip6tables", f)}
 }
 
-// Report is the helper's one answer to a Request.
+// Report is the helper's one answer to a Request: what every verb reports
+// about the transaction (its state, deadline, timer and guard, whether the
+// live ruleset was verified, the host-side timings, the error), and the one
+// payload its verb adds: Begin (begin), Detect (detect), Diff (diff),
+// Status (status).
 type Report struct {
 	Version  int       `json:"version"`
 	Verb     string    `json:"verb"`
 	Hostname string    `json:"hostname"`
 	TxID     string    `json:"tx_id,omitempty"`
-	Token    string    `json:"token,omitempty"` // begin only
 	State    State     `json:"state"`
 	Now      time.Time `json:"now"`               // host clock
 	Deadline time.Time `json:"deadline,omitzero"` // host clock, UTC
@@ -198,30 +201,52 @@ type Report struct {
 	// GuardChains (begin and later) are the base chains the kernel guard
 	// covers ("inet filter input", "iptables nat PREROUTING", ...);
 	// Unguarded those it cannot cover, each with the reason (begin refuses
-	// them unless Request.Force; a forced tx keeps the list).
-	GuardChains []string  `json:"guard_chains,omitempty"`
-	Unguarded   []string  `json:"unguarded,omitempty"`
-	Detect      *Detect   `json:"detect,omitempty"`    // detect, begin
-	Snapshot    *Snapshot `json:"snapshot,omitempty"`  // begin: the snapshot taken (kept in the workstation's run folder)
-	Diff        string    `json:"diff,omitempty"`      // diff: unified diff live -> requested
-	Verified    *bool     `json:"verified,omitempty"`  // status/revert/abort: live equals snapshot; apply: live holds the ruleset
-	Persisted   []string  `json:"persisted,omitempty"` // confirm: files written
-	Phases      []Phase   `json:"phases,omitempty"`    // host-side timings
-	Error       *Error    `json:"error,omitempty"`
-	// TimerAlive (status of an armed/applied tx): whether the revert timer
-	// or watchdog still runs. False means nothing will revert it by itself.
-	TimerAlive *bool `json:"timer_alive,omitempty"`
+	// them unless the change is forced; a forced tx keeps the list).
+	GuardChains []string `json:"guard_chains,omitempty"`
+	Unguarded   []string `json:"unguarded,omitempty"`
+	// Verified: stage: live holds the ruleset; after a restore (abort,
+	// revert, a failed stage or a late confirm) and status of a reverted
+	// tx: live equals the snapshot (or, Reboot, the boot config).
+	Verified  *bool    `json:"verified,omitempty"`
+	Persisted []string `json:"persisted,omitempty"` // confirm (and status after it): files written
+	Phases    []Phase  `json:"phases,omitempty"`    // host-side timings
+	Error     *Error   `json:"error,omitempty"`
 	// Origin is who began the tx (user@workstation run ID).
 	Origin string `json:"origin,omitempty"`
-	// Overdue (status): the tx is still armed or applied well past its
-	// deadline, so its timer is dead or hung: it needs recovery (abort).
-	Overdue bool `json:"overdue,omitempty"`
-	// Reboot (status): the tx was reverted by a reboot (the persisted boot
-	// config came up); Verified then compares live with that boot config,
-	// not with the snapshot.
+	// Reboot: the tx was reverted by a reboot (the persisted boot config
+	// came up); Verified then compares live with that boot config.
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see even though the verb succeeded.
 	Warnings []string `json:"warnings,omitempty"`
+
+	Begin  *BeginReport  `json:"begin,omitempty"`
+	Detect *Detect       `json:"detect,omitempty"`
+	Diff   *DiffReport   `json:"diff,omitempty"`
+	Status *StatusReport `json:"status,omitempty"`
+}
+
+// BeginReport is begin's payload: the confirm token (only begin ever
+// returns it), what the host has, and the snapshot taken (the workstation
+// keeps a copy in its run folder). A refused begin carries Detect only.
+type BeginReport struct {
+	Token    string    `json:"token,omitempty"`
+	Detect   *Detect   `json:"detect,omitempty"`
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+}
+
+// DiffReport is diff's payload.
+type DiffReport struct {
+	Diff string `json:"diff"` // unified diff from the live ruleset to what the change would leave
+}
+
+// StatusReport is status's payload for an armed or applied tx.
+type StatusReport struct {
+	// TimerAlive: whether the revert timer or watchdog still runs. False
+	// means nothing will revert the tx by itself.
+	TimerAlive bool `json:"timer_alive"`
+	// Overdue: the tx is still armed or applied well past its deadline,
+	// so its timer is dead or hung: it needs recovery (abort).
+	Overdue bool `json:"overdue,omitempty"`
 }
 
 // Phase is one timed step on the host.

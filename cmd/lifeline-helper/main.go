@@ -3,10 +3,11 @@
 //
 //	lifeline-helper VERB [--state-dir /var/lib/lifeline] [--tx ID] [--gen N]
 //
-// Workstation verbs (detect, diff, begin, apply, confirm, status, abort)
-// read one revert.Request as JSON on stdin (empty stdin is an empty
-// request) and write one revert.Report as JSON on stdout. Internal verbs
-// (revert, watchdog) are started by the host's own timer and read nothing.
+// Workstation verbs (detect, diff, begin, stage, extend, confirm, status,
+// abort) read one wire.Request as JSON on stdin (empty stdin is an empty
+// request) and write one wire.Report as JSON on stdout. Internal verbs
+// (revert, watchdog) are started by the host's own timer with --tx and
+// --gen (the timer's generation) and read nothing.
 //
 // Exit status: 0 whenever a Report was written, refusals included; 2 for a
 // usage error; 1 when no report could be produced (stderr says why).
@@ -42,7 +43,7 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "usage: lifeline-helper VERB [--state-dir DIR] [--tx ID] < request.json")
+		fmt.Fprintln(stderr, "usage: lifeline-helper VERB [--state-dir DIR] [--tx ID] [--gen N] < request.json")
 		return exitUsage
 	}
 	verb := args[0]

@@ -251,8 +251,8 @@ func TestWatchdogDetachedRevertsAtDeadline(t *testing.T) {
 		t.Fatalf("watchdog died of SIGHUP")
 	}
 	s := l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateApplied)
-	if s.TimerAlive == nil || !*s.TimerAlive {
-		t.Fatalf("status: timer_alive %v", s.TimerAlive)
+	if s.Status == nil || !s.Status.TimerAlive {
+		t.Fatalf("status: status %+v", s.Status)
 	}
 
 	var final *revert.Report
@@ -312,7 +312,7 @@ func TestConfirmStopsWatchdog(t *testing.T) {
 	b := l.must(revert.VerbBegin, beginReq("tx1", 30*time.Second), revert.StateArmed)
 	wd := watchdogOf(t, b)
 	l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
-	l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
+	l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Begin.Token}, revert.StateConfirmed)
 	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {
 		t.Fatalf("watchdog %d still running after confirm", wd.PID)
 	}
@@ -334,8 +334,8 @@ func TestKilledWatchdogLeavesRecordApplied(t *testing.T) {
 		t.Fatalf("watchdog survived SIGKILL")
 	}
 	s := l.must(revert.VerbStatus, &revert.Request{}, revert.StateApplied)
-	if s.TxID != "tx1" || s.TimerAlive == nil || *s.TimerAlive {
-		t.Fatalf("status after the watchdog died: tx %s timer_alive %v", s.TxID, s.TimerAlive)
+	if s.TxID != "tx1" || s.Status == nil || s.Status.TimerAlive {
+		t.Fatalf("status after the watchdog died: tx %s status %+v", s.TxID, s.Status)
 	}
 	// the next begin refuses to restore the orphan's snapshot unasked
 	// (needs-recovery) and changes nothing; abort is the recovery
@@ -423,7 +423,7 @@ func TestRealFirewallInNetns(t *testing.T) {
 		b := l.must(revert.VerbBegin, req, revert.StateArmed)
 		wd := watchdogOf(t, b)
 		l.must(revert.VerbStage, &revert.Request{TxID: "tx1"}, revert.StateApplied)
-		c := l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Token}, revert.StateConfirmed)
+		c := l.must(revert.VerbConfirm, &revert.Request{TxID: "tx1", Token: b.Begin.Token}, revert.StateConfirmed)
 		if len(c.Persisted) != 0 {
 			t.Fatalf("persisted without --persist: %v", c.Persisted)
 		}
@@ -576,8 +576,8 @@ func TestWatchdogSurvivesSessionKill(t *testing.T) {
 		t.Fatalf("watchdog %d died with the session", wd.PID)
 	}
 	s := l.must(revert.VerbStatus, &revert.Request{TxID: "tx1"}, revert.StateArmed)
-	if s.TimerAlive == nil || !*s.TimerAlive {
-		t.Fatalf("status after the session ended: timer_alive %v", s.TimerAlive)
+	if s.Status == nil || !s.Status.TimerAlive {
+		t.Fatalf("status after the session ended: status %+v", s.Status)
 	}
 	l.must(revert.VerbAbort, &revert.Request{TxID: "tx1"}, revert.StateReverted)
 	if !waitFor(3*time.Second, func() bool { return !watchdogAlive(wd) }) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lifeline-dev/lifeline/internal/lab"
 	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
+	"github.com/lifeline-dev/lifeline/wire"
 )
 
 // The systemd path of the revert timer: on a host whose PID 1 is systemd
@@ -135,7 +137,7 @@ for p in glob.glob("/var/lib/lifeline/tx/*/record.json"):
 		}
 		// The next contact reports the transaction as reverted: ask the
 		// uploaded helper directly, as lifeline's next session does.
-		out := execOn(t, l, h.Name, "sh", "-c", `set -e; cd /var/lib/lifeline/bin; for b in *; do echo '{"version":1,"tx_id":"`+txID+`"}' | ./"$b" status; exit; done`)
+		out := execOn(t, l, h.Name, "sh", "-c", `set -e; cd /var/lib/lifeline/bin; for b in *; do echo '{"version":`+strconv.Itoa(wire.ProtocolVersion)+`,"tx_id":"`+txID+`"}' | ./"$b" status; exit; done`)
 		var rep struct {
 			State string `json:"state"`
 			TxID  string `json:"tx_id"`

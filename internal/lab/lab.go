@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -497,10 +498,8 @@ func pollUntil(ctx context.Context, limit time.Duration, cond func() bool, what 
 	}
 }
 
+// writeFileAtomic replaces path with data (mode as given) through a fsynced
+// temporary file renamed over it (renameio).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return renameio.WriteFile(path, data, mode, renameio.WithStaticPermissions(mode))
 }

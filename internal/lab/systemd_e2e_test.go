@@ -46,7 +46,7 @@ func TestSystemdHostLifecycle(t *testing.T) {
 		t.Errorf("s01 did not load its persisted baseline at boot: %q, %v", out, err)
 	}
 	inv, err := os.ReadFile(l.Inventory)
-	if err != nil || !strings.Contains(string(inv), `s01: {backend: nft, labels: {lab: "`+l.ID+`", init: systemd}}`) {
+	if err != nil || !strings.Contains(string(inv), `s01: {labels: {lab: "`+l.ID+`", backend: nft, init: systemd}}`) {
 		t.Errorf("inventory lacks s01 with init: systemd: %s %v", inv, err)
 	}
 

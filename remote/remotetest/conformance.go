@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/shquote"
 	"github.com/lifeline-dev/lifeline/remote"
 )
 
@@ -31,7 +32,7 @@ var Cases = []Case{
 	{Name: "stderr", Command: "echo oops >&2", Stderr: "oops\n"},
 	{Name: "exit status", Command: "echo bad >&2; exit 3", Stderr: "bad\n", Status: 3},
 	{Name: "stdin", Command: "cat", Stdin: "line1\nline2\n", Stdout: "line1\nline2\n"},
-	{Name: "quoting", Command: "printf '%s\\n' " + remote.Quote("a b") + " " + remote.Quote("c'd $HOME"), Stdout: "a b\nc'd $HOME\n"},
+	{Name: "quoting", Command: "printf '%s\\n' " + shquote.Quote("a b") + " " + shquote.Quote("c'd $HOME"), Stdout: "a b\nc'd $HOME\n"},
 	{Name: "large output", Command: "head -c 200000 /dev/zero | tr '\\0' x", Stdout: strings.Repeat("x", 200000)},
 	{Name: "cancel", Command: "sleep 30", Cancel: true},
 }
