@@ -38,10 +38,11 @@ const (
 	NeedsRecovery Outcome = "needs-recovery" // deadline passed, no revert ran (timer died); kernel guard let us in
 	Skipped       Outcome = "skipped"        // never touched (rollout stopped, or interrupted)
 	Planned       Outcome = "planned"        // --dry-run: diff shown, nothing changed
+	Armed         Outcome = "armed"          // --no-confirm: changed, left for a manual confirm; the deadline reverts it
 )
 
 // OK reports whether the outcome is what the operator asked for.
-func (o Outcome) OK() bool { return o == Confirmed || o == Planned }
+func (o Outcome) OK() bool { return o == Confirmed || o == Planned || o == Armed }
 
 // Phases of one host's transaction, in order.
 const (
@@ -101,6 +102,13 @@ type Options struct {
 	RevertGrace time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// NewChange is the change Apply makes on a target; nil: the target's
+	// ruleset (RulesetChange).
+	NewChange func(Target) Change
+	// NoConfirm leaves each host armed after the change (outcome Armed),
+	// for a confirm from another lifeline process (Session.Resume); the
+	// host's deadline still reverts it.
+	NoConfirm bool
 }
 
 // Event is one step of one host's transaction, for live progress.
@@ -142,7 +150,9 @@ type Result struct {
 	// config); reported as "reverted (reboot)".
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see (e.g. a tampered helper replaced).
-	Warnings []string       `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Command is what exec's command did on the host (exec only).
+	Command  *CommandResult `json:"command,omitempty"`
 	Snapshot *wire.Snapshot `json:"-"`
 	Err      error          `json:"-"`
 }

@@ -39,6 +39,9 @@ type fakeHost struct {
 	refuse   func(dial int) error                // per dial: nil = connect
 	brokeAt  func(dial int, verb string) error   // per call: non-nil = the connection fails
 	onVerb   func(verb string, rep *wire.Report) // after the engine answered
+	// commands answers exec's command lines: the output and exit status
+	// (any other command still fails the test)
+	commands map[string]func(stdout, stderr io.Writer) int
 }
 
 type fakeArmer struct {
@@ -130,6 +133,11 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 	case strings.Contains(cmd.Command, "cat > "):
 		_, _ = io.Copy(io.Discard, cmd.Stdin)
 		h.helper = true
+		return nil
+	case h.commands[cmd.Command] != nil:
+		if st := h.commands[cmd.Command](cmd.Stdout, cmd.Stderr); st != 0 {
+			return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: st}
+		}
 		return nil
 	}
 	_, verb, ok := wire.ParseHelperCommand(cmd.Command)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,17 @@ func (s *Session) dropTx(h *Tx) {
 	}
 }
 
+// settleKept drops h's kept token once the transaction can no longer be
+// confirmed or extended; it stays while the host may still hold it armed
+// (armed on purpose, unknown, needs recovery).
+func (s *Session) settleKept(h *Tx) {
+	switch h.res.Outcome {
+	case Armed, Unknown, NeedsRecovery, "":
+		return
+	}
+	s.dropTx(h)
+}
+
 // ErrNoKeptTx: the run folder holds no armed transaction for the host.
 var ErrNoKeptTx = errors.New("no armed transaction of this run for the host")
 
@@ -75,4 +87,66 @@ func (s *Session) Resume(t Target, ch Change) (*Tx, error) {
 	h := s.NewTx(t, ch)
 	h.res.TxID, h.token, h.res.Deadline, h.localDL = k.TxID, k.Token, k.Deadline, k.LocalDeadline
 	return h, nil
+}
+
+// LatestRun is the newest run folder under runs (run folders are named by
+// their time-sortable run id) that keeps an armed transaction for host.
+func LatestRun(runs, host string) (string, error) {
+	ents, err := os.ReadDir(runs)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (%v)", host, ErrNoKeptTx, err)
+	}
+	for i := len(ents) - 1; i >= 0; i-- {
+		dir := filepath.Join(runs, ents[i].Name())
+		if _, err := os.Stat(filepath.Join(dir, "hosts", hostFile(host)+".tx.json")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w in %s", host, ErrNoKeptTx, runs)
+}
+
+// Kept ops: what a later lifeline process does with a kept transaction.
+const (
+	OpConfirm = "confirm"
+	OpAbort   = "abort"
+	OpExtend  = "extend"
+)
+
+// Finish resumes the transaction of t kept in this session's run folder
+// and confirms, aborts or extends it (by: the new timeout from now), each
+// over a fresh connection, the host checking the tx id and token. wantTx,
+// when set, must be the kept transaction's id. Never returns nil.
+func (s *Session) Finish(ctx context.Context, t Target, op, wantTx string, by time.Duration) *Result {
+	h, err := s.Resume(t, &GuardedChange{})
+	if err != nil {
+		return &Result{Host: t.Name, Outcome: Refused, Error: err.Error(), Err: err, Timings: []Timing{},
+			Hint: "only a transaction this workstation left armed (exec or apply --no-confirm) can be resumed; lifeline status " + t.Name + " shows what the host holds"}
+	}
+	if wantTx != "" && wantTx != h.res.TxID {
+		err := fmt.Errorf("%s: the kept transaction is %s, not %s", t.Name, h.res.TxID, wantTx)
+		return &Result{Host: t.Name, Outcome: Refused, TxID: h.res.TxID, Error: err.Error(), Err: err, Timings: []Timing{}}
+	}
+	defer func() { s.settleKept(h); h.res.Took = s.opts.Now().Sub(h.start); s.save(h.res) }()
+	if h.Connect(ctx) != nil {
+		return h.res
+	}
+	defer h.Close()
+	switch op {
+	case OpConfirm:
+		_ = h.Confirm(ctx)
+	case OpAbort:
+		_ = h.Abort(ctx, errors.New("aborted by the operator"))
+		if h.res.Outcome == Reverted {
+			h.res.Err, h.res.Error = nil, "" // what was asked
+		}
+	case OpExtend:
+		if err := h.Extend(ctx, by); err != nil {
+			h.end(Refused, err, "the deadline stays "+h.res.Deadline.Format(time.RFC3339)+" (host clock)")
+			break
+		}
+		h.end(Armed, nil, fmt.Sprintf("deadline now %s (host clock)", h.res.Deadline.Format(time.RFC3339)))
+	default:
+		h.end(Refused, fmt.Errorf("unknown operation %q", op), "")
+	}
+	return h.res
 }

@@ -95,8 +95,13 @@ func (h *Tx) Result() *Result { return h.res }
 // that has not begun; once the host holds an armed transaction, Apply
 // finishes the protocol (confirm or watch the revert) regardless of ctx.
 func (s *Session) Apply(ctx context.Context, t Target) *Result {
-	h := s.NewTx(t, s.rulesetChange(t))
+	var ch Change = s.rulesetChange(t)
+	if s.opts.NewChange != nil {
+		ch = s.opts.NewChange(t)
+	}
+	h := s.NewTx(t, ch)
 	h.run(ctx)
+	s.settleKept(h)
 	h.res.Took = s.opts.Now().Sub(h.start)
 	s.save(h.res)
 	return h.res
@@ -120,6 +125,11 @@ func (h *Tx) run(ctx context.Context) {
 	pctx, cancel := h.protocolContext(ctx)
 	defer cancel()
 	if h.Change(pctx) != nil || h.Check(pctx) != nil {
+		return
+	}
+	if h.s.opts.NoConfirm {
+		h.end(Armed, nil, fmt.Sprintf("left armed as asked: keep it with `lifeline confirm %s`, undo it with `lifeline abort %s`; the host reverts by itself at %s (host clock)",
+			h.t.Name, h.t.Name, h.res.Deadline.Format(time.RFC3339)))
 		return
 	}
 	_ = h.Confirm(pctx)

@@ -94,11 +94,11 @@ func (v *liveView) event(e session.Event) {
 		v.counts[e.Msg]++
 		v.clear()
 		mark := "✔"
-		if e.Msg != string(session.Confirmed) && e.Msg != string(session.Planned) {
+		if !session.Outcome(e.Msg).OK() {
 			mark = "✘"
 		}
 		fmt.Fprintf(v.w, "%s %-14s %-14s %6.1fs\n", mark, e.Host, e.Msg, e.At.Sub(v.start).Seconds())
-	case "info":
+	case "info", "output":
 		if h := v.hosts[e.Host]; h != nil {
 			h.note = e.Msg
 		}

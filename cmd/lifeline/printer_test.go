@@ -28,6 +28,10 @@ func TestUsageExitCodes(t *testing.T) {
 		{"too many arguments", []string{"status", "a", "b"}, "status: accepts 1 arg(s), received 2"},
 		{"missing command", []string{"run", "h1"}, "usage: lifeline run TARGET -- COMMAND..."},
 		{"unknown command", []string{"aply"}, `unknown command "aply" (hint: did you mean apply?)`},
+		{"exec without --", []string{"exec", "h1", "true"}, "want TARGET -- COMMAND..."},
+		{"exec window too short", []string{"exec", "h1", "--window", "1s", "--", "true"}, "--window 1s is too short"},
+		{"extend without --by", []string{"extend", "h1"}, "extend needs --by"},
+		{"extend --by too long", []string{"extend", "h1", "--by", "48h"}, "--by 48h0m0s is too long"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dev/lifeline/session"
+)
+
+type execOptions struct {
+	window      time.Duration
+	revertGrace time.Duration
+	keepOnError bool
+	noConfirm   bool
+	checks      []string
+	forks       int
+	serial      string
+	maxFail     string
+	limit       string
+	force       bool
+}
+
+func init() { subcommands = append(subcommands, newExecCmd) }
+
+func newExecCmd(g *globals) *cobra.Command {
+	o := &execOptions{}
+	cmd := &cobra.Command{
+		Use:   "exec TARGET -- COMMAND...",
+		Short: "Run a command on hosts as a guarded change; keep it only if a fresh SSH connection still gets in",
+		Long: `exec runs COMMAND on every targeted host as one guarded transaction:
+
+  connect → begin (lock, snapshot every firewall family, arm the revert
+  timer) → stage (the kernel guard on the live ruleset) → COMMAND (as root:
+  directly, or through sudo -n) → confirm from a NEW ssh connection
+
+COMMAND's words are joined with spaces and run by sh -c on the host, like
+ssh does: quote a pipeline or a list as one word ('iptables -F; iptables -P
+INPUT DROP'). Its output is shown prefixed by the host and kept (the last
+64 KiB of each stream) in the JSON report with its exit status.
+
+Each host ends as exactly one of:
+  confirmed   the command ran and a fresh connection proved access
+  reverted    the command exited non-zero (unless --keep-on-error), or no
+              fresh connection got in: the host restored its snapshot
+  armed       --no-confirm: changed and left armed; lifeline confirm or
+              lifeline abort it, or the host reverts by itself at the deadline
+  refused     nothing changed (lock held, host key, auth, no sudo)
+  unknown     unreachable past the deadline: the host restores itself
+
+What a revert restores: the netfilter state of every family (nft and
+iptables, legacy and nft) as it was at begin, with Docker/kube-proxy chains
+kept live as with apply. It does not undo anything else the command did
+(packages, services, routes, files).`,
+		Example: `  # a rule typed by hand, guarded: a mistake reverts within 60 s
+  lifeline exec web01 -- iptables -I INPUT -p tcp --dport 8080 -j ACCEPT
+
+  # a whole fleet, a canary first, stop on the first failure
+  lifeline -i hosts.ini exec web --serial 1,100% --max-fail 0 -- 'nft add rule inet filter input tcp dport 443 accept'
+
+  # look before keeping: leave the hosts armed, then confirm (or abort)
+  lifeline exec db -- 'iptables-restore < /etc/iptables/new.v4' --no-confirm --window 5m
+  lifeline confirm db`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
+				return usagef("want TARGET -- COMMAND... (the -- is required, so that the command's own flags stay its own)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExec(cmd.Context(), g, o, args[0], strings.Join(args[1:], " "))
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.window, "window", 60*time.Second, "revert deadline after begin, on the host's clock (5s to 24h): the command and the fresh connection must fit in it")
+	f.BoolVar(&o.keepOnError, "keep-on-error", false, "keep the change even when the command exits non-zero (a fresh connection must still get in)")
+	f.BoolVar(&o.noConfirm, "no-confirm", false, "leave each host armed after the command, for lifeline confirm / abort; the deadline still reverts it")
+	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
+	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event (command output included) as one JSON line on stdout")
+	f.IntVar(&o.forks, "forks", 20, "hosts changed in parallel")
+	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
+	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
+	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
+	f.BoolVar(&o.force, "force", false, "run even when the live ruleset has base chains the kernel guard cannot cover; only the revert timer then protects those")
+	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
+	return cmd
+}
+
+func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command string) error {
+	if err := checkWindow("--window", o.window, o.revertGrace); err != nil {
+		return err
+	}
+	if strings.TrimSpace(command) == "" {
+		return usagef("empty command")
+	}
+	serial, err := session.ParseSerial(o.serial)
+	if err != nil {
+		return usageError{err}
+	}
+	inv, hosts, err := resolveTargets(g, pattern, o.limit)
+	if err != nil {
+		return err
+	}
+	targets := make([]session.Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
+	}
+	runID := session.NewTxID(time.Now())
+	runDir := runFolder(runID)
+	pr := newProgress(g, g.jsonStream, len(targets))
+	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
+		ConfirmTimeout: o.window,
+		RevertGrace:    o.revertGrace,
+		Checks:         o.checks,
+		Origin:         origin(runID),
+		RunID:          runID,
+		RunDir:         runDir,
+		Events:         pr.event,
+		NoConfirm:      o.noConfirm,
+		NewChange: func(session.Target) session.Change {
+			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force}
+		},
+	})
+	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)
+	if err != nil {
+		return usageError{err}
+	}
+	pr.done(runID, runDir, results)
+	if ferr := session.Err(results); ferr != nil {
+		return failedError{ferr.Error()}
+	}
+	return nil
+}
+
+// checkWindow checks a confirm timeout / window and the revert grace.
+func checkWindow(flag string, d, grace time.Duration) error {
+	if d < minConfirmTimeout {
+		return usagef("%s %s is too short: at least 5s", flag, d)
+	}
+	if d > maxConfirmTimeout {
+		return usagef("%s %s is too long: at most 24h (a host stays armed, its revert pending, until the deadline)", flag, d)
+	}
+	if grace < time.Second || grace > time.Hour {
+		return usagef("--revert-grace %s is out of range: 1s to 1h", grace)
+	}
+	return nil
+}
