@@ -77,7 +77,9 @@ type txRecord struct {
 	TokenHash      string        `json:"token_sha256,omitempty"`
 	BootID         string        `json:"boot_id,omitempty"`
 	Timer          Timer         `json:"timer,omitzero"`
-	Extends        int           `json:"extends,omitempty"` // how many times extend re-armed: the current timer's generation
+	Extends        int           `json:"extends,omitempty"`   // how many times extend re-armed: the current timer's generation
+	Protect        []string      `json:"protect,omitempty"`   // files restored with the firewall (protect.json)
+	OnRevert       int           `json:"on_revert,omitempty"` // how many on-revert commands protect.json holds
 	Guard          string        `json:"guard,omitempty"`
 	GuardChains    []GuardChain  `json:"guard_chains,omitempty"` // begin's GuardPlan: where apply puts the guard
 	Unguarded      []GuardChain  `json:"unguarded,omitempty"`    // chains it cannot cover (forced)

@@ -184,6 +184,7 @@ func fill(rep *Report, r *txRecord) {
 	rep.Guard = r.Guard
 	rep.GuardChains = chainNames(r.GuardChains, false)
 	rep.Unguarded = chainNames(r.Unguarded, true)
+	rep.Protect = r.Protect
 	if len(r.Persisted) > 0 {
 		rep.Persisted = r.Persisted
 	}

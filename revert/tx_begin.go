@@ -69,6 +69,16 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.phase(rep, "validate-snapshot", func() error { return e.fw.ValidateSnapshot(ctx, snap) }); err != nil {
 		return refuse(&Error{Code: CodeSnapshot, Message: "the snapshot would not restore, so nothing can be armed: " + err.Error()})
 	}
+	var ps *protectSet
+	if len(a.Change.Protect)+len(a.Change.OnRevert) > 0 {
+		if err := e.phase(rep, "snapshot-files", func() error {
+			files, err := snapshotFiles(a.Change.Protect)
+			ps = &protectSet{Files: files, OnRevert: a.Change.OnRevert}
+			return err
+		}); err != nil {
+			return refuse(&Error{Code: CodeSnapshot, Message: err.Error() + "; nothing was changed"})
+		}
+	}
 
 	tokenHex, tokenHash, err := e.newToken()
 	if err != nil {
@@ -79,13 +89,14 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		ID: req.TxID, Origin: req.Origin, State: StateArmed, Step: stepArming, Change: ch.kind(),
 		Operator: a.Operator, Created: now.UTC().Round(0), ConfirmTimeout: a.ConfirmTimeout, TokenHash: tokenHash,
 		BootID: det.BootID, Detect: det, GuardChains: plan.Covered, Unguarded: plan.Uncovered,
+		Protect: a.Change.Protect, OnRevert: len(a.Change.OnRevert),
 	}
 	if rc, ok := ch.(*rulesetChange); ok {
 		r.Format, r.Persist = rc.Format, rc.Persist
 	}
 	e.setDeadline(r, time.Duration(a.ConfirmTimeout))
 	err = e.phase(rep, "record", func() error {
-		if err := e.st.room(ch.size() + snapshotSize(snap)); err != nil {
+		if err := e.st.room(ch.size() + snapshotSize(snap) + ps.size()); err != nil {
 			return err
 		}
 		if err := e.st.createTx(r.ID); err != nil {
@@ -96,6 +107,11 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		}
 		if err := e.st.saveSnapshot(r.ID, snap); err != nil {
 			return err
+		}
+		if !ps.empty() {
+			if err := e.st.saveProtect(r.ID, ps); err != nil {
+				return err
+			}
 		}
 		// current first: a record it names is never missed by the next
 		// begin; a current without a record is ignored
@@ -275,6 +291,11 @@ func (e *engine) settleCurrent(ctx context.Context) error {
 	eq, diff, err := e.fw.Equal(ctx, snap)
 	if err != nil {
 		return fmt.Errorf("compare the live ruleset with the snapshot of tx %s: %w", r.ID, err)
+	}
+	if eq {
+		if changed := e.changedFiles(r.ID); len(changed) > 0 {
+			eq, diff = false, "protected files changed since: "+strings.Join(changed, ", ")+"\n"
+		}
 	}
 	if !eq {
 		e.logf(r.ID, "warning", "%s while applied; the live ruleset differs from the snapshot: begin refused, needs recovery", why)

@@ -331,6 +331,17 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 			verified = err == nil
 		}
 	}
+	// then the protected files, then the on-revert commands, in that order
+	if ps, perr := e.st.loadProtect(r.ID); perr != nil {
+		errs, verified = append(errs, perr), false
+	} else if ps != nil {
+		if ferrs := restoreFiles(ps.Files); len(ferrs) > 0 {
+			errs, verified = append(errs, ferrs...), false
+		} else if len(ps.Files) > 0 {
+			e.logf(r.ID, "info", "restored %s", plural(len(ps.Files), "protected file"))
+		}
+		e.runOnRevert(ctx, r.ID, ps.OnRevert)
+	}
 	r.Step = stepReverted
 	nErrs := len(r.Errors)
 	if verified {

@@ -51,6 +51,9 @@ const (
 	StateRefused          = wire.StateRefused
 	ChangeRuleset         = wire.ChangeRuleset
 	ChangeGuarded         = wire.ChangeGuarded
+	MaxProtect            = wire.MaxProtect
+	MaxProtectSize        = wire.MaxProtectSize
+	MaxOnRevert           = wire.MaxOnRevert
 	CodeLockHeld          = wire.CodeLockHeld
 	CodeInvalidRuleset    = wire.CodeInvalidRuleset
 	CodeSnapshot          = wire.CodeSnapshot

@@ -27,6 +27,19 @@ type Change interface {
 	Make(ctx context.Context, tx *Tx, r remote.Runner) error
 }
 
+// Protection is what a change protects beyond the firewall: files the host
+// snapshots at begin and restores on every revert (content, mode, owner;
+// removed when they did not exist), then commands it runs after them.
+type Protection struct {
+	Protect  []string // absolute paths on the host
+	OnRevert []string // sh -c commands, as root, in order
+}
+
+func (p Protection) wire(c wire.Change) wire.Change {
+	c.Protect, c.OnRevert = p.Protect, p.OnRevert
+	return c
+}
+
 // RulesetChange swaps a host's whole ruleset of one family (apply).
 type RulesetChange struct {
 	wire.RulesetChange
@@ -62,12 +75,13 @@ type GuardedChange struct {
 	// Do makes the change over r, privileged; nil does nothing.
 	Do    func(ctx context.Context, r remote.Runner) error
 	Force bool
+	Protection
 }
 
 var _ Change = (*GuardedChange)(nil)
 
 func (c *GuardedChange) Wire() wire.Change {
-	return wire.Change{Kind: wire.ChangeGuarded, Force: c.Force}
+	return c.wire(wire.Change{Kind: wire.ChangeGuarded, Force: c.Force})
 }
 func (c *GuardedChange) Phase() string      { return PhaseStage }
 func (c *GuardedChange) FailedHint() string { return "the kernel guard could not be installed; " }

@@ -39,12 +39,13 @@ type CommandChange struct {
 	// non-zero (when a fresh connection still gets in).
 	KeepOnError bool
 	Force       bool
+	Protection
 }
 
 var _ Change = (*CommandChange)(nil)
 
 func (c *CommandChange) Wire() wire.Change {
-	return wire.Change{Kind: wire.ChangeGuarded, Force: c.Force}
+	return c.wire(wire.Change{Kind: wire.ChangeGuarded, Force: c.Force})
 }
 func (c *CommandChange) Phase() string      { return PhaseStage }
 func (c *CommandChange) FailedHint() string { return "the kernel guard could not be installed; " }

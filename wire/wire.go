@@ -138,7 +138,24 @@ type Change struct {
 	// (CodeUnguarded without it): the operator accepts that only the
 	// revert timer protects those chains.
 	Force bool `json:"force,omitempty"`
+	// Protect names files (absolute paths) that begin snapshots with the
+	// firewall (content, mode, owner; or that they do not exist) and every
+	// revert restores, each atomically (one that did not exist is
+	// removed), at most MaxProtect files of MaxProtectSize bytes each.
+	Protect []string `json:"protect,omitempty"`
+	// OnRevert are shell commands (sh -c, as root) that every revert runs
+	// after restoring the firewall and the protected files, in order, each
+	// bounded to a minute, their output kept in the tx log (e.g.
+	// "systemctl restart ssh" after sshd_config came back).
+	OnRevert []string `json:"on_revert,omitempty"`
 }
+
+// Bounds of Change.Protect and Change.OnRevert.
+const (
+	MaxProtect     = 64
+	MaxProtectSize = 1 << 20
+	MaxOnRevert    = 16
+)
 
 // RulesetChange is a whole-ruleset swap.
 type RulesetChange struct {
@@ -156,6 +173,9 @@ type RulesetChange struct {
 
 // Check refuses a malformed change before any lock or write.
 func (c *Change) Check() error {
+	if err := c.checkProtect(); err != nil {
+		return err
+	}
 	switch c.Kind {
 	case ChangeRuleset:
 		if c.Ruleset == nil {
@@ -172,6 +192,33 @@ func (c *Change) Check() error {
 		return nil
 	}
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded)}
+}
+
+func (c *Change) checkProtect() error {
+	if len(c.Protect) > MaxProtect {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("%d files to protect, at most %d", len(c.Protect), MaxProtect)}
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Protect {
+		switch {
+		case !strings.HasPrefix(p, "/"):
+			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: give an absolute path", p)}
+		case strings.ContainsRune(p, 0) || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "//") || strings.HasSuffix(p, "/") || strings.Contains(p, "/./"):
+			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: give a clean absolute path of a file", p)}
+		case seen[p]:
+			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: named twice", p)}
+		}
+		seen[p] = true
+	}
+	if len(c.OnRevert) > MaxOnRevert {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("%d on-revert commands, at most %d", len(c.OnRevert), MaxOnRevert)}
+	}
+	for _, cmd := range c.OnRevert {
+		if strings.TrimSpace(cmd) == "" || strings.ContainsRune(cmd, 0) {
+			return &Error{Code: CodeBadRequest, Message: "an empty (or NUL-holding) on-revert command"}
+		}
+	}
+	return nil
 }
 
 // Check refuses a format this protocol does not know.
@@ -218,6 +265,8 @@ type Report struct {
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see even though the verb succeeded.
 	Warnings []string `json:"warnings,omitempty"`
+	// Protect: the files the tx restores with the firewall.
+	Protect []string `json:"protect,omitempty"`
 
 	Begin  *BeginReport  `json:"begin,omitempty"`
 	Detect *Detect       `json:"detect,omitempty"`

@@ -21,6 +21,8 @@ type execOptions struct {
 	maxFail     string
 	limit       string
 	force       bool
+	protect     []string
+	onRevert    []string
 }
 
 func init() { subcommands = append(subcommands, newExecCmd) }
@@ -53,12 +55,18 @@ Each host ends as exactly one of:
 What a revert restores: the netfilter state of every family (nft and
 iptables, legacy and nft) as it was at begin, with Docker/kube-proxy chains
 kept live as with apply. It does not undo anything else the command did
-(packages, services, routes, files).`,
+(packages, services, routes), except the files named with --protect: those
+it puts back too (content, mode, owner; a file that did not exist is
+removed), then it runs each --on-revert command, in that order.`,
 		Example: `  # a rule typed by hand, guarded: a mistake reverts within 60 s
   lifeline exec web01 -- iptables -I INPUT -p tcp --dport 8080 -j ACCEPT
 
   # a whole fleet, a canary first, stop on the first failure
   lifeline -i hosts.ini exec web --serial 1,100% --max-fail 0 -- 'nft add rule inet filter input tcp dport 443 accept'
+
+  # sshd's config: restored, and sshd restarted, if you lock yourself out
+  lifeline exec web01 --protect /etc/ssh/sshd_config --on-revert 'systemctl restart ssh' -- \
+    "sed -i 's/^#\\?Port .*/Port 2222/' /etc/ssh/sshd_config && systemctl restart ssh"
 
   # look before keeping: leave the hosts armed, then confirm (or abort)
   lifeline exec db -- 'iptables-restore < /etc/iptables/new.v4' --no-confirm --window 5m
@@ -83,6 +91,8 @@ kept live as with apply. It does not undo anything else the command did
 	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
 	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
 	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
+	f.StringArrayVar(&o.protect, "protect", nil, "a file (absolute path) the host snapshots with the firewall and restores on revert: content, mode, owner; removed if it did not exist (repeatable, at most 64, 1 MiB each)")
+	f.StringArrayVar(&o.onRevert, "on-revert", nil, "a command (sh -c, as root) every revert runs after restoring the firewall and the protected files, e.g. 'systemctl restart ssh' (repeatable, in order)")
 	f.BoolVar(&o.force, "force", false, "run even when the live ruleset has base chains the kernel guard cannot cover; only the revert timer then protects those")
 	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
 	return cmd
@@ -120,7 +130,8 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 		Events:         pr.event,
 		NoConfirm:      o.noConfirm,
 		NewChange: func(session.Target) session.Change {
-			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force}
+			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force,
+				Protection: session.Protection{Protect: o.protect, OnRevert: o.onRevert}}
 		},
 	})
 	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)

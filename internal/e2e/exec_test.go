@@ -155,3 +155,54 @@ func statusDeadline(t *testing.T, cfg, host string) time.Time {
 	}
 	return doc[0].Deadline
 }
+
+// TestExecProtectedSSHDConfig: the classic lockout that is not a firewall
+// rule: sshd moved to another port. With --protect sshd_config and an
+// --on-revert that restarts sshd, the host puts the file back and sshd on
+// its port, both when the fresh confirm fails (lifeline aborts over the
+// first connection) and when nobody confirms at all (the timer reverts).
+func TestExecProtectedSSHDConfig(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 2, InitExe: lifelineBin})
+	// the lab's init restarts sshd on SIGUSR1 (stop) + SIGUSR2 (start)
+	const restart = "kill -USR1 1 && sleep 0.5 && kill -USR2 1"
+	const moveSSHD = "sed -i 's/^Port .*/Port 2200/' /etc/ssh/sshd_config && " + restart
+	for i, h := range l.Hosts {
+		noConfirm := i == 1
+		t.Run(h.Name+map[bool]string{false: "-confirm-fails", true: "-nobody-confirms"}[noConfirm], func(t *testing.T) {
+			t.Parallel()
+			cfgBefore := execOn(t, l, h.Name, "cat", "/etc/ssh/sshd_config")
+			fwBefore := liveRuleset(t, l, h.Name)
+			_, harmless := execCommands(h)
+			tag, _ := harmless("t9")
+			args := []string{"exec", h.Name, "--window", "15s", "--protect", "/etc/ssh/sshd_config", "--protect", "/etc/lifeline-e2e.new",
+				"--on-revert", restart, "--on-revert", "echo reverted > /etc/lifeline-e2e.onrevert"}
+			if noConfirm {
+				args = append(args, "--no-confirm")
+			}
+			args = append(args, "--", moveSSHD+" && echo new > /etc/lifeline-e2e.new && "+tag)
+			doc, stderr, _ := lifelineJSON(t, l.SSHConfig, args...)
+			r := doc.Results[0]
+			want := map[bool]string{false: "reverted", true: "armed"}[noConfirm]
+			if r.Outcome != want {
+				t.Fatalf("exec: %s, want %s: %s\n%s", r.Outcome, want, r.Error, stderr)
+			}
+			if noConfirm {
+				if err := sshWorks(t, l.SSHConfig, h.Name); err == nil {
+					t.Fatalf("sshd moved to port 2200, yet a fresh ssh to its port works: the test proves nothing")
+				}
+			}
+			if err := waitFor(40*time.Second, func() bool { return sshWorks(t, l.SSHConfig, h.Name) == nil }); err != nil {
+				t.Fatalf("no fresh ssh within the window + 25 s: %v", err)
+			}
+			if got := execOn(t, l, h.Name, "cat", "/etc/ssh/sshd_config"); got != cfgBefore {
+				t.Fatalf("sshd_config not restored:\n%s", got)
+			}
+			if out := execOn(t, l, h.Name, "sh", "-c", "test ! -e /etc/lifeline-e2e.new && cat /etc/lifeline-e2e.onrevert"); out != "reverted\n" {
+				t.Fatalf("the new file survived, or the on-revert command did not run: %q", out)
+			}
+			if got := liveRuleset(t, l, h.Name); got != fwBefore {
+				t.Fatalf("firewall not restored:\n%s", got)
+			}
+		})
+	}
+}
