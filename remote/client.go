@@ -154,7 +154,11 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	if err != nil {
 		return c.execErr(cmd, err)
 	}
-	err = sess.Start(cmd.Command)
+	if cmd.Pty != nil {
+		err = startPty(sess, cmd)
+	} else {
+		err = sess.Start(cmd.Command)
+	}
 	if !stop() {
 		// ctx ended while the session was being opened: the connection
 		// is closed (or closing)
@@ -276,4 +280,34 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 		}()
 		return nil, errors.New("sftp did not start in time")
 	}
+}
+
+// startPty asks for a pseudo-terminal and starts cmd on it (the login shell
+// when cmd.Command is empty), and forwards window changes while it runs.
+func startPty(sess *ssh.Session, cmd Cmd) error {
+	p := cmd.Pty
+	term := p.Term
+	if term == "" {
+		term = "xterm"
+	}
+	modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
+	if err := sess.RequestPty(term, max(p.Height, 1), max(p.Width, 1), modes); err != nil {
+		return fmt.Errorf("request a terminal: %w", err)
+	}
+	var err error
+	if cmd.Command == "" {
+		err = sess.Shell()
+	} else {
+		err = sess.Start(cmd.Command)
+	}
+	if err == nil && p.Resize != nil {
+		go func() {
+			for ws := range p.Resize {
+				if sess.WindowChange(ws.Height, ws.Width) != nil {
+					return
+				}
+			}
+		}()
+	}
+	return err
 }

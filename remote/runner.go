@@ -54,7 +54,21 @@ type Cmd struct {
 	Stdin   io.Reader // nil: empty stdin
 	Stdout  io.Writer // nil: discarded
 	Stderr  io.Writer // nil: kept only in the ExitError's tail
+	// Pty, when set, runs the command on a pseudo-terminal (an empty
+	// Command is the login shell): interactive sessions. Runners without
+	// terminals (the mock, the local runner) refuse it.
+	Pty *Pty
 }
+
+// Pty is the pseudo-terminal of an interactive command.
+type Pty struct {
+	Term          string            // $TERM, e.g. xterm-256color
+	Width, Height int               // columns, rows
+	Resize        <-chan WindowSize // window changes, until the command ends
+}
+
+// WindowSize is a terminal's size in columns and rows.
+type WindowSize struct{ Width, Height int }
 
 // Runner starts commands on one host.
 //

@@ -179,3 +179,18 @@ func (e *engine) changedFiles(id string) []string {
 	}
 	return out
 }
+
+// changes is what differs in tx r from its snapshot: the firewall's diff,
+// then the protected files that changed.
+func (e *engine) changes(ctx context.Context, r *txRecord) string {
+	var out string
+	if snap, err := e.st.loadSnapshot(r.ID); err == nil {
+		if eq, diff, err := e.fw.Equal(ctx, snap); err == nil && !eq {
+			out = reverseDiff(diff)
+		}
+	}
+	for _, p := range e.changedFiles(r.ID) {
+		out += "changed: " + p + "\n"
+	}
+	return out
+}

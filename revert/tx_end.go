@@ -140,6 +140,9 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 			return err
 		}
 		rep.Status = &StatusReport{TimerAlive: alive, Overdue: e.overdue(r)}
+		if r.State == StateApplied {
+			rep.Status.Changes = e.changes(ctx, r)
+		}
 	case StateReverted, StateRevertFailed:
 		if r.Step == stepRebootSeen {
 			// the host booted its persisted config, which legitimately

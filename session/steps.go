@@ -134,7 +134,10 @@ func (h *Tx) Change(ctx context.Context) error {
 		return h.ended()
 	}
 	if err := h.ch.Make(ctx, h, h.p1); err != nil {
-		h.Watch(ctx, h.p1, fmt.Errorf("not confirmed: %w", err))
+		// the change may have taken long (a shell): the deadline moved
+		wctx, cancel := h.protocolContext(ctx)
+		defer cancel()
+		h.Watch(wctx, h.p1, fmt.Errorf("not confirmed: %w", err))
 		return h.ended()
 	}
 	return nil

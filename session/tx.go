@@ -124,7 +124,14 @@ func (h *Tx) run(ctx context.Context) {
 	// operator presses Ctrl-C, bounded by the deadline plus the grace.
 	pctx, cancel := h.protocolContext(ctx)
 	defer cancel()
-	if h.Change(pctx) != nil || h.Check(pctx) != nil {
+	if h.Change(pctx) != nil {
+		return
+	}
+	// the change may have taken long (a shell whose heartbeats moved the
+	// deadline): the rest runs under the deadline as it is now
+	pctx, cancel = h.protocolContext(ctx)
+	defer cancel()
+	if h.Check(pctx) != nil {
 		return
 	}
 	if h.s.opts.NoConfirm {

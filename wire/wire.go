@@ -296,6 +296,9 @@ type StatusReport struct {
 	// Overdue: the tx is still armed or applied well past its deadline,
 	// so its timer is dead or hung: it needs recovery (abort).
 	Overdue bool `json:"overdue,omitempty"`
+	// Changes (an applied tx): what differs from the snapshot now: a
+	// unified diff of the firewall and the protected files that changed.
+	Changes string `json:"changes,omitempty"`
 }
 
 // Phase is one timed step on the host.

@@ -62,6 +62,12 @@ type failedError struct{ msg string }
 
 func (e failedError) Error() string { return e.msg }
 
+// shellExitError passes a confirmed shell's non-zero exit status through
+// as lifeline's own.
+type shellExitError struct{ code int }
+
+func (e shellExitError) Error() string { return fmt.Sprintf("the shell exited %d", e.code) }
+
 func newRootCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "lifeline",
@@ -202,8 +208,11 @@ func exitCode(g *globals, err error) int {
 	}
 	var fe failedError
 	var ue usageError
+	var se shellExitError
 	code := exitFailure
 	switch {
+	case errors.As(err, &se):
+		return se.code // the shell's own status: nothing to print
 	case errors.As(err, &fe):
 		code = exitFailure
 	case errors.As(err, &ue):
