@@ -31,6 +31,7 @@ type applyOptions struct {
 	limit          string
 	maxRulesetSize int64
 	force          bool
+	noConfirm      bool
 }
 
 func init() { subcommands = append(subcommands, newApplyCmd) }
@@ -90,6 +91,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
 	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
 	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
+	f.BoolVar(&o.noConfirm, "no-confirm", false, "leave each host armed after the apply, for lifeline confirm / abort / extend; the deadline still reverts it")
 	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
 	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
@@ -140,6 +142,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 		RunID:          runID,
 		RunDir:         runDir,
 		Events:         pr.event,
+		NoConfirm:      o.noConfirm,
 	})
 	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)
 	if err != nil {

@@ -206,3 +206,64 @@ func TestExecProtectedSSHDConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestExecFleet: exec over 10 hosts where the command locks out 2 of them:
+// 8 confirmed, 2 reverted, a failing exit and the JSON says which; with a
+// canary batch and --max-fail 0, a locked-out canary stops the rollout and
+// the other 9 are skipped and untouched.
+func TestExecFleet(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 10, Backend: "nft", InitExe: lifelineBin})
+	// iptables-nft's own table drops new SSH even on an nft host
+	const lockout = "iptables -I INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -j DROP"
+	run := func(args ...string) (execDoc, string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		stdout, stderr, code := cli(t, ctx, append([]string{"-i", l.Inventory, "--json", "exec", "all"}, args...)...)
+		var doc execDoc
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Results) != len(l.Hosts) {
+			t.Fatalf("exec all: exit %d: %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+		}
+		return doc, stderr, code
+	}
+	bad := map[string]bool{"h03": true, "h07": true}
+	doc, stderr, code := run("--window", "12s", "--", `case "$(hostname)" in h03|h07) `+lockout+`;; esac`)
+	if code != 1 || doc.OK {
+		t.Fatalf("exit %d ok=%v, want a failure\n%s", code, doc.OK, stderr)
+	}
+	for _, r := range doc.Results {
+		want := "confirmed"
+		if bad[r.Host] {
+			want = "reverted"
+		}
+		if r.Outcome != want || r.Command == nil || r.Command.Exit != 0 {
+			t.Errorf("%s: %s (command %+v), want %s: %s", r.Host, r.Outcome, r.Command, want, r.Error)
+		}
+		if bad[r.Host] && !strings.Contains(r.Error, "fresh connection") {
+			t.Errorf("%s: the error does not say why: %s", r.Host, r.Error)
+		}
+	}
+	before := map[string]string{}
+	for _, h := range l.Hosts[1:] {
+		before[h.Name] = liveRuleset(t, l, h.Name)
+	}
+	doc, stderr, code = run("--window", "12s", "--serial", "1,100%", "--max-fail", "0", "--",
+		`case "$(hostname)" in h01) `+lockout+`;; esac; iptables -N TOUCHED`)
+	if code != 1 {
+		t.Fatalf("canary locked out: exit %d, want 1\n%s", code, stderr)
+	}
+	for _, r := range doc.Results {
+		want := "skipped"
+		if r.Host == "h01" {
+			want = "reverted"
+		}
+		if r.Outcome != want {
+			t.Errorf("canary run: %s: %s, want %s (%s)", r.Host, r.Outcome, want, r.Error)
+		}
+	}
+	for _, h := range l.Hosts[1:] {
+		if got := liveRuleset(t, l, h.Name); got != before[h.Name] {
+			t.Errorf("skipped host %s was changed:\n%s", h.Name, got)
+		}
+	}
+}
