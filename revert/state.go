@@ -243,15 +243,23 @@ func (s store) releaseReserve() bool {
 }
 
 func (s store) saveSnapshot(id string, snap *Snapshot) error {
+	return s.saveSnapshotAs(id, snapshotFile, snap)
+}
+
+func (s store) saveSnapshotAs(id, file string, snap *Snapshot) error {
 	b, err := json.Marshal(snap)
 	if err != nil {
 		return fmt.Errorf("save snapshot of tx %s: %w", id, err)
 	}
-	return writeFileAtomic(s.path(id, snapshotFile), b, 0o600)
+	return writeFileAtomic(s.path(id, file), b, 0o600)
 }
 
 func (s store) loadSnapshot(id string) (*Snapshot, error) {
-	b, err := os.ReadFile(s.path(id, snapshotFile))
+	return s.loadSnapshotAs(id, snapshotFile)
+}
+
+func (s store) loadSnapshotAs(id, file string) (*Snapshot, error) {
+	b, err := os.ReadFile(s.path(id, file))
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot of tx %s: %w", id, err)
 	}
@@ -302,8 +310,17 @@ func (s store) prune(keep int, keepID string) error {
 		size    int64
 	}
 	var olds []old
+	// the newest confirmed state is what recover restores: never pruned
+	lastGood, lastGoodAt := "", time.Time{}
 	for _, e := range ents {
-		if !e.IsDir() || e.Name() == keepID {
+		if r, err := s.load(e.Name()); err == nil && r.State == StateConfirmed && r.Created.After(lastGoodAt) {
+			if _, err := os.Stat(s.path(r.ID, confirmedFile)); err == nil {
+				lastGood, lastGoodAt = r.ID, r.Created
+			}
+		}
+	}
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == keepID || e.Name() == lastGood {
 			continue
 		}
 		r, err := s.load(e.Name())

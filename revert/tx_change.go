@@ -48,6 +48,8 @@ func newChange(c *Change) (hostChange, error) {
 		return &rulesetChange{RulesetChange: *c.Ruleset, force: c.Force}, nil
 	case ChangeGuarded:
 		return guardedChange{force: c.Force}, nil
+	case ChangeRestore:
+		return &restoreChange{to: c.Restore.To}, nil
 	}
 	return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q", c.Kind)}
 }
@@ -57,6 +59,12 @@ func (e *engine) changeOf(r *txRecord) (hostChange, error) {
 	switch r.Change {
 	case ChangeGuarded:
 		return guardedChange{}, nil
+	case ChangeRestore:
+		snap, err := e.st.loadSnapshotAs(r.ID, restoreFile)
+		if err != nil {
+			return nil, err
+		}
+		return &restoreChange{target: snap}, nil
 	case ChangeRuleset, "": // records written before there were kinds
 		text, err := e.st.loadRuleset(r.ID)
 		if err != nil {

@@ -79,6 +79,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 		return nil
 	})
 	e.logf(r.ID, "info", "confirmed by %s", req.Origin)
+	e.keepConfirmed(ctx, rep, r)
 	fill(rep, r)
 	if !r.Persist {
 		return nil

@@ -15,6 +15,7 @@ type (
 	ChangeKind    = wire.ChangeKind
 	Change        = wire.Change
 	RulesetChange = wire.RulesetChange
+	RestoreChange = wire.RestoreChange
 	Report        = wire.Report
 	BeginReport   = wire.BeginReport
 	DiffReport    = wire.DiffReport
@@ -51,6 +52,7 @@ const (
 	StateRefused          = wire.StateRefused
 	ChangeRuleset         = wire.ChangeRuleset
 	ChangeGuarded         = wire.ChangeGuarded
+	ChangeRestore         = wire.ChangeRestore
 	MaxProtect            = wire.MaxProtect
 	MaxProtectSize        = wire.MaxProtectSize
 	MaxOnRevert           = wire.MaxOnRevert
@@ -70,6 +72,7 @@ const (
 	CodeStateWrite        = wire.CodeStateWrite
 	CodeNeedsRecovery     = wire.CodeNeedsRecovery
 	ProtocolVersion       = wire.ProtocolVersion
+	RestoreLastGood       = wire.RestoreLastGood
 	DefaultMaxRulesetSize = wire.DefaultMaxRulesetSize
 )
 

@@ -54,6 +54,7 @@ const (
 	PhaseStage   = "stage"  // a guarded change: the host installs the kernel guard
 	PhaseChange  = "change" // a guarded change: the operator's commands run
 	PhaseExtend  = "extend"
+	PhaseRestore = "restore" // recover: the host restores a confirmed state
 	PhaseCheck   = "check"
 	PhaseConfirm = "confirm"
 	PhaseRevert  = "revert" // watching/forcing the revert after a failed confirm
@@ -151,6 +152,8 @@ type Result struct {
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see (e.g. a tampered helper replaced).
 	Warnings []string `json:"warnings,omitempty"`
+	// Path is how recover reached the host ("direct", "via h01", ...).
+	Path string `json:"path,omitempty"`
 	// Command is what exec's command did on the host (exec only).
 	Command  *CommandResult `json:"command,omitempty"`
 	Snapshot *wire.Snapshot `json:"-"`

@@ -128,12 +128,20 @@ const (
 	// guard on the live ruleset, and the operator's own commands (exec,
 	// shell) make the change while the transaction is staged.
 	ChangeGuarded ChangeKind = "guarded"
+	// ChangeRestore puts back the firewall as an earlier transaction
+	// confirmed it (recover): itself guarded like any change.
+	ChangeRestore ChangeKind = "restore"
 )
+
+// RestoreLastGood names, in RestoreChange.To, the newest transaction that
+// ended confirmed.
+const RestoreLastGood = "last-good"
 
 // Change is what stage does. Exactly the field of its Kind is set.
 type Change struct {
 	Kind    ChangeKind     `json:"kind"`
 	Ruleset *RulesetChange `json:"ruleset,omitempty"`
+	Restore *RestoreChange `json:"restore,omitempty"`
 	// Force accepts base chains the kernel guard cannot cover
 	// (CodeUnguarded without it): the operator accepts that only the
 	// revert timer protects those chains.
@@ -171,6 +179,12 @@ type RulesetChange struct {
 	MaxSize int64 `json:"max_size,omitempty"`
 }
 
+// RestoreChange is recover's change: the state transaction To confirmed
+// (RestoreLastGood: the newest confirmed one).
+type RestoreChange struct {
+	To string `json:"to"`
+}
+
 // Check refuses a malformed change before any lock or write.
 func (c *Change) Check() error {
 	if err := c.checkProtect(); err != nil {
@@ -186,12 +200,17 @@ func (c *Change) Check() error {
 		}
 		return CheckRuleset(c.Ruleset.Format, c.Ruleset.Text, c.Ruleset.MaxSize)
 	case ChangeGuarded:
-		if c.Ruleset != nil {
+		if c.Ruleset != nil || c.Restore != nil {
 			return &Error{Code: CodeBadRequest, Message: "a guarded change carries no ruleset"}
 		}
 		return nil
+	case ChangeRestore:
+		if c.Restore == nil || c.Restore.To == "" || c.Ruleset != nil {
+			return &Error{Code: CodeBadRequest, Message: "a restore change names the transaction to restore (or last-good), nothing else"}
+		}
+		return nil
 	}
-	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded)}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded, ChangeRestore)}
 }
 
 func (c *Change) checkProtect() error {

@@ -66,6 +66,9 @@ func writeApplyText(w io.Writer, runID string, results []*session.Result, counts
 			outcome += " (reboot)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(r.Host), outcome, r.Phase, r.Took.Round(10*time.Millisecond), textsafe.Escape(r.TxID), oneLine(errText))
+		if r.Path != "" && r.Path != "direct" {
+			fmt.Fprintf(tw, "  reached:\t%s\t\t\t\t\n", oneLine(textsafe.Text(r.Path)))
+		}
 		for _, warn := range r.Warnings {
 			fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\n", oneLine(textsafe.Text(warn)))
 		}

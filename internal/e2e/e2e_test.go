@@ -79,6 +79,7 @@ type result struct {
 	Took        time.Duration `json:"took_ns"`
 	GuardChains []string      `json:"guard_chains"`
 	Warnings    []string      `json:"warnings"`
+	Path        string        `json:"path"`
 	Timings     []struct {
 		Phase string        `json:"phase"`
 		Took  time.Duration `json:"took_ns"`
