@@ -33,9 +33,13 @@ type HostStatus struct {
 	// Warnings from the host (e.g. aborting another operator's tx).
 	Warnings []string `json:"warnings,omitempty"`
 	// Now is the host's clock when it answered (for countdowns).
-	Now   time.Time `json:"now,omitzero"`
-	Error string    `json:"error,omitempty"`
-	Err   error     `json:"-"`
+	Now time.Time `json:"now,omitzero"`
+	// Protect: the files the tx restores with the firewall.
+	Protect []string `json:"protect,omitempty"`
+	// Changes (an applied tx): what differs from its snapshot so far.
+	Changes string `json:"changes,omitempty"`
+	Error   string `json:"error,omitempty"`
+	Err     error  `json:"-"`
 }
 
 // Bad reports whether the host needs the operator's attention: it could
@@ -80,10 +84,10 @@ func (h *Tx) status(ctx context.Context, abort bool) *HostStatus {
 	st.Verified = rep.Verified
 	if rep.Status != nil {
 		alive := rep.Status.TimerAlive
-		st.TimerAlive, st.Overdue = &alive, rep.Status.Overdue
+		st.TimerAlive, st.Overdue, st.Changes = &alive, rep.Status.Overdue, rep.Status.Changes
 	}
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
-	st.Origin, st.Warnings, st.Now, st.Reboot = rep.Origin, rep.Warnings, rep.Now, rep.Reboot
+	st.Origin, st.Warnings, st.Now, st.Reboot, st.Protect = rep.Origin, rep.Warnings, rep.Now, rep.Reboot, rep.Protect
 	if rep.State == wire.StateArmed || rep.State == wire.StateApplied {
 		st.NeedsRecovery = st.Overdue || (st.TimerAlive != nil && !*st.TimerAlive)
 	}

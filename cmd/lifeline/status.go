@@ -138,8 +138,20 @@ func printStatus(g *globals, out []*session.HostStatus) error {
 			if len(st.Unguarded) > 0 {
 				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
 			}
+			if len(st.Protect) > 0 && !st.State.Terminal() {
+				fmt.Fprintf(tw, "  protects:\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Protect, ", ")))
+			}
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		// what each armed change did so far, after the table
+		for _, st := range out {
+			if st.Changes != "" {
+				fmt.Fprintf(w, "--- %s: changed since the snapshot of %s\n%s", textsafe.Escape(st.Host), textsafe.Escape(st.TxID), textsafe.Text(ensureNL(st.Changes)))
+			}
+		}
+		return nil
 	})
 }
 
