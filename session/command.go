@@ -23,6 +23,9 @@ type CommandResult struct {
 	Stderr string `json:"stderr,omitempty"`
 	// Kept: it exited non-zero and KeepOnError kept the change anyway.
 	Kept bool `json:"kept_on_error,omitempty"`
+	// Changes: what the command changed, as the host sees it: the diff of
+	// the firewall from the snapshot, and the protected files changed.
+	Changes string `json:"changes,omitempty"`
 }
 
 // MaxOutput bounds what a Result keeps of a command's stdout and stderr
@@ -63,6 +66,9 @@ func (c *CommandChange) Make(ctx context.Context, tx *Tx, r remote.Runner) error
 		out.flush()
 		errw.flush()
 		res.Stdout, res.Stderr = out.tail.String(), errw.tail.String()
+		if d := tx.changes(ctx); d != noChanges {
+			res.Changes = d
+		}
 		var ee *remote.ExitError
 		switch {
 		case err == nil:

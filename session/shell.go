@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +101,7 @@ func (c *ShellChange) Make(ctx context.Context, tx *Tx, _ remote.Runner) error {
 		// the session's own connection broke: the operator cannot say yes
 		return fmt.Errorf("the shell's connection broke: %w", err)
 	}
-	changes := c.changes(sctx, tx)
+	changes := tx.changes(sctx)
 	if c.Decide == nil || !c.Decide(changes) {
 		c.Declined = true
 		return errDeclined
@@ -114,39 +115,84 @@ func (c *ShellChange) heartbeats(ctx context.Context, tx *Tx, stop <-chan struct
 	t := time.NewTicker(c.Heartbeat)
 	defer t.Stop()
 	failing := false
+	lastChange := ""
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, max(c.Heartbeat, 10*time.Second))
+		// one heartbeat gets one interval: the warning must not wait for
+		// retries past the next one
+		hctx, cancel := context.WithTimeout(ctx, c.Heartbeat)
 		err := tx.Extend(hctx, c.Window)
 		cancel()
 		switch {
 		case err != nil:
 			left := time.Until(tx.localDL).Round(time.Second)
-			c.notify("new SSH connections to %s are failing (%v): reverting in %s unless fixed", tx.t.Name, cause(err), max(left, 0))
+			c.notify("new SSH connections to %s are failing (%v): reverting in %s unless fixed; lifeline confirm is refused while this lasts", tx.t.Name, cause(err), max(left, 0))
+			if !failing {
+				tx.leaseFailing = true
+				tx.s.keepTx(tx)
+			}
 			failing = true
 		case failing:
 			c.notify("new SSH connections to %s work again: the lease is renewed (%s)", tx.t.Name, c.Window)
+			tx.leaseFailing = false
+			tx.s.keepTx(tx)
 			failing = false
+		}
+		// what changed so far, whenever it changes
+		if sum := changeSummary(tx.changes(ctx)); sum != lastChange {
+			if lastChange != "" || sum != "nothing changed yet" {
+				c.notify("changed on %s since the shell began: %s", tx.t.Name, sum)
+			}
+			lastChange = sum
 		}
 	}
 }
 
-// changes is what the host says changed since the snapshot.
-func (c *ShellChange) changes(ctx context.Context, tx *Tx) string {
+// changes is what the host says changed since the snapshot, asked over
+// the first connection.
+func (h *Tx) changes(ctx context.Context) string {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rep, err := tx.call(rctx, tx.p1, wire.VerbStatus, &wire.Request{Version: wire.ProtocolVersion, TxID: tx.res.TxID})
+	rep, err := h.call(rctx, h.p1, wire.VerbStatus, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID})
 	switch {
 	case err != nil:
 		return "(what changed could not be read: " + err.Error() + ")"
 	case rep.Status == nil || rep.Status.Changes == "":
-		return "(no change to the firewall or the protected files)"
+		return noChanges
 	}
 	return rep.Status.Changes
+}
+
+const noChanges = "(no change to the firewall or the protected files)"
+
+// changeSummary is one line about a diff: lines added and removed, and the
+// protected files changed.
+func changeSummary(d string) string {
+	if d == noChanges {
+		return "nothing changed yet"
+	}
+	var add, del int
+	var files []string
+	for _, l := range strings.Split(d, "\n") {
+		switch {
+		case strings.HasPrefix(l, "changed: "):
+			files = append(files, strings.TrimPrefix(l, "changed: "))
+		case strings.HasPrefix(l, "+++ "), strings.HasPrefix(l, "--- "):
+		case strings.HasPrefix(l, "+"):
+			add++
+		case strings.HasPrefix(l, "-"):
+			del++
+		}
+	}
+	s := fmt.Sprintf("the firewall: +%d -%d lines", add, del)
+	if len(files) > 0 {
+		s += "; files: " + strings.Join(files, ", ")
+	}
+	return s
 }
 
 // cause is the innermost error's text, for a one-line warning.

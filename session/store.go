@@ -23,6 +23,8 @@ type keptTx struct {
 	Deadline time.Time `json:"deadline"` // host clock
 	// LocalDeadline is the deadline on the workstation's clock.
 	LocalDeadline time.Time `json:"local_deadline"`
+	// LeaseFailing: a shell's last heartbeat could not get in anew.
+	LeaseFailing bool `json:"lease_failing,omitempty"`
 }
 
 func (s *Session) txFile(host string) string {
@@ -39,7 +41,7 @@ func (s *Session) keepTx(h *Tx) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return
 	}
-	b, err := json.MarshalIndent(keptTx{Host: h.t.Name, TxID: h.res.TxID, Token: h.token, Deadline: h.res.Deadline, LocalDeadline: h.localDL}, "", "  ")
+	b, err := json.MarshalIndent(keptTx{Host: h.t.Name, TxID: h.res.TxID, Token: h.token, Deadline: h.res.Deadline, LocalDeadline: h.localDL, LeaseFailing: h.leaseFailing}, "", "  ")
 	if err == nil {
 		_ = renameio.WriteFile(p, b, 0o600)
 	}
@@ -86,6 +88,7 @@ func (s *Session) Resume(t Target, ch Change) (*Tx, error) {
 	}
 	h := s.NewTx(t, ch)
 	h.res.TxID, h.token, h.res.Deadline, h.localDL = k.TxID, k.Token, k.Deadline, k.LocalDeadline
+	h.leaseFailing = k.LeaseFailing
 	return h, nil
 }
 
@@ -125,6 +128,11 @@ func (s *Session) Finish(ctx context.Context, t Target, op, wantTx string, by ti
 	if wantTx != "" && wantTx != h.res.TxID {
 		err := fmt.Errorf("%s: the kept transaction is %s, not %s", t.Name, h.res.TxID, wantTx)
 		return &Result{Host: t.Name, Outcome: Refused, TxID: h.res.TxID, Error: err.Error(), Err: err, Timings: []Timing{}}
+	}
+	if op == OpConfirm && h.leaseFailing {
+		err := fmt.Errorf("%s: new SSH connections to it were failing at the shell's last heartbeat: confirm is refused while that lasts", t.Name)
+		return &Result{Host: t.Name, Outcome: Refused, TxID: h.res.TxID, Error: err.Error(), Err: err, Timings: []Timing{},
+			Hint: "fix access from the shell (a heartbeat that gets in clears this), or let it revert"}
 	}
 	defer func() { s.settleKept(h); h.res.Took = s.opts.Now().Sub(h.start); s.save(h.res) }()
 	if h.Connect(ctx) != nil {

@@ -77,6 +77,9 @@ type Tx struct {
 	token   string
 	localDL time.Time     // the host's deadline on the workstation's clock
 	c1      remote.Runner // the first connection (nil before Connect, after Close)
+	// leaseFailing: the last heartbeat's fresh connection failed (shell);
+	// kept with the token, so that a confirm from elsewhere is refused
+	leaseFailing bool
 	p1      remote.Runner // c1, privileged (sudo -n unless root)
 }
 

@@ -88,6 +88,11 @@ func TestShellGuarded(t *testing.T) {
 			ts.send(lockout + " && echo LOCKED-$((1+1))")
 			ts.waitScreen(10*time.Second, "LOCKED-2")
 			ts.waitScreen(12*time.Second, "new SSH connections to "+h.Name+" are failing")
+			ts.waitScreen(6*time.Second, "changed on "+h.Name+" since the shell began: the firewall: +")
+			// a confirm from elsewhere is refused while new connections fail
+			if _, stderr, code := lifelineJSON(t, l.SSHConfig, "confirm", h.Name); code == 0 {
+				t.Fatalf("confirm succeeded while the heartbeats fail\n%s", stderr)
+			}
 			cut := time.Now()
 			ts.tmux("kill-server") // the terminal and lifeline with it: the operator is gone
 			if err := waitFor(25*time.Second, func() bool { return sshWorks(t, l.SSHConfig, h.Name) == nil }); err != nil {
@@ -120,6 +125,24 @@ func TestShellGuarded(t *testing.T) {
 			}
 			if st := status(t, l.SSHConfig, h.Name); st[0].State != "confirmed" {
 				t.Fatalf("host says %s after --yes, want confirmed (nothing armed)", st[0].State)
+			}
+
+			// 3. sshd moved to another port, protected: cut off, it comes back
+			cfgBefore := execOn(t, l, h.Name, "cat", "/etc/ssh/sshd_config")
+			const restart = "kill -USR1 1 && sleep 0.5 && kill -USR2 1"
+			ts = startTmuxShell(t, "-F", l.SSHConfig, "shell", h.Name, "--window", "15s", "--heartbeat", "5s",
+				"--protect", "/etc/ssh/sshd_config", "--on-revert", restart)
+			ts.send("echo READY-$((40+4))")
+			ts.waitScreen(30*time.Second, "READY-44")
+			ts.send(sudo + "sh -c \"sed -i 's/^Port .*/Port 2200/' /etc/ssh/sshd_config && " + restart + "\" && echo MOVED-$((1+1))")
+			ts.waitScreen(10*time.Second, "MOVED-2")
+			ts.waitScreen(11*time.Second, "new SSH connections to "+h.Name+" are failing") // within 2 heartbeats
+			ts.tmux("kill-server")
+			if err := waitFor(30*time.Second, func() bool { return sshWorks(t, l.SSHConfig, h.Name) == nil }); err != nil {
+				t.Fatalf("sshd not back on its port within the window + 15 s: %v", err)
+			}
+			if got := execOn(t, l, h.Name, "cat", "/etc/ssh/sshd_config"); got != cfgBefore {
+				t.Fatalf("sshd_config not restored:\n%s", got)
 			}
 		})
 	}
