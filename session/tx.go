@@ -80,7 +80,7 @@ type Tx struct {
 	// leaseFailing: the last heartbeat's fresh connection failed (shell);
 	// kept with the token, so that a confirm from elsewhere is refused
 	leaseFailing bool
-	p1      remote.Runner // c1, privileged (sudo -n unless root)
+	p1           remote.Runner // c1, privileged (sudo -n unless root)
 }
 
 // NewTx prepares the transaction of change ch on host t; nothing is sent
