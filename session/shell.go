@@ -102,6 +102,15 @@ func (c *ShellChange) Make(ctx context.Context, tx *Tx, _ remote.Runner) error {
 		return fmt.Errorf("the shell's connection broke: %w", err)
 	}
 	changes := tx.changes(sctx)
+	// prove a fresh connection once more before asking (and renew the
+	// lease while the operator reads): no point asking to keep a lockout
+	pctx, cancel := context.WithTimeout(sctx, max(c.Heartbeat, 10*time.Second))
+	err = tx.Extend(pctx, c.Window)
+	cancel()
+	if err != nil {
+		c.notify("a fresh connection to %s fails at the end of the shell (%v): not keeping the changes", tx.t.Name, cause(err))
+		return fmt.Errorf("no fresh connection at the end of the shell: %w", err)
+	}
 	if c.Decide == nil || !c.Decide(changes) {
 		c.Declined = true
 		return errDeclined

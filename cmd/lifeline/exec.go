@@ -124,7 +124,7 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 		ConfirmTimeout: o.window,
 		RevertGrace:    o.revertGrace,
 		Checks:         o.checks,
-		Origin:         origin(runID),
+		Origin:         origin(runID) + " exec",
 		RunID:          runID,
 		RunDir:         runDir,
 		Events:         pr.event,
