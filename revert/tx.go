@@ -185,6 +185,7 @@ func fill(rep *Report, r *txRecord) {
 	rep.GuardChains = chainNames(r.GuardChains, false)
 	rep.Unguarded = chainNames(r.Unguarded, true)
 	rep.Protect = r.Protect
+	rep.Created = r.Created
 	if len(r.Persisted) > 0 {
 		rep.Persisted = r.Persisted
 	}

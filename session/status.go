@@ -36,6 +36,8 @@ type HostStatus struct {
 	Now time.Time `json:"now,omitzero"`
 	// Protect: the files the tx restores with the firewall.
 	Protect []string `json:"protect,omitempty"`
+	// Created is when the tx began (host clock).
+	Created time.Time `json:"created,omitzero"`
 	// Changes (an applied tx): what differs from its snapshot so far.
 	Changes string `json:"changes,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -87,7 +89,7 @@ func (h *Tx) status(ctx context.Context, abort bool) *HostStatus {
 		st.TimerAlive, st.Overdue, st.Changes = &alive, rep.Status.Overdue, rep.Status.Changes
 	}
 	st.GuardChains, st.Unguarded = rep.GuardChains, rep.Unguarded
-	st.Origin, st.Warnings, st.Now, st.Reboot, st.Protect = rep.Origin, rep.Warnings, rep.Now, rep.Reboot, rep.Protect
+	st.Origin, st.Warnings, st.Now, st.Reboot, st.Protect, st.Created = rep.Origin, rep.Warnings, rep.Now, rep.Reboot, rep.Protect, rep.Created
 	if rep.State == wire.StateArmed || rep.State == wire.StateApplied {
 		st.NeedsRecovery = st.Overdue || (st.TimerAlive != nil && !*st.TimerAlive)
 	}

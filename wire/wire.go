@@ -286,6 +286,8 @@ type Report struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Protect: the files the tx restores with the firewall.
 	Protect []string `json:"protect,omitempty"`
+	// Created is when the tx began (host clock, UTC).
+	Created time.Time `json:"created,omitzero"`
 
 	Begin  *BeginReport  `json:"begin,omitempty"`
 	Detect *Detect       `json:"detect,omitempty"`

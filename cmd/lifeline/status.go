@@ -138,6 +138,9 @@ func printStatus(g *globals, out []*session.HostStatus) error {
 			if len(st.Unguarded) > 0 {
 				fmt.Fprintf(tw, "  UNGUARDED (forced):\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Unguarded, "; ")))
 			}
+			if !st.Created.IsZero() && !st.State.Terminal() {
+				fmt.Fprintf(tw, "  began:\t%s\t\t\t\t\t\t\n", st.Created.Format(time.RFC3339))
+			}
 			if len(st.Protect) > 0 && !st.State.Terminal() {
 				fmt.Fprintf(tw, "  protects:\t%s\t\t\t\t\t\t\n", textsafe.Escape(strings.Join(st.Protect, ", ")))
 			}

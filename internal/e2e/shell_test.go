@@ -95,8 +95,8 @@ func TestShellGuarded(t *testing.T) {
 			}
 			cut := time.Now()
 			ts.tmux("kill-server") // the terminal and lifeline with it: the operator is gone
-			if err := waitFor(25*time.Second, func() bool { return sshWorks(t, l.SSHConfig, h.Name) == nil }); err != nil {
-				t.Fatalf("no fresh ssh within the window + 10 s after the operator was cut off: %v", err)
+			if err := waitFor(20*time.Second, func() bool { return sshWorks(t, l.SSHConfig, h.Name) == nil }); err != nil {
+				t.Fatalf("no fresh ssh within the window + 5 s after the operator was cut off: %v", err)
 			}
 			t.Logf("reachable again %s after the cut", time.Since(cut).Round(time.Second))
 			if got := liveRuleset(t, l, h.Name); got != before {
