@@ -84,6 +84,8 @@ func TestProtectRefusals(t *testing.T) {
 		{"relative", []string{"etc/passwd"}, CodeBadRequest},
 		{"dot-dot", []string{"/etc/../etc/passwd"}, CodeBadRequest},
 		{"twice", []string{"/etc/a", "/etc/a"}, CodeBadRequest},
+		{"a kernel setting", []string{"/proc/sys/net/ipv4/ip_forward"}, CodeBadRequest},
+		{"a device", []string{"/dev/null"}, CodeBadRequest},
 		{"symlink", []string{link}, CodeSnapshot},
 		{"folder", []string{dir}, CodeSnapshot},
 		{"too big", []string{big}, CodeSnapshot},

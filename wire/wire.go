@@ -226,6 +226,8 @@ func (c *Change) checkProtect() error {
 			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: give a clean absolute path of a file", p)}
 		case seen[p]:
 			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: named twice", p)}
+		case strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/") || strings.HasPrefix(p, "/dev/"):
+			return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protect %q: a kernel setting or device, not a file on disk: it cannot be restored by rewriting it; use --on-revert (e.g. 'sysctl -w ...') instead", p)}
 		}
 		seen[p] = true
 	}
