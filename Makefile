@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build helper deps demo demo-down test test-short vet cross dist bench clean
+.PHONY: all build helper deps demo demo-down test test-short vet cross dist model bench clean
 
 all: build
 
@@ -39,6 +39,10 @@ dist: $(HELPERS)
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o dist/lifeline-$$os-$$arch ./cmd/lifeline; done
 	cd dist && sha256sum lifeline-* > SHA256SUMS && cat SHA256SUMS
 
+## model: check the transaction's model (model/lifeline.pml) with spin; see docs/reliability.md
+model:
+	scripts/model.sh
+
 ## deps: Debian packages the lab and the tests need (root)
 deps:
 	@scripts/deps.sh
@@ -51,7 +55,7 @@ demo-down:
 	bin/lifeline lab down --dir lab
 
 ## test: vet, gofmt, and every test (unit + end-to-end lab tests, as root)
-test: deps build vet cross
+test: deps build vet cross model
 	bin/lifeline lab rootfs
 	$(GO) test -race -count=1 -timeout 14m ./...
 

@@ -80,15 +80,23 @@ type txRecord struct {
 	Extends        int           `json:"extends,omitempty"`   // how many times extend re-armed: the current timer's generation
 	Protect        []string      `json:"protect,omitempty"`   // files restored with the firewall (protect.json)
 	OnRevert       int           `json:"on_revert,omitempty"` // how many on-revert commands protect.json holds
-	Guard          string        `json:"guard,omitempty"`
-	GuardChains    []GuardChain  `json:"guard_chains,omitempty"` // begin's GuardPlan: where apply puts the guard
-	Unguarded      []GuardChain  `json:"unguarded,omitempty"`    // chains it cannot cover (forced)
-	Transitions    []transition  `json:"transitions"`
-	Outcome        string        `json:"outcome,omitempty"` // human summary of how it ended
-	Errors         []string      `json:"errors,omitempty"`
-	Diff           string        `json:"diff,omitempty"` // revert-failed: live vs snapshot
-	Persisted      []string      `json:"persisted,omitempty"`
-	Detect         *Detect       `json:"detect,omitempty"`
+	// GuardOpenEarly: a kernel guard of this tx may have been open before
+	// the current deadline (an extend raced the old one): a fresh
+	// connection proves nothing any more, so confirm is refused.
+	GuardOpenEarly bool `json:"guard_open_early,omitempty"`
+	// GuardMoving: an extend recorded a later deadline and has not yet
+	// recorded that the guard moved with it (a crash in between leaves the
+	// old guard, which opens at the old deadline): confirm is refused.
+	GuardMoving bool         `json:"guard_moving,omitempty"`
+	Guard       string       `json:"guard,omitempty"`
+	GuardChains []GuardChain `json:"guard_chains,omitempty"` // begin's GuardPlan: where apply puts the guard
+	Unguarded   []GuardChain `json:"unguarded,omitempty"`    // chains it cannot cover (forced)
+	Transitions []transition `json:"transitions"`
+	Outcome     string       `json:"outcome,omitempty"` // human summary of how it ended
+	Errors      []string     `json:"errors,omitempty"`
+	Diff        string       `json:"diff,omitempty"` // revert-failed: live vs snapshot
+	Persisted   []string     `json:"persisted,omitempty"`
+	Detect      *Detect      `json:"detect,omitempty"`
 
 	// disk is the state, step and outcome record.json holds (as loaded or
 	// last written): a failed write puts them back, so that what the

@@ -34,6 +34,15 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	default:
 		return &Error{Code: CodeBadState, Message: fmt.Sprintf("transaction %s is %s, confirm needs applied", r.ID, r.State)}
 	}
+	if r.GuardOpenEarly || r.GuardMoving {
+		ok, werr := e.revertLocked(ctx, r, "confirm refused: the kernel guard was open before the deadline (an extend raced it)")
+		fill(rep, r)
+		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
+		return &Error{Code: CodeTooLate, Message: "the kernel guard of this transaction was open before its deadline (an extend raced it), so the fresh connection may have come in through the guard rather than the new rules: the change was reverted; begin again"}
+	}
 	if e.remaining(r) <= 0 {
 		ok, werr := e.revertLocked(ctx, r, "confirm arrived after the deadline")
 		fill(rep, r)

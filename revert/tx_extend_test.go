@@ -88,3 +88,72 @@ func TestGuardedChange(t *testing.T) {
 		}
 	}
 }
+
+// TestExtendRacingTheDeadline: found by the model (model/lifeline.pml).
+// The old guard opens the operator's path at the old deadline; if an extend
+// let the transaction live on past it with that guard open, a fresh
+// connection let in by the guard would "prove" a ruleset that locks
+// everyone out, and its confirm would remove the guard. So: an extend
+// whose guard cannot be moved is undone; one whose old deadline passes
+// while it moves the guard leaves a transaction that can no longer be
+// confirmed (the confirm reverts it).
+func TestExtendRacingTheDeadline(t *testing.T) {
+	t.Run("guard cannot be moved", func(t *testing.T) {
+		h := newHarness(t)
+		b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+		h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+		h.fw.S.FailGuards = 1
+		rep := h.do(VerbExtend, &Request{TxID: "tx1", Token: b.Begin.Token, Extend: &ExtendArgs{ConfirmTimeout: Duration(time.Hour)}})
+		if rep.Error == nil || !rep.Deadline.Equal(b.Deadline) || h.armer.armed() != 1 {
+			t.Fatalf("extend with a failing guard move: %v, deadline %s (was %s), %d timers: want refused, unchanged, one timer", rep.Error, rep.Deadline, b.Deadline, h.armer.armed())
+		}
+		st := h.do(VerbStatus, &Request{TxID: "tx1"})
+		if !st.Deadline.Equal(b.Deadline) {
+			t.Fatalf("the record says %s, want the old deadline %s", st.Deadline, b.Deadline)
+		}
+	})
+	t.Run("old deadline passes while the guard moves", func(t *testing.T) {
+		h := newHarness(t)
+		b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+		h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+		h.fw.Hook = func(m string) {
+			if m == "RefreshGuard" {
+				h.clock.advance(61 * time.Second) // past the old 60 s deadline
+			}
+		}
+		e := h.mustOK(h.do(VerbExtend, &Request{TxID: "tx1", Token: b.Begin.Token, Extend: &ExtendArgs{ConfirmTimeout: Duration(time.Hour)}}), StateApplied)
+		h.fw.Hook = nil
+		if len(e.Warnings) == 0 {
+			t.Errorf("no warning that the tx can no longer be confirmed")
+		}
+		rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token})
+		if code(rep) != CodeTooLate || rep.State != StateReverted || h.live() != oldRules {
+			t.Fatalf("confirm after the guard was open: %v %s, live %s: want too-late, reverted to the snapshot", rep.Error, rep.State, name(h.live()))
+		}
+	})
+}
+
+// TestExtendCrashBeforeTheGuardMoved: the helper dies after recording the
+// later deadline and before moving the guard (found by the model): the
+// old guard will open at the old deadline, so confirm is refused and
+// reverts, and the timer still reverts at the new deadline.
+func TestExtendCrashBeforeTheGuardMoved(t *testing.T) {
+	h := newHarness(t)
+	b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+	h.fw.Hook = func(m string) {
+		if m == "RefreshGuard" {
+			panic(crashSignal{m})
+		}
+	}
+	if died := runCrashing(func() {
+		h.do(VerbExtend, &Request{TxID: "tx1", Token: b.Begin.Token, Extend: &ExtendArgs{ConfirmTimeout: Duration(time.Hour)}})
+	}); !died {
+		t.Fatal("the crash point was not reached")
+	}
+	h.fw.Hook = nil
+	rep := h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token})
+	if code(rep) != CodeTooLate || rep.State != StateReverted || h.live() != oldRules {
+		t.Fatalf("confirm after a crashed extend: %v %s, live %s: want too-late, reverted", rep.Error, rep.State, name(h.live()))
+	}
+}

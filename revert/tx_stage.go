@@ -129,8 +129,15 @@ func (e *engine) extend(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.phase(rep, "arm", func() (err error) { t, err = e.armer.Arm(ctx, r.ID, r.Extends+1, d); return err }); err != nil {
 		return &Error{Code: CodeInternal, Message: fmt.Sprintf("arm the new revert timer: %v; the deadline stays %s", err, r.Deadline.Format(time.RFC3339))}
 	}
+	// the old deadline may have passed while the timer was armed: its
+	// guard may be open now, and a connection let in by it proves nothing
+	if e.remaining(r) <= 0 {
+		_ = e.armer.Disarm(ctx, t)
+		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("the deadline %s passed during the extend: the revert is due", r.Deadline.Format(time.RFC3339))}
+	}
 	prev := *r
 	r.Timer, r.Extends = t, r.Extends+1
+	r.GuardMoving = r.State == StateApplied && len(r.GuardChains) > 0
 	e.setDeadline(r, d)
 	if err := e.save(r, fmt.Sprintf("extended by %s to %s", orUnknown(req.Origin), r.Deadline.Format(time.RFC3339))); err != nil {
 		_ = e.armer.Disarm(ctx, t)
@@ -140,14 +147,37 @@ func (e *engine) extend(ctx context.Context, req *Request, rep *Report) error {
 	}
 	if r.State == StateApplied && len(r.GuardChains) > 0 {
 		g := e.guardOf(r, d)
-		if err := e.phase(rep, "refresh-guard", func() error { return e.fw.RefreshGuard(ctx, g) }); err != nil {
-			// the old guard opens the path at the old deadline: early, never
-			// late, so the extension stands
-			e.logf(r.ID, "warning", "refresh the kernel guard: %v", err)
-			rep.Warnings = append(rep.Warnings, "the kernel guard still opens your SSH path at the old deadline: "+err.Error())
-		} else {
+		err := e.phase(rep, "refresh-guard", func() error { return e.fw.RefreshGuard(ctx, g) })
+		switch {
+		case err != nil:
+			// the old guard still opens the path at the old deadline, before
+			// the new one: a connection let in by it would "prove" a ruleset
+			// that locks everyone out. Keep the old deadline instead.
+			e.logf(r.ID, "warning", "refresh the kernel guard: %v: the extend is undone", err)
+			_ = e.armer.Disarm(ctx, t)
+			r.Timer, r.Extends, r.Deadline, r.MonoDeadline, r.ConfirmTimeout = prev.Timer, prev.Extends, prev.Deadline, prev.MonoDeadline, prev.ConfirmTimeout
+			r.GuardMoving = false
+			if serr := e.save(r, "extend undone: the guard could not be moved"); serr != nil {
+				// the record still says moving: confirm stays refused
+				e.logf(r.ID, "warning", "%v", serr)
+			}
+			fill(rep, r)
+			return &Error{Code: CodeInternal, Message: fmt.Sprintf("move the kernel guard: %v; the deadline stays %s", err, r.Deadline.Format(time.RFC3339))}
+		case e.remaining(&prev) <= 0:
+			// the old deadline passed before the guard moved: it was open
+			// for a moment, so no connection from now on proves anything
+			r.GuardOpenEarly = true
+			e.logf(r.ID, "warning", "the old guard opened before it was moved: this transaction can no longer be confirmed")
+			rep.Warnings = append(rep.Warnings, "the deadline passed while the extend moved the kernel guard: this transaction can no longer be confirmed, it reverts at its deadline")
+			fallthrough
+		default:
 			r.Guard = describeGuard(g)
-			_ = e.save(r, "guard refreshed")
+			r.GuardMoving = false
+			if err := e.save(r, "guard refreshed"); err != nil {
+				// the record still says moving: confirm stays refused, the
+				// tx reverts at its deadline
+				e.logf(r.ID, "warning", "%v", err)
+			}
 		}
 	}
 	if err := e.armer.Disarm(ctx, old); err != nil {
