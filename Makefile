@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build helper deps demo demo-down test test-short vet cross dist model bench clean
+.PHONY: all build helper deps demo demo-down test test-short vet cross dist model fuzz bench clean
 
 all: build
 
@@ -43,6 +43,10 @@ dist: $(HELPERS)
 model:
 	scripts/model.sh
 
+## fuzz: every fuzz target for FUZZTIME each (default 5s; FUZZTIME=5m for a long run)
+fuzz:
+	scripts/fuzz.sh
+
 ## deps: Debian packages the lab and the tests need (root)
 deps:
 	@scripts/deps.sh
@@ -55,7 +59,7 @@ demo-down:
 	bin/lifeline lab down --dir lab
 
 ## test: vet, gofmt, and every test (unit + end-to-end lab tests, as root)
-test: deps build vet cross model
+test: deps build vet cross model fuzz
 	bin/lifeline lab rootfs
 	$(GO) test -race -count=1 -timeout 14m ./...
 
