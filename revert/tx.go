@@ -304,3 +304,25 @@ func (e *engine) cleanUploads() {
 		}
 	}
 }
+
+// lockTokened takes the host lock and loads the tx of a verb that needs its
+// token (confirm, extend): a wrong token is refused before anything else,
+// then the reboot rule is applied. On success the caller unlocks.
+func (e *engine) lockTokened(ctx context.Context, req *Request, rep *Report, verb string) (*hostLock, *txRecord, error) {
+	l, r, err := e.lockTx(ctx, req.TxID)
+	if err != nil {
+		return nil, nil, err
+	}
+	fill(rep, r)
+	if !checkToken(r, req.Token) {
+		l.unlock()
+		e.logf(r.ID, "warning", "%s with a wrong token from %s", verb, req.Origin)
+		return nil, nil, &Error{Code: CodeBadToken, Message: "the " + verb + " token does not match this transaction"}
+	}
+	if _, err := e.rebootSettle(r); err != nil {
+		l.unlock()
+		return nil, nil, err
+	}
+	fill(rep, r)
+	return l, r, nil
+}

@@ -11,20 +11,11 @@ import (
 
 // confirm: token, drop the guard, record confirmed, disarm, persist.
 func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
-	l, r, err := e.lockTx(ctx, req.TxID)
+	l, r, err := e.lockTokened(ctx, req, rep, "confirm")
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	fill(rep, r)
-	if !checkToken(r, req.Token) {
-		e.logf(r.ID, "warning", "confirm with a wrong token from %s", req.Origin)
-		return &Error{Code: CodeBadToken, Message: "the confirm token does not match this transaction"}
-	}
-	if _, err := e.rebootSettle(r); err != nil {
-		return err
-	}
-	fill(rep, r)
 	switch r.State {
 	case StateApplied:
 	case StateConfirmed:

@@ -100,20 +100,11 @@ func (e *engine) extend(ctx context.Context, req *Request, rep *Report) error {
 	if err := checkTimeout(req.Extend.ConfirmTimeout); err != nil {
 		return err
 	}
-	l, r, err := e.lockTx(ctx, req.TxID)
+	l, r, err := e.lockTokened(ctx, req, rep, "extend")
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	fill(rep, r)
-	if !checkToken(r, req.Token) {
-		e.logf(r.ID, "warning", "extend with a wrong token from %s", req.Origin)
-		return &Error{Code: CodeBadToken, Message: "the token does not match this transaction"}
-	}
-	if _, err := e.rebootSettle(r); err != nil {
-		return err
-	}
-	fill(rep, r)
 	switch r.State {
 	case StateArmed, StateApplied:
 	case StateReverted, StateRevertFailed:

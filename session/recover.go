@@ -54,18 +54,8 @@ func (s *Session) Recover(ctx context.Context, t Target, ch *RestoreChange, path
 			continue
 		}
 		h.res.Path = p.Name
-		func() {
-			defer h.Close()
-			if h.Begin(ctx) != nil {
-				return
-			}
-			pctx, cancel := h.protocolContext(ctx)
-			defer cancel()
-			if h.Change(pctx) != nil || h.Check(pctx) != nil {
-				return
-			}
-			_ = h.Confirm(pctx)
-		}()
+		h.transact(ctx)
+		h.Close()
 		if len(tried) > 0 {
 			h.res.Warnings = append(h.res.Warnings, "unreachable first: "+strings.Join(tried, "; "))
 		}

@@ -120,6 +120,12 @@ func (h *Tx) run(ctx context.Context) {
 		h.dryRun(ctx, h.p1)
 		return
 	}
+	h.transact(ctx)
+}
+
+// transact runs the protocol on a connected host: Begin, Change, Check,
+// then Confirm (or, NoConfirm, leaves it armed).
+func (h *Tx) transact(ctx context.Context) {
 	if h.Begin(ctx) != nil {
 		return
 	}

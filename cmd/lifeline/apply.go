@@ -19,19 +19,13 @@ import (
 )
 
 type applyOptions struct {
+	rolloutFlags
 	confirmTimeout time.Duration
-	revertGrace    time.Duration
 	format         string
 	persist        bool
-	checks         []string
 	dryRun         bool
-	forks          int
-	serial         string
-	maxFail        string
-	limit          string
 	maxRulesetSize int64
 	force          bool
-	noConfirm      bool
 }
 
 func init() { subcommands = append(subcommands, newApplyCmd) }
@@ -84,40 +78,21 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.DurationVar(&o.confirmTimeout, "confirm-timeout", 60*time.Second, "revert deadline after begin, on the host's clock (5s to 24h)")
 	f.StringVar(&o.format, "format", "", "ruleset format: nft, iptables or ip6tables (default: from the file name or content)")
 	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
-	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
 	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
-	f.IntVar(&o.forks, "forks", 20, "hosts changed in parallel")
-	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
-	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
-	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
-	f.BoolVar(&o.noConfirm, "no-confirm", false, "leave each host armed after the apply, for lifeline confirm / abort / extend; the deadline still reverts it")
 	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
-	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
+	o.rolloutFlags.add(f, "the apply")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
 }
 
-// The bounds of --confirm-timeout. Above a day, a forgotten transaction
-// would hold the host's lock and its revert for longer than anyone watches.
-const (
-	minConfirmTimeout = 5 * time.Second
-	maxConfirmTimeout = 24 * time.Hour
-)
-
 func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file string) error {
-	if o.confirmTimeout < minConfirmTimeout {
-		return usagef("--confirm-timeout %s is too short: at least 5s", o.confirmTimeout)
+	if err := checkWindow("--confirm-timeout", o.confirmTimeout, o.revertGrace); err != nil {
+		return err
 	}
-	if o.confirmTimeout > maxConfirmTimeout {
-		return usagef("--confirm-timeout %s is too long: at most 24h (a host stays armed, its revert pending, until the deadline)", o.confirmTimeout)
-	}
-	if o.revertGrace < time.Second || o.revertGrace > time.Hour {
-		return usagef("--revert-grace %s is out of range: 1s to 1h", o.revertGrace)
-	}
-	serial, err := session.ParseSerial(o.serial)
+	plan, err := o.plan()
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	inv, hosts, err := resolveTargets(g, pattern, o.limit)
 	if err != nil {
@@ -127,32 +102,13 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	if err != nil {
 		return err
 	}
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
-	pr := newProgress(g, g.jsonStream, len(targets))
-	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
+	return runRollout(ctx, g, inv, targets, &o.rolloutFlags, plan, "", session.Options{
 		ConfirmTimeout: o.confirmTimeout,
-		RevertGrace:    o.revertGrace,
 		Persist:        o.persist,
 		MaxRulesetSize: o.maxRulesetSize,
 		Force:          o.force,
-		Checks:         o.checks,
 		DryRun:         o.dryRun,
-		Origin:         origin(runID),
-		RunID:          runID,
-		RunDir:         runDir,
-		Events:         pr.event,
-		NoConfirm:      o.noConfirm,
 	})
-	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)
-	if err != nil {
-		return usageError{err}
-	}
-	pr.done(runID, runDir, results)
-	if ferr := session.Err(results); ferr != nil {
-		return failedError{ferr.Error()}
-	}
-	return nil
 }
 
 // applyTargets pairs every host with its ruleset text and format.

@@ -11,15 +11,9 @@ import (
 )
 
 type execOptions struct {
+	rolloutFlags
 	window      time.Duration
-	revertGrace time.Duration
 	keepOnError bool
-	noConfirm   bool
-	checks      []string
-	forks       int
-	serial      string
-	maxFail     string
-	limit       string
 	force       bool
 	protect     []string
 	onRevert    []string
@@ -84,17 +78,11 @@ removed), then it runs each --on-revert command, in that order.`,
 	f := cmd.Flags()
 	f.DurationVar(&o.window, "window", 60*time.Second, "revert deadline after begin, on the host's clock (5s to 24h): the command and the fresh connection must fit in it")
 	f.BoolVar(&o.keepOnError, "keep-on-error", false, "keep the change even when the command exits non-zero (a fresh connection must still get in)")
-	f.BoolVar(&o.noConfirm, "no-confirm", false, "leave each host armed after the command, for lifeline confirm / abort; the deadline still reverts it")
-	f.StringArrayVar(&o.checks, "check", nil, "extra probe from this machine before confirming, tcp://HOST:PORT (repeatable)")
 	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event (command output included) as one JSON line on stdout")
-	f.IntVar(&o.forks, "forks", 20, "hosts changed in parallel")
-	f.StringVar(&o.serial, "serial", "", "batch sizes, e.g. 1,10%,100% (a canary first); the last size repeats")
-	f.StringVar(&o.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
-	f.StringVar(&o.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
 	f.StringArrayVar(&o.protect, "protect", nil, "a file (absolute path) the host snapshots with the firewall and restores on revert: content, mode, owner; removed if it did not exist (repeatable, at most 64, 1 MiB each)")
 	f.StringArrayVar(&o.onRevert, "on-revert", nil, "a command (sh -c, as root) every revert runs after restoring the firewall and the protected files, e.g. 'systemctl restart ssh' (repeatable, in order)")
+	o.rolloutFlags.add(f, "the command")
 	f.BoolVar(&o.force, "force", false, "run even when the live ruleset has base chains the kernel guard cannot cover; only the revert timer then protects those")
-	f.DurationVar(&o.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
 	return cmd
 }
 
@@ -105,9 +93,9 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	if strings.TrimSpace(command) == "" {
 		return usagef("empty command")
 	}
-	serial, err := session.ParseSerial(o.serial)
+	plan, err := o.plan()
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	inv, hosts, err := resolveTargets(g, pattern, o.limit)
 	if err != nil {
@@ -117,44 +105,11 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	for i, h := range hosts {
 		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
 	}
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
-	pr := newProgress(g, g.jsonStream, len(targets))
-	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
+	return runRollout(ctx, g, inv, targets, &o.rolloutFlags, plan, " exec", session.Options{
 		ConfirmTimeout: o.window,
-		RevertGrace:    o.revertGrace,
-		Checks:         o.checks,
-		Origin:         origin(runID) + " exec",
-		RunID:          runID,
-		RunDir:         runDir,
-		Events:         pr.event,
-		NoConfirm:      o.noConfirm,
 		NewChange: func(session.Target) session.Change {
 			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force,
 				Protection: session.Protection{Protect: o.protect, OnRevert: o.onRevert}}
 		},
 	})
-	results, err := s.Rollout(ctx, session.Plan{Forks: o.forks, Serial: serial, MaxFail: o.maxFail}, targets)
-	if err != nil {
-		return usageError{err}
-	}
-	pr.done(runID, runDir, results)
-	if ferr := session.Err(results); ferr != nil {
-		return failedError{ferr.Error()}
-	}
-	return nil
-}
-
-// checkWindow checks a confirm timeout / window and the revert grace.
-func checkWindow(flag string, d, grace time.Duration) error {
-	if d < minConfirmTimeout {
-		return usagef("%s %s is too short: at least 5s", flag, d)
-	}
-	if d > maxConfirmTimeout {
-		return usagef("%s %s is too long: at most 24h (a host stays armed, its revert pending, until the deadline)", flag, d)
-	}
-	if grace < time.Second || grace > time.Hour {
-		return usagef("--revert-grace %s is out of range: 1s to 1h", grace)
-	}
-	return nil
 }
