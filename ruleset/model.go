@@ -176,3 +176,32 @@ type Set struct {
 	// part of an element (they change by themselves).
 	Elements []string `json:"elements,omitempty"`
 }
+
+// ID names a table uniquely within a Ruleset: "nft inet filter",
+// "iptables-legacy filter", "ip6tables-nft nat".
+func (t *Table) ID() string {
+	if t.Source == SourceNft {
+		return "nft " + t.Family + " " + t.Name
+	}
+	return string(t.Source) + " " + t.Name
+}
+
+// Chain returns the table's chain of that name, or nil.
+func (t *Table) Chain(name string) *Chain {
+	for _, c := range t.Chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Table returns the table with that ID, or nil.
+func (r *Ruleset) Table(id string) *Table {
+	for _, t := range r.Tables {
+		if t.ID() == id {
+			return t
+		}
+	}
+	return nil
+}
