@@ -199,6 +199,34 @@ func (f *FakeFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 	return s, err
 }
 
+// ReadState lists the fake's iptables families as iptables-save text
+// (nft's JSON it cannot produce: an nft family is listed as its text with
+// Format "nft", which the workstation's model refuses).
+func (f *FakeFirewall) ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error) {
+	var r *StateReport
+	err := f.call("ReadState", func() error {
+		r = &StateReport{}
+		for _, fm := range fakeFormats(f.S.Live) {
+			format := string(fm)
+			if fm == FormatIPTables || fm == FormatIP6Tables {
+				format = StateIptablesSave
+			}
+			r.Parts = append(r.Parts, StatePart{Source: fakeBackend(fm), Format: format, Text: f.S.Live[fm]})
+			if f.S.Live[fm] != "" {
+				r.Facts.Active = append(r.Facts.Active, fakeBackend(fm))
+			}
+		}
+		if candidate != nil {
+			if line, text := f.badLine(candidate.Text); line > 0 {
+				return &Error{Code: CodeInvalidRuleset, Message: "fake: bad line", Line: line, Text: text}
+			}
+			r.Candidate = []StatePart{{Source: fakeBackend(candidate.Format), Format: StateIptablesSave, Text: candidate.Text}}
+		}
+		return nil
+	})
+	return r, err
+}
+
 func (f *FakeFirewall) Validate(ctx context.Context, format Format, ruleset string) error {
 	return f.call("Validate", func() error {
 		time.Sleep(f.S.ValidateDelay)

@@ -17,6 +17,10 @@ import (
 // the snapshot at once. Methods are not safe for concurrent use; the engine
 // serialises them under the host lock.
 type Firewall interface {
+	// ReadState lists every table of every backend with counters, the
+	// ipset sets, and (candidate set) a ruleset as a scratch namespace's
+	// kernel holds it after loading it. Changes nothing live.
+	ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error)
 	// Detect reports the backends present and in use. Changes nothing.
 	Detect(ctx context.Context) (*Detect, error)
 	// Snapshot captures every family in use, each in its own tool's format

@@ -75,6 +75,12 @@ type backend interface {
 	// bootCoversAll: the boot file replaces every native table, so BootEqual
 	// compares them all, not only those it declares.
 	bootCoversAll() bool
+	// listState lists the backend's live tables for ReadState (ok false:
+	// it lists none).
+	listState(ctx context.Context) (p StatePart, ok bool, err error)
+	// candidateState trial-loads ruleset (built as Apply would) into a
+	// scratch namespace and lists what the kernel holds then.
+	candidateState(ctx context.Context, ruleset string) (StatePart, error)
 }
 
 var (

@@ -68,11 +68,17 @@ type Env struct {
 	// (default 2), RestoreRetryDelay apart (default 500ms).
 	RestoreRetries    int
 	RestoreRetryDelay time.Duration
+	// ProcDir is where the state verb reads the host's facts (default
+	// /proc).
+	ProcDir string
 }
 
 func (env Env) withDefaults() Env {
 	if env.StateDir == "" {
 		env.StateDir = DefaultStateDir
+	}
+	if env.ProcDir == "" {
+		env.ProcDir = "/proc"
 	}
 	if env.Clock == nil {
 		env.Clock = realClock{}
@@ -140,7 +146,7 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 		err = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protocol version %d, this helper speaks %d: upload the helper that matches the workstation", req.Version, ProtocolVersion)}
 	case env.Firewall == nil:
 		err = &Error{Code: CodeInternal, Message: "no firewall backend configured"}
-	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff:
+	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState:
 		err = &Error{Code: CodeInternal, Message: "no revert timer configured"}
 	default:
 		err = e.run(ctx, verb, req, rep)
@@ -178,6 +184,8 @@ func (e *engine) run(ctx context.Context, verb string, req *Request, rep *Report
 		return e.revert(ctx, req, rep)
 	case VerbWatchdog:
 		return e.watchdog(ctx, req, rep)
+	case VerbState:
+		return e.state(ctx, req, rep)
 	}
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown verb %q", verb)}
 }

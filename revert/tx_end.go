@@ -80,6 +80,17 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	})
 	e.logf(r.ID, "info", "confirmed by %s", req.Origin)
 	e.keepConfirmed(ctx, rep, r)
+	if req.Read != nil {
+		// for the workstation's history; never a reason to fail a confirm
+		_ = e.phase(rep, "read-state", func() error {
+			live, err := e.readState(ctx, nil)
+			if err != nil {
+				rep.Warnings = append(rep.Warnings, "could not read the state after the confirm for the history: "+err.Error())
+			}
+			rep.Live = live
+			return nil
+		})
+	}
 	fill(rep, r)
 	if !r.Persist {
 		return nil

@@ -27,6 +27,10 @@ type (
 	Duration      = wire.Duration
 	Snapshot      = wire.Snapshot
 	Part          = wire.Part
+	StateArgs     = wire.StateArgs
+	StatePart     = wire.StatePart
+	StateReport   = wire.StateReport
+	HostFacts     = wire.HostFacts
 )
 
 const (
@@ -40,6 +44,7 @@ const (
 	VerbAbort             = wire.VerbAbort
 	VerbRevert            = wire.VerbRevert
 	VerbWatchdog          = wire.VerbWatchdog
+	VerbState             = wire.VerbState
 	FormatNft             = wire.FormatNft
 	FormatIPTables        = wire.FormatIPTables
 	FormatIP6Tables       = wire.FormatIP6Tables
@@ -59,6 +64,9 @@ const (
 	CodeLockHeld          = wire.CodeLockHeld
 	CodeInvalidRuleset    = wire.CodeInvalidRuleset
 	CodeSnapshot          = wire.CodeSnapshot
+	StateNftJSON          = wire.StateNftJSON
+	StateIptablesSave     = wire.StateIptablesSave
+	StateIpsetSave        = wire.StateIpsetSave
 	CodeBackend           = wire.CodeBackend
 	CodeBadToken          = wire.CodeBadToken
 	CodeTooLate           = wire.CodeTooLate

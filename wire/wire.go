@@ -99,6 +99,9 @@ type Request struct {
 	Begin  *BeginArgs  `json:"begin,omitempty"`
 	Diff   *Change     `json:"diff,omitempty"`
 	Extend *ExtendArgs `json:"extend,omitempty"`
+	// Read: state's payload; on confirm, a request for the state after
+	// it (Report.Live).
+	Read *StateArgs `json:"read,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,
@@ -295,6 +298,7 @@ type Report struct {
 	Detect *Detect       `json:"detect,omitempty"`
 	Diff   *DiffReport   `json:"diff,omitempty"`
 	Status *StatusReport `json:"status,omitempty"`
+	Live   *StateReport  `json:"live,omitempty"` // state (and a confirm asked for it)
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever

@@ -1,0 +1,100 @@
+package revert
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// ReadState lists every table of every installed backend with counters
+// (nft: its JSON; iptables: -save -c, for each backend that lists a table;
+// ipset: save) and, when candidate is set, that ruleset as a private
+// network namespace's kernel lists it after a load. Changes nothing live.
+func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error) {
+	hf, err := f.facts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	if len(hf.all) == 0 {
+		return nil, &Error{Code: CodeBackend, Message: "no firewall tool on this host: install nftables or iptables"}
+	}
+	rep := &StateReport{Facts: HostFacts{Active: hf.active}}
+	for _, b := range hf.all {
+		p, ok, err := b.listState(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read state: %s: %w", b.name(), err)
+		}
+		if ok {
+			rep.Parts = append(rep.Parts, p)
+		}
+	}
+	if f.has("ipset") {
+		out, err := f.run(ctx, nil, "ipset", "save")
+		if err != nil {
+			rep.Facts.Notes = append(rep.Facts.Notes, "ipset save failed: "+firstLine(err.Error()))
+		} else if strings.TrimSpace(out) != "" {
+			rep.Parts = append(rep.Parts, StatePart{Source: "ipset", Format: StateIpsetSave, Text: out})
+		}
+	}
+	if candidate != nil {
+		if err := CheckRuleset(candidate.Format, candidate.Text, candidate.MaxSize); err != nil {
+			return nil, err
+		}
+		b, err := f.backendFor(ctx, candidate.Format)
+		if err != nil {
+			return nil, err
+		}
+		p, err := b.candidateState(ctx, candidate.Text)
+		if err != nil {
+			return nil, err
+		}
+		rep.Candidate = []StatePart{p}
+	}
+	return rep, nil
+}
+
+// listState is the nft backend's part of ReadState: every table nft
+// lists, iptables-nft's and foreign ones included (the workstation's model
+// tells them apart).
+func (b *nftBackend) listState(ctx context.Context) (StatePart, bool, error) {
+	out, err := b.f.run(ctx, nil, "nft", "-j", "list", "ruleset")
+	if err != nil {
+		return StatePart{}, false, err
+	}
+	return StatePart{Source: b.name(), Format: StateNftJSON, Text: out}, true, nil
+}
+
+// candidateState loads ruleset alone into a scratch namespace and lists it.
+func (b *nftBackend) candidateState(ctx context.Context, ruleset string) (StatePart, error) {
+	lf, err := b.build(ctx, ruleset, nil)
+	if err != nil {
+		return StatePart{}, err
+	}
+	out, err := b.f.scratch(ctx, []byte(lf.String()), b.loadCmd(), []string{b.f.tool("nft"), "-j", "list", "ruleset"})
+	if err != nil {
+		return StatePart{}, b.explain(ctx, CodeInvalidRuleset, lf, err, nil)
+	}
+	return StatePart{Source: b.name(), Format: StateNftJSON, Text: out}, nil
+}
+
+// listState is an iptables backend's part of ReadState: its tables with
+// counters, when it lists any.
+func (b *iptBackend) listState(ctx context.Context) (StatePart, bool, error) {
+	out, err := b.f.run(ctx, nil, b.save(), "-c")
+	if err != nil {
+		return StatePart{}, false, fmt.Errorf("save %s: %w", b.tool, err)
+	}
+	return StatePart{Source: b.name(), Format: StateIptablesSave, Text: out}, strings.Contains(out, "\n*") || strings.HasPrefix(out, "*"), nil
+}
+
+func (b *iptBackend) candidateState(ctx context.Context, ruleset string) (StatePart, error) {
+	lf, err := b.build(ctx, ruleset, nil)
+	if err != nil {
+		return StatePart{}, err
+	}
+	out, err := b.f.scratch(ctx, []byte(lf.String()), b.loadCmd(false), []string{b.f.tool(b.save())})
+	if err != nil {
+		return StatePart{}, b.explain(ctx, CodeInvalidRuleset, lf, err, nil)
+	}
+	return StatePart{Source: b.name(), Format: StateIptablesSave, Text: out}, nil
+}
