@@ -110,6 +110,11 @@ type Options struct {
 	// for a confirm from another lifeline process (Session.Resume); the
 	// host's deadline still reverts it.
 	NoConfirm bool
+	// History, when set, receives the host's state right after each
+	// confirm (the helper lists it in the confirm's own run), with the tx
+	// id and who confirmed: lifeline's snapshot history. Called from many
+	// goroutines.
+	History func(t Target, txID, origin string, live *wire.StateReport)
 }
 
 // Event is one step of one host's transaction, for live progress.

@@ -165,6 +165,9 @@ func (h *Tx) Confirm(ctx context.Context) error {
 	})
 	switch {
 	case err == nil && rep.State == wire.StateConfirmed:
+		if rep.Live != nil && h.s.opts.History != nil {
+			h.s.opts.History(h.t, h.res.TxID, h.s.opts.Origin, rep.Live)
+		}
 		h.end(Confirmed, nil, "")
 		h.s.dropTx(h)
 		return nil
@@ -189,6 +192,9 @@ func (h *Tx) Confirm(ctx context.Context) error {
 // simply sent again.
 func (h *Tx) confirm(ctx context.Context) (*wire.Report, error) {
 	req := &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID, Token: h.token, Origin: h.s.opts.Origin}
+	if h.s.opts.History != nil {
+		req.Read = &wire.StateArgs{} // the state after the confirm, in the same helper run
+	}
 	return h.fresh(ctx, wire.VerbConfirm, req)
 }
 
