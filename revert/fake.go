@@ -202,7 +202,7 @@ func (f *FakeFirewall) Snapshot(ctx context.Context) (*Snapshot, error) {
 // ReadState lists the fake's iptables families as iptables-save text
 // (nft's JSON it cannot produce: an nft family is listed as its text with
 // Format "nft", which the workstation's model refuses).
-func (f *FakeFirewall) ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error) {
+func (f *FakeFirewall) ReadState(ctx context.Context, candidate *RulesetChange, zero bool) (*StateReport, error) {
 	var r *StateReport
 	err := f.call("ReadState", func() error {
 		r = &StateReport{}

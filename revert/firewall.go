@@ -19,8 +19,9 @@ import (
 type Firewall interface {
 	// ReadState lists every table of every backend with counters, the
 	// ipset sets, and (candidate set) a ruleset as a scratch namespace's
-	// kernel holds it after loading it. Changes nothing live.
-	ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error)
+	// kernel holds it after loading it. Changes nothing live but, with
+	// zero, the counters (after listing them).
+	ReadState(ctx context.Context, candidate *RulesetChange, zero bool) (*StateReport, error)
 	// Detect reports the backends present and in use. Changes nothing.
 	Detect(ctx context.Context) (*Detect, error)
 	// Snapshot captures every family in use, each in its own tool's format

@@ -81,6 +81,9 @@ type backend interface {
 	// candidateState trial-loads ruleset (built as Apply would) into a
 	// scratch namespace and lists what the kernel holds then.
 	candidateState(ctx context.Context, ruleset string) (StatePart, error)
+	// zeroCounters resets the counters of the backend's tables (ok false:
+	// it has none).
+	zeroCounters(ctx context.Context) (ok bool, err error)
 }
 
 var (

@@ -10,7 +10,7 @@ import (
 // (nft: its JSON; iptables: -save -c, for each backend that lists a table;
 // ipset: save) and, when candidate is set, that ruleset as a private
 // network namespace's kernel lists it after a load. Changes nothing live.
-func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange) (*StateReport, error) {
+func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange, zero bool) (*StateReport, error) {
 	hf, err := f.facts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
@@ -34,6 +34,17 @@ func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange) 
 			rep.Facts.Notes = append(rep.Facts.Notes, "ipset save failed: "+firstLine(err.Error()))
 		} else if strings.TrimSpace(out) != "" {
 			rep.Parts = append(rep.Parts, StatePart{Source: "ipset", Format: StateIpsetSave, Text: out})
+		}
+	}
+	if zero {
+		for _, b := range hf.all {
+			ok, err := b.zeroCounters(ctx)
+			switch {
+			case err != nil:
+				rep.Facts.Notes = append(rep.Facts.Notes, b.name()+": counters not reset: "+firstLine(err.Error()))
+			case ok:
+				rep.Zeroed = append(rep.Zeroed, b.name())
+			}
 		}
 	}
 	if candidate != nil {
@@ -97,4 +108,42 @@ func (b *iptBackend) candidateState(ctx context.Context, ruleset string) (StateP
 		return StatePart{}, b.explain(ctx, CodeInvalidRuleset, lf, err, nil)
 	}
 	return StatePart{Source: b.name(), Format: StateIptablesSave, Text: out}, nil
+}
+
+// zeroCounters resets the counters of every rule of the native nft tables
+// (`nft reset rules`, nftables 1.0.8 and newer; older ones cannot without
+// reloading the ruleset, which lifeline will not do for counters).
+func (b *nftBackend) zeroCounters(ctx context.Context) (bool, error) {
+	native, _, err := b.f.nftTables(ctx)
+	if err != nil || len(native) == 0 {
+		return false, err
+	}
+	var errs []string
+	for _, t := range native {
+		if _, err := b.f.run(ctx, nil, "nft", "reset", "rules", "table", t.family, t.name); err != nil {
+			if strings.Contains(err.Error(), "syntax error") {
+				return false, fmt.Errorf("this nft cannot reset rule counters (nft reset rules needs nftables 1.0.8 or newer); use counters --watch, which shows the change over an interval")
+			}
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return false, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return true, nil
+}
+
+// zeroCounters resets the counters of every table the backend lists
+// (iptables -t TABLE -Z: rules and chain policies).
+func (b *iptBackend) zeroCounters(ctx context.Context) (bool, error) {
+	ts, err := b.saveTables(ctx)
+	if err != nil || len(ts) == 0 {
+		return false, err
+	}
+	for _, t := range ts {
+		if _, err := b.f.run(ctx, nil, b.tool, "-t", t.name, "-Z"); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }

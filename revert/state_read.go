@@ -13,19 +13,19 @@ import (
 // state is the read-only state verb: the whole firewall with counters,
 // and the host facts an audit needs. It takes no lock.
 func (e *engine) state(ctx context.Context, req *Request, rep *Report) error {
-	var cand *RulesetChange
-	if req.Read != nil {
-		cand = req.Read.Candidate
+	args := req.Read
+	if args == nil {
+		args = &StateArgs{}
 	}
 	return e.phase(rep, "read-state", func() error {
-		live, err := e.readState(ctx, cand)
+		live, err := e.readState(ctx, args.Candidate, args.Zero)
 		rep.Live = live
 		return err
 	})
 }
 
-func (e *engine) readState(ctx context.Context, cand *RulesetChange) (*StateReport, error) {
-	live, err := e.fw.ReadState(ctx, cand)
+func (e *engine) readState(ctx context.Context, cand *RulesetChange, zero bool) (*StateReport, error) {
+	live, err := e.fw.ReadState(ctx, cand, zero)
 	if err != nil {
 		return nil, err
 	}

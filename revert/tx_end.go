@@ -83,7 +83,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if req.Read != nil {
 		// for the workstation's history; never a reason to fail a confirm
 		_ = e.phase(rep, "read-state", func() error {
-			live, err := e.readState(ctx, nil)
+			live, err := e.readState(ctx, nil, false)
 			if err != nil {
 				rep.Warnings = append(rep.Warnings, "could not read the state after the confirm for the history: "+err.Error())
 			}

@@ -73,11 +73,11 @@ func TestHostFile(t *testing.T) {
 		{"h\x1b", "%h%1B"},
 	}
 	for _, tc := range tests {
-		if got := hostFile(tc.in); got != tc.want {
-			t.Errorf("hostFile(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := HostFile(tc.in); got != tc.want {
+			t.Errorf("HostFile(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	if a, b := hostFile(strings.Repeat("/", 300)), hostFile(strings.Repeat("/", 301)); a == b || len(a) > maxHostFile {
+	if a, b := HostFile(strings.Repeat("/", 300)), HostFile(strings.Repeat("/", 301)); a == b || len(a) > maxHostFile {
 		t.Errorf("long names: %q and %q, want distinct, at most %d bytes", a, b, maxHostFile)
 	}
 }

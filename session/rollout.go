@@ -170,7 +170,7 @@ func (s *Session) save(r *Result) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
-	base := hostFile(r.Host)
+	base := HostFile(r.Host)
 	write := func(name string, v any) {
 		p := filepath.Join(dir, name)
 		if filepath.Dir(p) != dir {
@@ -190,13 +190,13 @@ func (s *Session) save(r *Result) {
 // under the file system's 255 bytes.
 const maxHostFile = 200
 
-// hostFile returns the host name as one component of a file name. Names
+// HostFile returns the host name as one component of a file name. Names
 // from an inventory are already safe (inventory.CheckHostName) and are kept
 // as they are. Any other name is escaped: every byte but letters, digits,
 // '-' and '_' becomes %XX, so the result holds no '/', is never "." or
 // "..", and cannot collide with a safe name, which never holds '%'. A name
 // still too long keeps its start and gets a hash of the whole.
-func hostFile(name string) string {
+func HostFile(name string) string {
 	if safeComponent(name) {
 		return name
 	}

@@ -28,7 +28,7 @@ type keptTx struct {
 }
 
 func (s *Session) txFile(host string) string {
-	return filepath.Join(s.opts.RunDir, "hosts", hostFile(host)+".tx.json")
+	return filepath.Join(s.opts.RunDir, "hosts", HostFile(host)+".tx.json")
 }
 
 // keepTx writes h's token into the run store (best effort: the transaction
@@ -101,7 +101,7 @@ func LatestRun(runs, host string) (string, error) {
 	}
 	for i := len(ents) - 1; i >= 0; i-- {
 		dir := filepath.Join(runs, ents[i].Name())
-		if _, err := os.Stat(filepath.Join(dir, "hosts", hostFile(host)+".tx.json")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "hosts", HostFile(host)+".tx.json")); err == nil {
 			return dir, nil
 		}
 	}

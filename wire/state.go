@@ -14,6 +14,10 @@ type StateArgs struct {
 	// kernel holds it: how `lifeline diff HOST FILE` compares a file in
 	// nft syntax with the live state. Nothing live changes.
 	Candidate *RulesetChange `json:"candidate,omitempty"`
+	// Zero resets the packet and byte counters of every rule (and
+	// iptables chain policy) after listing them: the only thing the state
+	// verb ever changes, and nothing a packet's fate depends on.
+	Zero bool `json:"zero,omitempty"`
 }
 
 // Part formats of a StatePart.
@@ -39,6 +43,9 @@ type StateReport struct {
 	// Candidate: the StateArgs.Candidate ruleset as the trial namespace's
 	// kernel lists it.
 	Candidate []StatePart `json:"candidate,omitempty"`
+	// Zeroed names the backends whose counters were reset (StateArgs.Zero);
+	// Facts.Notes says why any other was not.
+	Zeroed []string `json:"zeroed,omitempty"`
 }
 
 // HostFacts are what the host says about itself beyond the ruleset, for an
