@@ -22,12 +22,13 @@ func nftRule(exprs []any, comment string) *Rule {
 	r := &Rule{Comment: comment}
 	parts := make([]string, 0, len(exprs)+1)
 	for _, e := range exprs {
-		m, ok := e.(map[string]any)
+		m, ok := e.(jobj)
 		if !ok || len(m) != 1 {
 			parts = append(parts, compactJSON(e))
 			continue
 		}
-		for k, v := range m {
+		for _, kv := range m {
+			k, v := kv.k, kv.v
 			parts = append(parts, nftStmt(r, k, v))
 		}
 	}
@@ -46,7 +47,7 @@ func setVerdict(r *Rule, kind, target string) {
 }
 
 func nftStmt(r *Rule, k string, v any) string {
-	obj, _ := v.(map[string]any)
+	obj, _ := v.(jobj)
 	switch k {
 	case "match":
 		return nftMatch(r, obj)
@@ -54,7 +55,7 @@ func nftStmt(r *Rule, k string, v any) string {
 		setVerdict(r, k, "")
 		return k
 	case "jump", "goto":
-		t := fmt.Sprint(obj["target"])
+		t := fmt.Sprint(obj.get("target"))
 		setVerdict(r, k, t)
 		return k + " " + t
 	case "counter":
@@ -62,8 +63,8 @@ func nftStmt(r *Rule, k string, v any) string {
 			return "counter name " + quote(name)
 		}
 		r.Counter = true
-		r.Packets += jsonUint(obj["packets"])
-		r.Bytes += jsonUint(obj["bytes"])
+		r.Packets += jsonUint(obj.get("packets"))
+		r.Bytes += jsonUint(obj.get("bytes"))
 		return "counter"
 	case "quota":
 		if name, ok := v.(string); ok {
@@ -71,10 +72,10 @@ func nftStmt(r *Rule, k string, v any) string {
 		}
 		if obj != nil {
 			s := "quota "
-			if b, _ := obj["inv"].(bool); b {
+			if b, _ := obj.get("inv").(bool); b {
 				s += "over "
 			}
-			return s + fmt.Sprint(obj["val"]) + " " + fmt.Sprint(obj["val_unit"])
+			return s + fmt.Sprint(obj.get("val")) + " " + fmt.Sprint(obj.get("val_unit"))
 		}
 	case "log":
 		setVerdict(r, VerdictLog, "log")
@@ -82,18 +83,18 @@ func nftStmt(r *Rule, k string, v any) string {
 		if obj == nil {
 			return s
 		}
-		if p, ok := obj["prefix"].(string); ok {
+		if p, ok := obj.get("prefix").(string); ok {
 			s += " prefix " + quote(p)
 		}
 		for _, f := range []string{"group", "snaplen", "queue-threshold"} {
-			if x, ok := obj[f]; ok {
+			if x, ok := obj.lookup(f); ok {
 				s += " " + f + " " + fmt.Sprint(x)
 			}
 		}
-		if l, ok := obj["level"].(string); ok && l != "warn" {
+		if l, ok := obj.get("level").(string); ok && l != "warn" {
 			s += " level " + l
 		}
-		if f, ok := obj["flags"]; ok {
+		if f, ok := obj.lookup("flags"); ok {
 			s += " flags " + listString(f, ",")
 		}
 		return s
@@ -107,16 +108,16 @@ func nftStmt(r *Rule, k string, v any) string {
 			return "reject"
 		}
 		s := "reject"
-		if t, ok := obj["type"].(string); ok {
+		if t, ok := obj.get("type").(string); ok {
 			s += " with " + t
-			if x, ok := obj["expr"]; ok {
+			if x, ok := obj.lookup("expr"); ok {
 				s += " " + fmt.Sprint(x)
 			}
 		}
 		return s
 	case "mangle":
-		key := obj["key"]
-		return renderValue(key, "") + " set " + renderValue(obj["value"], keyName(key))
+		key := obj.get("key")
+		return renderValue(key, "") + " set " + renderValue(obj.get("value"), keyName(key))
 	case "dnat", "snat", "masquerade", "redirect":
 		setVerdict(r, VerdictNat, k)
 		return nftNat(k, obj)
@@ -124,25 +125,25 @@ func nftStmt(r *Rule, k string, v any) string {
 		setVerdict(r, VerdictQueue, "")
 		s := "queue"
 		if obj != nil {
-			if f, ok := obj["flags"]; ok {
+			if f, ok := obj.lookup("flags"); ok {
 				s += " flags " + listString(f, ",")
 			}
-			if n, ok := obj["num"]; ok {
+			if n, ok := obj.lookup("num"); ok {
 				s += " to " + renderValue(n, "")
 			}
 		}
 		return s
 	case "vmap":
 		setVerdict(r, VerdictOther, "vmap")
-		return renderValue(obj["key"], "") + " vmap " + renderVmap(obj["data"])
+		return renderValue(obj.get("key"), "") + " vmap " + renderVmap(obj.get("data"))
 	case "set":
 		if obj != nil {
-			return fmt.Sprint(obj["op"]) + " " + fmt.Sprint(obj["set"]) + " { " + setElemStmt(obj["elem"]) + " }"
+			return fmt.Sprint(obj.get("op")) + " " + fmt.Sprint(obj.get("set")) + " { " + setElemStmt(obj.get("elem")) + " }"
 		}
 	case "notrack":
 		return "notrack"
 	case "xt":
-		typ, name := fmt.Sprint(obj["type"]), fmt.Sprint(obj["name"])
+		typ, name := fmt.Sprint(obj.get("type")), fmt.Sprint(obj.get("name"))
 		s := "xt " + typ + " " + quote(name)
 		if typ == "target" {
 			kind, target := iptTargetVerdict(name, nil)
@@ -152,14 +153,14 @@ func nftStmt(r *Rule, k string, v any) string {
 		}
 		return s
 	}
-	return compactJSON(map[string]any{k: v})
+	return compactJSON(jobj{{k, v}})
 }
 
 func setElemStmt(e any) string {
-	if m, ok := e.(map[string]any); ok {
-		if el, ok := m["elem"].(map[string]any); ok {
-			s := renderValue(el["val"], "")
-			if t, ok := el["timeout"]; ok {
+	if m, ok := e.(jobj); ok {
+		if el, ok := m.get("elem").(jobj); ok {
+			s := renderValue(el.get("val"), "")
+			if t, ok := el.lookup("timeout"); ok {
 				s += " timeout " + nftDuration(int64(jsonUint(t)))
 			}
 			return s
@@ -169,8 +170,8 @@ func setElemStmt(e any) string {
 }
 
 func renderVmap(d any) string {
-	if m, ok := d.(map[string]any); ok {
-		if els, ok := m["set"].([]any); ok {
+	if m, ok := d.(jobj); ok {
+		if els, ok := m.get("set").([]any); ok {
 			parts := make([]string, len(els))
 			for i, e := range els {
 				parts[i] = setElem(e)
@@ -181,16 +182,16 @@ func renderVmap(d any) string {
 	return renderValue(d, "")
 }
 
-func nftLimit(o map[string]any) string {
+func nftLimit(o jobj) string {
 	s := ""
-	if b, _ := o["inv"].(bool); b {
+	if b, _ := o.get("inv").(bool); b {
 		s = "over "
 	}
-	unit, _ := o["rate_unit"].(string)
+	unit, _ := o.get("rate_unit").(string)
 	if unit != "" && unit != "packets" {
-		s += fmt.Sprint(o["rate"]) + " " + unit + "/" + fmt.Sprint(o["per"])
-		if b := jsonUint(o["burst"]); b != 0 {
-			bu, _ := o["burst_unit"].(string)
+		s += fmt.Sprint(o.get("rate")) + " " + unit + "/" + fmt.Sprint(o.get("per"))
+		if b := jsonUint(o.get("burst")); b != 0 {
+			bu, _ := o.get("burst_unit").(string)
 			if bu == "" {
 				bu = "bytes"
 			}
@@ -198,23 +199,23 @@ func nftLimit(o map[string]any) string {
 		}
 		return s
 	}
-	s += fmt.Sprint(o["rate"]) + "/" + fmt.Sprint(o["per"])
-	if b := jsonUint(o["burst"]); b != 0 && b != 5 {
+	s += fmt.Sprint(o.get("rate")) + "/" + fmt.Sprint(o.get("per"))
+	if b := jsonUint(o.get("burst")); b != 0 && b != 5 {
 		s += fmt.Sprintf(" burst %d packets", b)
 	}
 	return s
 }
 
-func nftNat(k string, o map[string]any) string {
+func nftNat(k string, o jobj) string {
 	s := k
 	if o == nil {
 		return s
 	}
-	if f, ok := o["family"].(string); ok {
+	if f, ok := o.get("family").(string); ok {
 		s += " " + f
 	}
-	addr, hasAddr := o["addr"]
-	port, hasPort := o["port"]
+	addr, hasAddr := o.lookup("addr")
+	port, hasPort := o.lookup("port")
 	if hasAddr || hasPort {
 		s += " to "
 		if hasAddr {
@@ -228,7 +229,7 @@ func nftNat(k string, o map[string]any) string {
 			s += ":" + renderValue(port, "")
 		}
 	}
-	if f, ok := o["flags"]; ok {
+	if f, ok := o.lookup("flags"); ok {
 		s += " " + listString(f, ",")
 	}
 	return s
@@ -236,15 +237,15 @@ func nftNat(k string, o map[string]any) string {
 
 var nftOps = map[string]bool{"!=": true, "<": true, ">": true, "<=": true, ">=": true}
 
-func nftMatch(r *Rule, o map[string]any) string {
-	op, _ := o["op"].(string)
-	left, right := o["left"], o["right"]
+func nftMatch(r *Rule, o jobj) string {
+	op, _ := o.get("op").(string)
+	left, right := o.get("left"), o.get("right")
 	key := keyName(left)
 	ls := renderValue(left, "")
 	rs := renderValue(right, key)
 	var s string
-	lm, _ := left.(map[string]any)
-	if bin, ok := lm["&"]; ok && (op == "==" || op == "in") {
+	lm, _ := left.(jobj)
+	if bin, ok := lm.lookup("&"); ok && (op == "==" || op == "in") {
 		// nft prints `tcp flags & (fin|syn) == syn` as `tcp flags syn / fin,syn`.
 		if args, ok := bin.([]any); ok && len(args) == 2 {
 			if _, isList := args[1].([]any); isList {
@@ -254,7 +255,7 @@ func nftMatch(r *Rule, o map[string]any) string {
 	}
 	if s == "" {
 		s = ls
-		if nftOps[op] {
+		if nftOps[op] || op == "==" && isBinop(lm) {
 			s += " " + op
 		}
 		s += " " + rs
@@ -320,8 +321,8 @@ func hasMatch(ms []Match, field, value string) bool {
 
 // matchValue is a Match.Value: sets as "{a,b}" without spaces.
 func matchValue(right any, rendered string) string {
-	if m, ok := right.(map[string]any); ok {
-		if els, ok := m["set"].([]any); ok {
+	if m, ok := right.(jobj); ok {
+		if els, ok := m.get("set").([]any); ok {
 			parts := make([]string, len(els))
 			for i, e := range els {
 				parts[i] = renderValue(e, "")
@@ -341,20 +342,38 @@ func sortedList(s string) string {
 // keyName names a left-hand expression ("ip saddr", "meta mark", "ct
 // state") to pick how its right-hand values print.
 func keyName(v any) string {
-	m, ok := v.(map[string]any)
+	m, ok := v.(jobj)
 	if !ok {
 		return ""
 	}
-	if p, ok := m["payload"].(map[string]any); ok {
-		return fmt.Sprint(p["protocol"]) + " " + fmt.Sprint(p["field"])
+	for _, op := range binops {
+		if args, ok := m.get(op).([]any); ok && len(args) == 2 {
+			return keyName(args[0])
+		}
 	}
-	if p, ok := m["meta"].(map[string]any); ok {
-		return "meta " + fmt.Sprint(p["key"])
+	if p, ok := m.get("payload").(jobj); ok {
+		return fmt.Sprint(p.get("protocol")) + " " + fmt.Sprint(p.get("field"))
 	}
-	if p, ok := m["ct"].(map[string]any); ok {
-		return "ct " + fmt.Sprint(p["key"])
+	if p, ok := m.get("meta").(jobj); ok {
+		return "meta " + fmt.Sprint(p.get("key"))
+	}
+	if p, ok := m.get("ct").(jobj); ok {
+		return "ct " + fmt.Sprint(p.get("key"))
 	}
 	return ""
+}
+
+var binops = []string{"&", "|", "^", "<<", ">>"}
+
+// isBinop: nft writes "==" after a binary operation ("meta mark & 0x4 ==
+// 0x0"), not after a plain expression.
+func isBinop(m jobj) bool {
+	for _, op := range binops {
+		if _, ok := m.lookup(op); ok {
+			return true
+		}
+	}
+	return false
 }
 
 var unqualifiedMeta = map[string]bool{"iif": true, "oif": true, "iifname": true, "oifname": true, "iifgroup": true, "oifgroup": true}
@@ -383,11 +402,12 @@ func renderValue(v any, key string) string {
 		return strconv.FormatBool(x)
 	case []any:
 		return listString(x, ",")
-	case map[string]any:
+	case jobj:
 		if len(x) != 1 {
 			return compactJSON(x)
 		}
-		for k, a := range x {
+		for _, kv := range x {
+			k, a := kv.k, kv.v
 			return renderObj(k, a, key)
 		}
 	}
@@ -395,29 +415,29 @@ func renderValue(v any, key string) string {
 }
 
 func renderObj(k string, a any, key string) string {
-	o, _ := a.(map[string]any)
+	o, _ := a.(jobj)
 	switch k {
 	case "payload":
-		if p, ok := o["protocol"]; ok {
-			return fmt.Sprint(p) + " " + fmt.Sprint(o["field"])
+		if p, ok := o.lookup("protocol"); ok {
+			return fmt.Sprint(p) + " " + fmt.Sprint(o.get("field"))
 		}
-		if b, ok := o["base"]; ok {
-			return fmt.Sprintf("@%v,%v,%v", b, o["offset"], o["len"])
+		if b, ok := o.lookup("base"); ok {
+			return fmt.Sprintf("@%v,%v,%v", b, o.get("offset"), o.get("len"))
 		}
 	case "meta":
-		kn := fmt.Sprint(o["key"])
+		kn := fmt.Sprint(o.get("key"))
 		if unqualifiedMeta[kn] {
 			return kn
 		}
 		return "meta " + kn
 	case "ct":
 		s := "ct "
-		if d, ok := o["dir"]; ok {
+		if d, ok := o.lookup("dir"); ok {
 			s += fmt.Sprint(d) + " "
 		}
-		return s + fmt.Sprint(o["key"])
+		return s + fmt.Sprint(o.get("key"))
 	case "prefix":
-		return fmt.Sprintf("%v/%v", renderValue(o["addr"], ""), o["len"])
+		return fmt.Sprintf("%v/%v", renderValue(o.get("addr"), ""), o.get("len"))
 	case "range":
 		if r, ok := a.([]any); ok && len(r) == 2 {
 			return renderValue(r[0], key) + "-" + renderValue(r[1], key)
@@ -444,14 +464,20 @@ func renderObj(k string, a any, key string) string {
 			return renderValue(args[0], "") + " " + k + " " + renderValue(args[1], keyName(args[0]))
 		}
 	case "fib":
-		s := "fib " + listString(o["flags"], " . ")
-		return s + " " + fmt.Sprint(o["result"])
+		s := "fib " + listString(o.get("flags"), " . ")
+		return s + " " + fmt.Sprint(o.get("result"))
 	case "map":
-		return renderValue(o["key"], "") + " map " + renderVmap(o["data"])
+		return renderValue(o.get("key"), "") + " map " + renderVmap(o.get("data"))
 	case "elem":
-		return renderValue(o["val"], key)
+		return renderValue(o.get("val"), key)
+	case "numgen":
+		s := fmt.Sprintf("numgen %v mod %v", o.get("mode"), o.get("mod"))
+		if off := jsonUint(o.get("offset")); off != 0 {
+			s += fmt.Sprintf(" offset %d", off)
+		}
+		return s
 	}
-	return compactJSON(map[string]any{k: a})
+	return compactJSON(jobj{{k, a}})
 }
 
 // listString joins a JSON string list (or a single value) with sep.

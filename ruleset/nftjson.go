@@ -1,7 +1,6 @@
 package ruleset
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -24,22 +23,13 @@ import (
 // name) gets Owner OwnerIptablesNf; Merge drops it when the same table is
 // read through iptables-nft-save as well.
 func ParseNftJSON(data []byte) (*Ruleset, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
-	}
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("nft json: %w", err)
-	}
-	if doc.Nftables == nil {
-		return nil, fmt.Errorf("nft json: no \"nftables\" array")
-	}
 	rs := &Ruleset{}
-	tables := map[string]*Table{}
-	chains := map[string]*Chain{}
+	type tkey struct{ family, name string }
+	type ckey struct{ family, table, name string }
+	tables := map[tkey]*Table{}
+	chains := map[ckey]*Chain{}
 	getTable := func(fam, name string) *Table {
-		k := fam + " " + name
+		k := tkey{fam, name}
 		t := tables[k]
 		if t == nil {
 			t = &Table{Source: SourceNft, Family: fam, Name: name}
@@ -48,83 +38,61 @@ func ParseNftJSON(data []byte) (*Ruleset, error) {
 		}
 		return t
 	}
-	for i, obj := range doc.Nftables {
-		for kind, raw := range obj {
+	found, err := jsonEach(data, "nftables", func(i int, x any) error {
+		obj, ok := x.(jobj)
+		if !ok {
+			return fmt.Errorf("object %d is not an object", i)
+		}
+		for _, kv := range obj {
+			kind, v := kv.k, kv.v
+			o, isObj := v.(jobj)
+			if keys := nftKeys[kind]; keys != nil {
+				if !isObj {
+					return fmt.Errorf("object %d: %s is not an object", i, kind)
+				}
+				for _, k := range keys {
+					if _, ok := o.get(k).(string); !ok {
+						return fmt.Errorf("object %d: %s without a string %q", i, kind, k)
+					}
+				}
+			}
 			switch kind {
 			case "table":
-				var o struct {
-					Family string `json:"family"`
-					Name   string `json:"name"`
-					Handle uint64 `json:"handle"`
-				}
-				if err := unmarshal(raw, &o); err != nil {
-					return nil, fmt.Errorf("nft json: object %d (table): %w", i, err)
-				}
-				getTable(o.Family, o.Name).Handle = o.Handle
+				getTable(jstr(o, "family"), jstr(o, "name")).Handle = jsonUint(o.get("handle"))
 			case "chain":
-				var o struct {
-					Family string      `json:"family"`
-					Table  string      `json:"table"`
-					Name   string      `json:"name"`
-					Handle uint64      `json:"handle"`
-					Type   string      `json:"type"`
-					Hook   string      `json:"hook"`
-					Prio   json.Number `json:"prio"`
-					Policy string      `json:"policy"`
-					Dev    any         `json:"dev"`
-				}
-				if err := unmarshal(raw, &o); err != nil {
-					return nil, fmt.Errorf("nft json: object %d (chain): %w", i, err)
-				}
-				t := getTable(o.Family, o.Table)
-				c := &Chain{Name: o.Name, Handle: o.Handle, Type: o.Type, Hook: o.Hook, Policy: strings.ToLower(o.Policy), Rules: []*Rule{}}
-				if o.Prio != "" {
-					p, err := o.Prio.Int64()
-					if err != nil {
-						return nil, fmt.Errorf("nft json: object %d: chain %s priority %q", i, o.Name, o.Prio)
+				t := getTable(jstr(o, "family"), jstr(o, "table"))
+				c := &Chain{Name: jstr(o, "name"), Handle: jsonUint(o.get("handle")), Type: jstr(o, "type"), Hook: jstr(o, "hook"), Policy: strings.ToLower(jstr(o, "policy")), Rules: []*Rule{}}
+				if pr, ok := o.lookup("prio"); ok {
+					n, ok := pr.(json.Number)
+					p, err := n.Int64()
+					if !ok || err != nil {
+						return fmt.Errorf("object %d: chain %s priority %v", i, c.Name, pr)
 					}
 					c.Priority = int(p)
 				}
-				switch d := o.Dev.(type) {
+				switch d := o.get("dev").(type) {
 				case string:
 					c.Device = d
 				case []any:
-					var ds []string
-					for _, x := range d {
-						ds = append(ds, fmt.Sprint(x))
-					}
-					c.Device = strings.Join(ds, ",")
+					c.Device = listString(d, ",")
 				}
 				t.Chains = append(t.Chains, c)
-				chains[o.Family+" "+o.Table+" "+o.Name] = c
+				chains[ckey{t.Family, t.Name, c.Name}] = c
 			case "rule":
-				var o struct {
-					Family  string `json:"family"`
-					Table   string `json:"table"`
-					Chain   string `json:"chain"`
-					Handle  uint64 `json:"handle"`
-					Comment string `json:"comment"`
-					Expr    []any  `json:"expr"`
-				}
-				if err := unmarshal(raw, &o); err != nil {
-					return nil, fmt.Errorf("nft json: object %d (rule): %w", i, err)
-				}
-				k := o.Family + " " + o.Table + " " + o.Chain
+				k := ckey{jstr(o, "family"), jstr(o, "table"), jstr(o, "chain")}
 				c := chains[k]
 				if c == nil {
-					getTable(o.Family, o.Table)
-					c = &Chain{Name: o.Chain, Rules: []*Rule{}}
-					tables[o.Family+" "+o.Table].Chains = append(tables[o.Family+" "+o.Table].Chains, c)
+					t := getTable(k.family, k.table)
+					c = &Chain{Name: k.name, Rules: []*Rule{}}
+					t.Chains = append(t.Chains, c)
 					chains[k] = c
 				}
-				r := nftRule(o.Expr, o.Comment)
-				r.Handle = o.Handle
+				exprs, _ := o.get("expr").([]any)
+				r := nftRule(exprs, jstr(o, "comment"))
+				r.Handle = jsonUint(o.get("handle"))
 				c.Rules = append(c.Rules, r)
 			case "set", "map":
-				s, err := nftSet(raw)
-				if err != nil {
-					return nil, fmt.Errorf("nft json: object %d (%s): %w", i, kind, err)
-				}
+				s := nftSet(o)
 				t := getTable(s.Family, s.Table)
 				t.Sets = append(t.Sets, s)
 			default:
@@ -133,6 +101,13 @@ func ParseNftJSON(data []byte) (*Ruleset, error) {
 				// of the model.
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nft json: %w", err)
+	}
+	if !found {
+		return nil, fmt.Errorf("nft json: no \"nftables\" array")
 	}
 	for _, t := range rs.Tables {
 		if t.Chains == nil {
@@ -162,10 +137,19 @@ func chainOwner(src Source, t *Table, chain string) string {
 	return ownerOfName(chain)
 }
 
-func unmarshal(raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	return dec.Decode(v)
+// nftKeys: the members each kind of object must have, as strings.
+var nftKeys = map[string][]string{
+	"table": {"family", "name"},
+	"chain": {"family", "table", "name"},
+	"rule":  {"family", "table", "chain"},
+	"set":   {"family", "table", "name"},
+	"map":   {"family", "table", "name"},
+}
+
+// jstr is o[k] if it is a string.
+func jstr(o jobj, k string) string {
+	s, _ := o.get(k).(string)
+	return s
 }
 
 var iptablesTableNames = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
@@ -191,37 +175,34 @@ func looksIptablesNft(t *Table) bool {
 	return base > 0
 }
 
-func nftSet(raw json.RawMessage) (*Set, error) {
-	var o struct {
-		Family  string      `json:"family"`
-		Table   string      `json:"table"`
-		Name    string      `json:"name"`
-		Type    any         `json:"type"`
-		Map     any         `json:"map"`
-		Flags   []string    `json:"flags"`
-		Timeout json.Number `json:"timeout"`
-		Elem    []any       `json:"elem"`
-	}
-	if err := unmarshal(raw, &o); err != nil {
-		return nil, err
-	}
-	s := &Set{Source: SourceNft, Family: o.Family, Table: o.Table, Name: o.Name, Type: typeString(o.Type), Map: typeString(o.Map)}
-	if len(o.Flags) > 0 {
-		s.Flags = append([]string(nil), o.Flags...)
+func nftSet(o jobj) *Set {
+	s := &Set{Source: SourceNft, Family: jstr(o, "family"), Table: jstr(o, "table"), Name: jstr(o, "name"), Type: typeString(o.get("type")), Map: typeString(o.get("map"))}
+	switch f := o.get("flags").(type) {
+	case []any:
+		for _, x := range f {
+			s.Flags = append(s.Flags, renderValue(x, ""))
+		}
 		sort.Strings(s.Flags)
+	case string:
+		s.Flags = []string{f}
 	}
-	if o.Timeout != "" {
-		if n, err := o.Timeout.Int64(); err == nil {
+	switch t := o.get("timeout").(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
 			s.Timeout = nftDuration(n)
 		} else {
-			s.Timeout = o.Timeout.String()
+			s.Timeout = t.String()
 		}
+	case nil:
+	default:
+		s.Timeout = renderValue(t, "")
 	}
-	for _, e := range o.Elem {
+	elems, _ := o.get("elem").([]any)
+	for _, e := range elems {
 		s.Elements = append(s.Elements, setElem(e))
 	}
 	sort.Strings(s.Elements)
-	return s, nil
+	return s
 }
 
 func typeString(v any) string {
@@ -246,10 +227,10 @@ func setElem(e any) string {
 	if kv, ok := e.([]any); ok && len(kv) == 2 {
 		return setElem(kv[0]) + " : " + renderVerdictOrValue(kv[1])
 	}
-	if m, ok := e.(map[string]any); ok && len(m) == 1 {
-		if el, ok := m["elem"].(map[string]any); ok {
-			s := renderValue(el["val"], "")
-			if c, ok := el["comment"].(string); ok {
+	if m, ok := e.(jobj); ok && len(m) == 1 {
+		if el, ok := m.get("elem").(jobj); ok {
+			s := renderValue(el.get("val"), "")
+			if c, ok := el.get("comment").(string); ok {
 				s += " comment " + quote(c)
 			}
 			return s
@@ -259,14 +240,15 @@ func setElem(e any) string {
 }
 
 func renderVerdictOrValue(v any) string {
-	if m, ok := v.(map[string]any); ok && len(m) == 1 {
-		for k, x := range m {
+	if m, ok := v.(jobj); ok && len(m) == 1 {
+		for _, kv := range m {
+			k, x := kv.k, kv.v
 			switch k {
 			case "accept", "drop", "continue", "return":
 				return k
 			case "jump", "goto":
-				if t, ok := x.(map[string]any); ok {
-					return k + " " + fmt.Sprint(t["target"])
+				if t, ok := x.(jobj); ok {
+					return k + " " + fmt.Sprint(t.get("target"))
 				}
 			}
 		}

@@ -53,6 +53,7 @@ func TestParseNftJSONTextMatchesNft(t *testing.T) {
 	}{
 		{"testdata/sample1.json", "testdata/sample1.txt", false},
 		{"testdata/ipt1-nft.json", "testdata/ipt1-nft.txt", true},
+		{"testdata/kp20-nft.json", "testdata/kp20-nft.txt", false},
 	} {
 		data, err := os.ReadFile(tc.json)
 		if err != nil {
