@@ -123,6 +123,18 @@ func TestParseIptablesSaveFamily(t *testing.T) {
 	}
 }
 
+// Older iptables-save versions print the "!" after the option.
+func TestParseIptablesSaveOldNegation(t *testing.T) {
+	rs, err := ParseIptablesSave(SourceIptablesLegacy, []byte("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport ! 23 -s ! 10.0.0.1/32 -j DROP\nCOMMIT\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Match{{Field: "l4proto", Value: "tcp"}, {Field: "dport", Value: "23", Negate: true}, {Field: "saddr", Value: "10.0.0.1", Negate: true}}
+	if got := rs.Tables[0].Chains[0].Rules[0].Matches; !reflect.DeepEqual(got, want) {
+		t.Errorf("matches %+v, want %+v", got, want)
+	}
+}
+
 func TestParseIptablesSaveErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"-A INPUT -j ACCEPT\n", "line 1: rule outside a table"},
