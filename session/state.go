@@ -17,6 +17,8 @@ type HostState struct {
 	Parts     []wire.StatePart `json:"parts,omitempty"`
 	Candidate []wire.StatePart `json:"candidate,omitempty"`
 	Facts     wire.HostFacts   `json:"facts"`
+	// Zeroed: the backends whose counters the read reset (StateArgs.Zero).
+	Zeroed []string `json:"zeroed,omitempty"`
 	// Operator is how the host saw this connection: the workstation's
 	// address and the port sshd took it on.
 	Operator wire.Operator `json:"operator"`
@@ -60,7 +62,7 @@ func (h *Tx) readState(ctx context.Context, args *wire.StateArgs) *HostState {
 	if rep.Live == nil {
 		return fail(&wire.Error{Code: wire.CodeInternal, Message: "the helper's state report is empty"})
 	}
-	st.Parts, st.Candidate, st.Facts, st.Operator, st.Now = rep.Live.Parts, rep.Live.Candidate, rep.Live.Facts, h.op, rep.Now
+	st.Parts, st.Candidate, st.Facts, st.Zeroed, st.Operator, st.Now = rep.Live.Parts, rep.Live.Candidate, rep.Live.Facts, rep.Live.Zeroed, h.op, rep.Now
 	st.Took = time.Since(start)
 	return st
 }

@@ -94,7 +94,7 @@ func runKept(ctx context.Context, g *globals, o *keptOptions, op, pattern string
 			}
 			dir = d
 		}
-		s := session.New(dialer, session.Options{Origin: origin(runID), RunID: runID, RunDir: dir, Events: pr.event})
+		s := session.New(dialer, session.Options{Origin: origin(runID), RunID: runID, RunDir: dir, Events: pr.event, History: historyHook(g)})
 		return s.Finish(ctx, session.Target{Name: h.Name, SSH: targetOf(h)}, op, o.tx, o.by)
 	}, func(i int) *session.Result {
 		return &session.Result{Host: hosts[i].Name, Outcome: session.Skipped, Error: "interrupted before it started", Timings: []session.Timing{}}

@@ -209,10 +209,13 @@ func exitCode(g *globals, err error) int {
 	var fe failedError
 	var ue usageError
 	var se shellExitError
+	var ce codeError
 	code := exitFailure
 	switch {
 	case errors.As(err, &se):
 		return se.code // the shell's own status: nothing to print
+	case errors.As(err, &ce):
+		code = ce.code
 	case errors.As(err, &fe):
 		code = exitFailure
 	case errors.As(err, &ue):

@@ -122,7 +122,7 @@ func runRecover(ctx context.Context, g *globals, o *recoverOptions, pattern stri
 	pr := newProgress(g, g.jsonStream, len(hosts))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.window, RevertGrace: o.revertGrace,
-		Origin: origin(runID) + " recover", RunID: runID, RunDir: runDir, Events: pr.event,
+		Origin: origin(runID) + " recover", RunID: runID, RunDir: runDir, Events: pr.event, History: historyHook(g),
 	})
 	ch := &session.RestoreChange{To: o.to}
 	results := fanout.Run(ctx, len(hosts), o.forks, func(ctx context.Context, i int) *session.Result {

@@ -50,6 +50,7 @@ func runRollout(ctx context.Context, g *globals, inv *inventory.Inventory, targe
 	pr := newProgress(g, g.jsonStream, len(targets))
 	opts.Origin, opts.RunID, opts.RunDir, opts.Events = origin(runID)+tool, runID, runDir, pr.event
 	opts.RevertGrace, opts.Checks, opts.NoConfirm = r.revertGrace, r.checks, r.noConfirm
+	opts.History = historyHook(g)
 	s := session.New(sessionDialer{newDialer(g, inv)}, opts)
 	results, err := s.Rollout(ctx, plan, targets)
 	if err != nil {

@@ -149,7 +149,7 @@ func runShell(ctx context.Context, g *globals, o *shellOptions, pattern string) 
 	runDir := runFolder(runID)
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.window, RevertGrace: o.revertGrace,
-		Origin: origin(runID) + " shell", RunID: runID, RunDir: runDir,
+		Origin: origin(runID) + " shell", RunID: runID, RunDir: runDir, History: historyHook(g),
 		NewChange: func(session.Target) session.Change { return ch },
 		Events: func(e session.Event) {
 			// before the session and after it: progress on stderr
