@@ -27,6 +27,14 @@ type (
 	Duration      = wire.Duration
 	Snapshot      = wire.Snapshot
 	Part          = wire.Part
+
+	ConntrackArgs      = wire.ConntrackArgs
+	ConntrackReport    = wire.ConntrackReport
+	ConntrackEntries   = wire.ConntrackEntries
+	ConntrackState     = wire.ConntrackState
+	ConntrackSource    = wire.ConntrackSource
+	ConntrackStats     = wire.ConntrackStats
+	ConntrackKernelLog = wire.ConntrackKernelLog
 )
 
 const (
@@ -74,6 +82,11 @@ const (
 	ProtocolVersion       = wire.ProtocolVersion
 	RestoreLastGood       = wire.RestoreLastGood
 	DefaultMaxRulesetSize = wire.DefaultMaxRulesetSize
+
+	VerbConntrack              = wire.VerbConntrack
+	DefaultConntrackTop        = wire.DefaultConntrackTop
+	MaxConntrackTop            = wire.MaxConntrackTop
+	DefaultConntrackMaxEntries = wire.DefaultConntrackMaxEntries
 )
 
 var CheckRuleset = wire.CheckRuleset

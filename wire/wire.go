@@ -96,9 +96,10 @@ type Request struct {
 	// timer older than the record's current one does nothing.
 	TimerGen int `json:"timer_gen,omitempty"`
 
-	Begin  *BeginArgs  `json:"begin,omitempty"`
-	Diff   *Change     `json:"diff,omitempty"`
-	Extend *ExtendArgs `json:"extend,omitempty"`
+	Begin     *BeginArgs     `json:"begin,omitempty"`
+	Diff      *Change        `json:"diff,omitempty"`
+	Extend    *ExtendArgs    `json:"extend,omitempty"`
+	Conntrack *ConntrackArgs `json:"conntrack,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,
@@ -291,10 +292,11 @@ type Report struct {
 	// Created is when the tx began (host clock, UTC).
 	Created time.Time `json:"created,omitzero"`
 
-	Begin  *BeginReport  `json:"begin,omitempty"`
-	Detect *Detect       `json:"detect,omitempty"`
-	Diff   *DiffReport   `json:"diff,omitempty"`
-	Status *StatusReport `json:"status,omitempty"`
+	Begin     *BeginReport     `json:"begin,omitempty"`
+	Detect    *Detect          `json:"detect,omitempty"`
+	Diff      *DiffReport      `json:"diff,omitempty"`
+	Status    *StatusReport    `json:"status,omitempty"`
+	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever
