@@ -71,6 +71,8 @@ type Env struct {
 	// ProcDir is where the state verb reads the host's facts (default
 	// /proc).
 	ProcDir string
+	// Conntrack is where the conntrack verb reads (zero: this host).
+	Conntrack ConntrackProbe
 }
 
 func (env Env) withDefaults() Env {
@@ -144,6 +146,8 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 	switch {
 	case req.Version != 0 && req.Version != ProtocolVersion:
 		err = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protocol version %d, this helper speaks %d: upload the helper that matches the workstation", req.Version, ProtocolVersion)}
+	case verb == VerbConntrack:
+		err = e.conntrack(ctx, req, rep) // read-only: needs neither firewall nor timer
 	case env.Firewall == nil:
 		err = &Error{Code: CodeInternal, Message: "no firewall backend configured"}
 	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState:

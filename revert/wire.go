@@ -31,6 +31,14 @@ type (
 	StatePart     = wire.StatePart
 	StateReport   = wire.StateReport
 	HostFacts     = wire.HostFacts
+
+	ConntrackArgs      = wire.ConntrackArgs
+	ConntrackReport    = wire.ConntrackReport
+	ConntrackEntries   = wire.ConntrackEntries
+	ConntrackState     = wire.ConntrackState
+	ConntrackSource    = wire.ConntrackSource
+	ConntrackStats     = wire.ConntrackStats
+	ConntrackKernelLog = wire.ConntrackKernelLog
 )
 
 const (
@@ -82,6 +90,11 @@ const (
 	ProtocolVersion       = wire.ProtocolVersion
 	RestoreLastGood       = wire.RestoreLastGood
 	DefaultMaxRulesetSize = wire.DefaultMaxRulesetSize
+
+	VerbConntrack              = wire.VerbConntrack
+	DefaultConntrackTop        = wire.DefaultConntrackTop
+	MaxConntrackTop            = wire.MaxConntrackTop
+	DefaultConntrackMaxEntries = wire.DefaultConntrackMaxEntries
 )
 
 var CheckRuleset = wire.CheckRuleset

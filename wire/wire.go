@@ -96,9 +96,10 @@ type Request struct {
 	// timer older than the record's current one does nothing.
 	TimerGen int `json:"timer_gen,omitempty"`
 
-	Begin  *BeginArgs  `json:"begin,omitempty"`
-	Diff   *Change     `json:"diff,omitempty"`
-	Extend *ExtendArgs `json:"extend,omitempty"`
+	Begin     *BeginArgs     `json:"begin,omitempty"`
+	Diff      *Change        `json:"diff,omitempty"`
+	Extend    *ExtendArgs    `json:"extend,omitempty"`
+	Conntrack *ConntrackArgs `json:"conntrack,omitempty"`
 	// Read: state's payload; on confirm, a request for the state after
 	// it (Report.Live).
 	Read *StateArgs `json:"read,omitempty"`
@@ -294,11 +295,12 @@ type Report struct {
 	// Created is when the tx began (host clock, UTC).
 	Created time.Time `json:"created,omitzero"`
 
-	Begin  *BeginReport  `json:"begin,omitempty"`
-	Detect *Detect       `json:"detect,omitempty"`
-	Diff   *DiffReport   `json:"diff,omitempty"`
-	Status *StatusReport `json:"status,omitempty"`
-	Live   *StateReport  `json:"live,omitempty"` // state (and a confirm asked for it)
+	Begin     *BeginReport     `json:"begin,omitempty"`
+	Detect    *Detect          `json:"detect,omitempty"`
+	Diff      *DiffReport      `json:"diff,omitempty"`
+	Status    *StatusReport    `json:"status,omitempty"`
+	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
+	Live      *StateReport     `json:"live,omitempty"` // state (and a confirm asked for it)
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever

@@ -176,7 +176,7 @@ func diffExit(out []*hostDiff, verb string) error {
 	}
 	switch {
 	case errs > 0:
-		return codeError{2, fmt.Sprintf("%d of %d hosts could not be compared", errs, len(out))}
+		return failedCodeError{failedError{fmt.Sprintf("%d of %d hosts could not be compared", errs, len(out))}, 2}
 	case drift > 0:
 		return failedError{fmt.Sprintf("%d of %d hosts %s", drift, len(out), verb)}
 	}

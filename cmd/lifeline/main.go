@@ -62,6 +62,15 @@ type failedError struct{ msg string }
 
 func (e failedError) Error() string { return e.msg }
 
+// failedCodeError is a failedError with an exit status of its own
+// (conntrack: 2 when a host could not be asked).
+type failedCodeError struct {
+	failedError
+	code int
+}
+
+func (e failedCodeError) Unwrap() error { return e.failedError }
+
 // shellExitError passes a confirmed shell's non-zero exit status through
 // as lifeline's own.
 type shellExitError struct{ code int }
@@ -81,7 +90,7 @@ Exit codes:
   0    every host ended as asked (confirmed, or the command succeeded)
   1    at least one host failed, reverted, was refused or is unknown
   2    usage error: unknown or bad flag, missing argument, unknown target,
-       unreadable file
+       unreadable file (conntrack: also a host that could not be asked)
   130  interrupted
 
 Output: results go to stdout, diagnostics to stderr. With --json, stdout
@@ -209,13 +218,13 @@ func exitCode(g *globals, err error) int {
 	var fe failedError
 	var ue usageError
 	var se shellExitError
-	var ce codeError
+	var fc failedCodeError
 	code := exitFailure
 	switch {
 	case errors.As(err, &se):
 		return se.code // the shell's own status: nothing to print
-	case errors.As(err, &ce):
-		code = ce.code
+	case errors.As(err, &fc):
+		code = fc.code
 	case errors.As(err, &fe):
 		code = exitFailure
 	case errors.As(err, &ue):

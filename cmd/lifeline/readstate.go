@@ -82,15 +82,6 @@ func historyStore() (*history.Store, error) {
 	return history.Open(dir), nil
 }
 
-// codeError ends a command with its own exit status after its result was
-// printed (drift's 2 for "could not tell").
-type codeError struct {
-	code int
-	msg  string
-}
-
-func (e codeError) Error() string { return e.msg }
-
 func errText(err error) string {
 	if err == nil {
 		return ""

@@ -41,9 +41,9 @@ type Entry struct {
 	// ID is the first 12 hex digits of SHA: how commands name it.
 	ID       string    `json:"id"`
 	SHA      string    `json:"sha256"`
-	Time     time.Time `json:"time"`                // workstation clock, UTC
+	Time     time.Time `json:"time"`               // workstation clock, UTC
 	HostTime time.Time `json:"host_time,omitzero"` // the host's clock when it listed the state
-	Who      string    `json:"who"`                 // user@workstation run ID
+	Who      string    `json:"who"`                // user@workstation run ID
 	Kind     string    `json:"kind"`
 	TxID     string    `json:"tx_id,omitempty"`
 	Tables   int       `json:"tables"`
