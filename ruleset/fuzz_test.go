@@ -2,9 +2,19 @@ package ruleset
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"os"
 	"testing"
 )
+
+func readFileF(f *testing.F, p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
 
 // Every parser: never a panic; a parsed ruleset has a canonical form that
 // Strip keeps, differs from itself in nothing, and writes its delta.
@@ -27,6 +37,19 @@ func checkParsed(t *testing.T, rs *Ruleset) {
 
 func FuzzParseNftJSON(f *testing.F) {
 	f.Add([]byte(`{"nftables":[{"table":{"family":"inet","name":"t"}},{"rule":{"family":"inet","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":22}},{"accept":null}]}}]}`))
+	// Small seeds, one per rule and set of a real sample, let the fuzzer
+	// work on each expression shape (a whole sample mutates slowly).
+	var doc struct {
+		Nftables []json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(readFileF(f, "testdata/sample1.json"), &doc); err != nil {
+		f.Fatal(err)
+	}
+	for _, o := range doc.Nftables {
+		if bytes.HasPrefix(o, []byte(`{"rule"`)) || bytes.HasPrefix(o, []byte(`{"set"`)) || bytes.HasPrefix(o, []byte(`{"map"`)) {
+			f.Add([]byte(`{"nftables":[` + string(o) + `]}`))
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseNftJSON(data)
 		if err != nil {
