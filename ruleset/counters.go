@@ -11,10 +11,12 @@ type Counter struct {
 	Table string `json:"table"` // Table.ID
 	Chain string `json:"chain"`
 	// Index is the rule's 0-based place in its chain; -1 for the policy.
-	Index      int    `json:"index"`
-	Text       string `json:"text"`
-	Comment    string `json:"comment,omitempty"`
-	Policy     bool   `json:"policy,omitempty"`
+	Index   int    `json:"index"`
+	Text    string `json:"text"`
+	Comment string `json:"comment,omitempty"`
+	Policy  bool   `json:"policy,omitempty"`
+	// Verdict: the rule's (Verdict.Kind) or the policy's (accept, drop).
+	Verdict    string `json:"verdict,omitempty"`
 	HasCounter bool   `json:"has_counter"`
 	Packets    uint64 `json:"packets"`
 	Bytes      uint64 `json:"bytes"`
@@ -38,10 +40,10 @@ func Counters(r *Ruleset) []Counter {
 				if !rl.Counter || strings.HasPrefix(rl.Comment, GuardCommentPrefix) {
 					continue
 				}
-				out = append(out, Counter{Table: id, Chain: c.Name, Index: i, Text: rl.Text, Comment: rl.Comment, HasCounter: true, Packets: rl.Packets, Bytes: rl.Bytes})
+				out = append(out, Counter{Table: id, Chain: c.Name, Index: i, Text: rl.Text, Comment: rl.Comment, Verdict: rl.Verdict.Kind, HasCounter: true, Packets: rl.Packets, Bytes: rl.Bytes})
 			}
 			if c.Base() && t.Source != SourceNft {
-				out = append(out, Counter{Table: id, Chain: c.Name, Index: -1, Text: "policy " + c.Policy, Policy: true, HasCounter: true, Packets: c.PolicyPackets, Bytes: c.PolicyBytes})
+				out = append(out, Counter{Table: id, Chain: c.Name, Index: -1, Text: "policy " + c.Policy, Policy: true, Verdict: c.Policy, HasCounter: true, Packets: c.PolicyPackets, Bytes: c.PolicyBytes})
 			}
 		}
 	}
@@ -148,3 +150,6 @@ func Top(cs []Counter, n int, byDelta bool) []Counter {
 	}
 	return keep
 }
+
+// Drops reports whether the counter counts packets dropped or rejected.
+func (c Counter) Drops() bool { return c.Verdict == VerdictDrop || c.Verdict == VerdictReject }

@@ -28,6 +28,7 @@ type countersOptions struct {
 	top   int
 	zero  bool
 	yes   bool
+	drops bool
 }
 
 // hostCounter is one counter line of one host.
@@ -67,6 +68,7 @@ rules have none, and lifeline trace shows which rule a packet hits.
 --zero resets the counters after reading them (iptables: every table; nft:
 where nftables has "reset rules"); it asks first unless --yes.`,
 		Example: `  lifeline -i lab/inventory.yaml counters all --top 10
+  lifeline -i lab/inventory.yaml counters web --watch 10s --drops      # what drops right now
   lifeline -i lab/inventory.yaml counters web --watch 10s --chain INPUT
   lifeline -i lab/inventory.yaml counters h01 --zero --yes`,
 		Args: cobra.ExactArgs(1),
@@ -97,6 +99,7 @@ where nftables has "reset rules"); it asks first unless --yes.`,
 	cmd.Flags().StringVar(&o.table, "table", "", "only tables whose name (or ID, e.g. \"nft inet filter\") is `T`")
 	cmd.Flags().StringVar(&o.chain, "chain", "", "only chains named `C`")
 	cmd.Flags().IntVar(&o.top, "top", 20, "list the N busiest rules (0: all)")
+	cmd.Flags().BoolVar(&o.drops, "drops", false, "only rules that drop or reject, and DROP policies")
 	cmd.Flags().BoolVar(&o.zero, "zero", false, "reset the counters after reading them")
 	cmd.Flags().BoolVar(&o.yes, "yes", false, "with --zero: do not ask")
 	return cmd
@@ -189,6 +192,9 @@ func (o *countersOptions) pick(cs []hostCounter, byDelta bool) []hostCounter {
 			continue
 		}
 		if o.chain != "" && c.Chain != o.chain {
+			continue
+		}
+		if o.drops && !c.Drops() {
 			continue
 		}
 		if byDelta && c.DeltaPackets == 0 && c.DeltaBytes == 0 {

@@ -286,7 +286,7 @@ func TestCountersWatch(t *testing.T) {
 					t.Errorf("send from %s: %v\n%s", sender.Name, err, out)
 				}
 			}()
-			out, errs, code := cliState(t, home, "-F", l.SSHConfig, "--json", "counters", target.Name+","+sender.Name, "--watch", "6s", "--count", "1", "--top", "5")
+			out, errs, code := cliState(t, home, "-F", l.SSHConfig, "--json", "counters", target.Name+","+sender.Name, "--watch", "6s", "--count", "1", "--top", "5", "--drops")
 			if code != 0 {
 				t.Fatalf("counters --watch: exit %d\n%s\n%s", code, out, errs)
 			}
