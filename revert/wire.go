@@ -27,6 +27,11 @@ type (
 	Duration      = wire.Duration
 	Snapshot      = wire.Snapshot
 	Part          = wire.Part
+	TraceArgs     = wire.TraceArgs
+	TraceMatch    = wire.TraceMatch
+	TraceEvent    = wire.TraceEvent
+	TraceStart    = wire.TraceStart
+	TraceLine     = wire.TraceLine
 )
 
 const (
@@ -40,6 +45,8 @@ const (
 	VerbAbort             = wire.VerbAbort
 	VerbRevert            = wire.VerbRevert
 	VerbWatchdog          = wire.VerbWatchdog
+	VerbTrace             = wire.VerbTrace
+	MaxTraceDuration      = wire.MaxTraceDuration
 	FormatNft             = wire.FormatNft
 	FormatIPTables        = wire.FormatIPTables
 	FormatIP6Tables       = wire.FormatIP6Tables

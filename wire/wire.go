@@ -99,6 +99,7 @@ type Request struct {
 	Begin  *BeginArgs  `json:"begin,omitempty"`
 	Diff   *Change     `json:"diff,omitempty"`
 	Extend *ExtendArgs `json:"extend,omitempty"`
+	Trace  *TraceArgs  `json:"trace,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,
