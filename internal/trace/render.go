@@ -183,7 +183,7 @@ func iptMatch(m wire.TraceMatch) []string {
 // packets (to op's sshd port from op's address, or back). The iptables
 // fallback has no way to exclude them without changing how the host's own
 // raw rules see those packets, so it refuses such a match. It errs on the
-// side of yes.
+// side of yes: an address it cannot rule out may be the host's.
 func CoversOperator(m wire.TraceMatch, op wire.Operator) bool {
 	a, err := netip.ParseAddr(op.Addr)
 	if err != nil {
@@ -193,8 +193,11 @@ func CoversOperator(m wire.TraceMatch, op wire.Operator) bool {
 	if m.Proto != "" && m.Proto != "tcp" {
 		return false
 	}
-	in := contains(m.SAddr, a) && inRange(m.DPortFrom, m.DPortTo, op.SSHPort) && m.OIf == ""
-	out := contains(m.DAddr, a) && inRange(m.SPortFrom, m.SPortTo, op.SSHPort) && m.IIf == ""
+	// the client's side of the connection uses an ephemeral port, never
+	// below 1024 (Linux: ip_local_port_range); the host's address is
+	// unknown here, so any address may be it
+	in := contains(m.SAddr, a) && inRange(m.DPortFrom, m.DPortTo, op.SSHPort) && ephemeral(m.SPortFrom, m.SPortTo) && m.OIf == ""
+	out := contains(m.DAddr, a) && inRange(m.SPortFrom, m.SPortTo, op.SSHPort) && ephemeral(m.DPortFrom, m.DPortTo) && m.IIf == ""
 	return in || out
 }
 
@@ -208,6 +211,10 @@ func contains(pfx string, a netip.Addr) bool {
 	b, err := netip.ParseAddr(pfx)
 	return err != nil || b == a
 }
+
+// ephemeral reports whether a port constraint may match a client's
+// ephemeral port.
+func ephemeral(from, to int) bool { return from == 0 || to >= 1024 }
 
 func inRange(from, to, port int) bool {
 	return from == 0 || from <= port && port <= to
