@@ -157,8 +157,9 @@ func runTrace(ctx context.Context, g *globals, o *traceOptions, pattern string) 
 //
 //	h01  trace 8bf322ed  inet filter input  rule "ip saddr 198.18.0.3 tcp dport 22 drop" (handle 2)  verdict drop  (tcp 198.18.0.3:51234 > 198.18.0.2:22 iif eth0)
 func traceLine(ev wire.TraceEvent, width int) string {
+	e := textsafe.Escape
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-*s  trace %s  %s %s %s  ", width, ev.Host, ev.ID, ev.Family, ev.Table, ev.Chain)
+	fmt.Fprintf(&b, "%-*s  trace %s  %s %s %s  ", width, e(ev.Host), e(ev.ID), e(ev.Family), e(ev.Table), e(ev.Chain))
 	switch ev.Kind {
 	case "rule":
 		fmt.Fprintf(&b, "rule %q", ev.Rule)
@@ -169,17 +170,17 @@ func traceLine(ev wire.TraceEvent, width int) string {
 	case "policy":
 		b.WriteString("policy  ")
 	default:
-		b.WriteString(ev.Kind + "  ")
+		b.WriteString(e(ev.Kind) + "  ")
 	}
-	b.WriteString("verdict " + ev.Verdict)
+	b.WriteString("verdict " + e(ev.Verdict))
 	if ev.Packet != "" {
-		b.WriteString("  (" + ev.Packet + ")")
+		b.WriteString("  (" + e(ev.Packet) + ")")
 	}
-	return oneLine(textsafe.Text(b.String()))
+	return b.String()
 }
 
-// writeTraceText writes the per-host summary: packets, verdicts, the rule
-// that decided each verdict, and whether the ruleset was restored.
+// writeTraceText writes the per-host summary (packets, verdicts, whether
+// the ruleset was restored), then per host the rules that decided.
 func writeTraceText(w io.Writer, results []*session.Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tOUTCOME\tPACKETS\tVERDICTS\tRULESET\tERROR")
@@ -208,16 +209,21 @@ func writeTraceText(w io.Writer, results []*session.Result) error {
 		}
 		errText := withHint(textsafe.Text(r.Error), textsafe.Text(r.Hint))
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(r.Host), r.Outcome, packets, verdicts, ruleset, oneLine(errText))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
 		if r.Trace != nil {
 			for _, rule := range decidingRules(r.Trace.Decisive) {
-				fmt.Fprintf(tw, "  %s\t%s\t\t\t\t\n", rule.verdict, oneLine(textsafe.Text(rule.text)))
+				fmt.Fprintf(w, "%s  %s  %s\n", textsafe.Escape(r.Host), textsafe.Escape(rule.verdict), oneLine(textsafe.Text(rule.text)))
 			}
 		}
 		for _, warn := range r.Warnings {
-			fmt.Fprintf(tw, "  WARNING:\t%s\t\t\t\t\n", oneLine(textsafe.Text(warn)))
+			fmt.Fprintf(w, "%s  WARNING: %s\n", textsafe.Escape(r.Host), oneLine(textsafe.Text(warn)))
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 type decidingRule struct{ verdict, text string }
@@ -238,6 +244,9 @@ func decidingRules(decisive []wire.TraceEvent) []decidingRule {
 		} else {
 			what += ev.Kind
 		}
+		if ev.Verdict == "" || !trace.Final(ev.Verdict) {
+			ev.Verdict = "undecided"
+		}
 		key := ev.Verdict + "\x00" + what
 		counts[key]++
 		if _, ok := index[key]; !ok {
@@ -246,7 +255,7 @@ func decidingRules(decisive []wire.TraceEvent) []decidingRule {
 		}
 	}
 	for key, i := range index {
-		out[i].text += fmt.Sprintf(": %d packets", counts[key])
+		out[i].text += fmt.Sprintf(" decided %d packet(s)", counts[key])
 	}
 	return out
 }
