@@ -5,8 +5,9 @@
 //
 // Workstation verbs (detect, diff, begin, stage, extend, confirm, status,
 // abort) read one wire.Request as JSON on stdin (empty stdin is an empty
-// request) and write one wire.Report as JSON on stdout. The trace verb reads one Request line, then streams wire.TraceLine JSON
-// lines until its duration passes or its stdin closes. Internal verbs
+// request) and write one wire.Report as JSON on stdout. The trace verb
+// reads one Request line, then streams wire.TraceLine JSON lines until
+// its duration passes or its stdin closes. Internal verbs
 // (revert, watchdog) are started by the host's own timer with --tx and
 // --gen (the timer's generation) and read nothing.
 //

@@ -13,10 +13,17 @@ type Summary struct {
 	Events   int               `json:"events"`             // steps seen
 	Verdicts map[string]int    `json:"verdicts"`           // decisive verdict -> packets
 	Decisive []wire.TraceEvent `json:"decisive,omitempty"` // one per packet, in the order first seen (at most MaxDecisive)
+	// Untracked counts the steps of packets past the first 100000, which
+	// are in neither Packets nor Verdicts.
+	Untracked int `json:"untracked,omitempty"`
 }
 
 // MaxDecisive bounds the packets a Summary lists (it still counts them all).
 const MaxDecisive = 1000
+
+// maxTracked bounds the packets a Summarizer follows; steps of packets
+// beyond it are counted in Summary.Untracked.
+const maxTracked = 100000
 
 // Summarizer builds a Summary from events as they arrive. The decisive
 // step of a packet is its last final verdict (accept, drop, reject, queue,
@@ -26,6 +33,7 @@ const MaxDecisive = 1000
 // those keeps its last step. Not safe for concurrent use.
 type Summarizer struct {
 	events int
+	extra  int // packets seen after maxTracked: counted, not kept
 	order  []string
 	last   map[string]wire.TraceEvent
 }
@@ -37,6 +45,10 @@ func (s *Summarizer) Add(ev wire.TraceEvent) {
 	}
 	s.events++
 	prev, seen := s.last[ev.ID]
+	if !seen && len(s.order) >= maxTracked {
+		s.extra++ // a new id or a later step of one dropped: counted once per step, bounded memory
+		return
+	}
 	if !seen {
 		s.order = append(s.order, ev.ID)
 	}
@@ -66,7 +78,7 @@ func firstWord(s string) string {
 
 // Summary returns what was added so far.
 func (s *Summarizer) Summary() Summary {
-	sum := Summary{Packets: len(s.order), Events: s.events, Verdicts: map[string]int{}}
+	sum := Summary{Packets: len(s.order), Events: s.events, Verdicts: map[string]int{}, Untracked: s.extra}
 	for _, id := range s.order {
 		ev := s.last[id]
 		v := ev.Verdict

@@ -251,3 +251,34 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs (go test -update rewrites it):\n--- want\n%s\n--- got\n%s", name, want, got)
 	}
 }
+
+// FuzzParse: whatever Parse accepts passes Check, writes back to itself,
+// and renders without a quote, a newline or a semicolon of its own.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"tcp dport 22 saddr 203.0.113.7", "udp sport 1-2 daddr ::1", "icmp iif eth0", `iif "x"`, "tcp dport 22;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if err := Check(m); err != nil {
+			t.Fatalf("Parse(%q) = %+v, which Check refuses: %v", s, m, err)
+		}
+		if again, err := Parse(String(m)); err != nil || again != m {
+			t.Fatalf("Parse(String(%+v)) = %+v, %v", m, again, err)
+		}
+		body := nftMatch(m)
+		if strings.ContainsAny(strings.NewReplacer(`iifname "`+m.IIf+`"`, "", `oifname "`+m.OIf+`"`, "").Replace(body), "\"\n;{}#") {
+			t.Fatalf("nft match %q of %q holds a quote, newline, brace, comment or semicolon", body, s)
+		}
+		for _, r := range IPTables(m) {
+			for _, a := range r.Insert {
+				if a == "" || strings.ContainsAny(a, " \n\"'") {
+					t.Fatalf("iptables argument %q of %q", a, s)
+				}
+			}
+		}
+	})
+}
