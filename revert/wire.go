@@ -39,6 +39,11 @@ type (
 	ConntrackSource    = wire.ConntrackSource
 	ConntrackStats     = wire.ConntrackStats
 	ConntrackKernelLog = wire.ConntrackKernelLog
+	TraceArgs          = wire.TraceArgs
+	TraceMatch         = wire.TraceMatch
+	TraceEvent         = wire.TraceEvent
+	TraceStart         = wire.TraceStart
+	TraceLine          = wire.TraceLine
 )
 
 const (
@@ -53,6 +58,8 @@ const (
 	VerbRevert            = wire.VerbRevert
 	VerbWatchdog          = wire.VerbWatchdog
 	VerbState             = wire.VerbState
+	VerbTrace             = wire.VerbTrace
+	MaxTraceDuration      = wire.MaxTraceDuration
 	FormatNft             = wire.FormatNft
 	FormatIPTables        = wire.FormatIPTables
 	FormatIP6Tables       = wire.FormatIP6Tables

@@ -39,10 +39,11 @@ const (
 	Skipped       Outcome = "skipped"        // never touched (rollout stopped, or interrupted)
 	Planned       Outcome = "planned"        // --dry-run: diff shown, nothing changed
 	Armed         Outcome = "armed"          // --no-confirm: changed, left for a manual confirm; the deadline reverts it
+	Restored      Outcome = "restored"       // Options.Undo (trace): the host restored its snapshot as asked and verified it
 )
 
 // OK reports whether the outcome is what the operator asked for.
-func (o Outcome) OK() bool { return o == Confirmed || o == Planned || o == Armed }
+func (o Outcome) OK() bool { return o == Confirmed || o == Planned || o == Armed || o == Restored }
 
 // Phases of one host's transaction, in order.
 const (
@@ -59,6 +60,8 @@ const (
 	PhaseConfirm = "confirm"
 	PhaseRevert  = "revert" // watching/forcing the revert after a failed confirm
 	PhaseDiff    = "diff"
+	PhaseTrace   = "trace" // trace: the host streams packet traces
+	PhaseUndo    = "undo"  // Options.Undo: the host restores its snapshot at the end, as asked
 )
 
 // Dialer opens a NEW connection on every call: new TCP handshake, full
@@ -115,6 +118,10 @@ type Options struct {
 	// id and who confirmed: lifeline's snapshot history. Called from many
 	// goroutines.
 	History func(t Target, txID, origin string, live *wire.StateReport)
+	// Undo ends each host with an abort instead of a confirm: the change
+	// was only ever meant to last the transaction (trace). The host
+	// restores its snapshot and verifies it; the outcome is Restored.
+	Undo bool
 }
 
 // Event is one step of one host's transaction, for live progress.
@@ -160,7 +167,9 @@ type Result struct {
 	// Path is how recover reached the host ("direct", "via h01", ...).
 	Path string `json:"path,omitempty"`
 	// Command is what exec's command did on the host (exec only).
-	Command  *CommandResult `json:"command,omitempty"`
+	Command *CommandResult `json:"command,omitempty"`
+	// Trace is what trace saw on the host (trace only).
+	Trace    *TraceResult   `json:"trace,omitempty"`
 	Snapshot *wire.Snapshot `json:"-"`
 	Err      error          `json:"-"`
 }

@@ -320,3 +320,40 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Undo ends a transaction whose change was only ever meant to be
+// temporary (Options.Undo: trace) with an abort over the first
+// connection: the host restores its snapshot now and verifies it. A
+// restore the host verified is Restored; anything else goes to Watch,
+// which reports what the host did by itself.
+func (h *Tx) Undo(ctx context.Context) error {
+	var rep *wire.Report
+	err := h.phase(PhaseUndo, func() (err error) {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rep, err = h.call(actx, h.p1, wire.VerbAbort, &wire.Request{Version: wire.ProtocolVersion, TxID: h.res.TxID, Origin: h.s.opts.Origin})
+		if err != nil {
+			return err
+		}
+		h.absorb(rep)
+		h.res.Warnings = append(h.res.Warnings, rep.Warnings...)
+		if err := reportErr(rep); err != nil {
+			return err
+		}
+		if rep.State != wire.StateReverted || rep.Verified == nil || !*rep.Verified {
+			return fmt.Errorf("the host answered %s, verified %v", rep.State, rep.Verified != nil && *rep.Verified)
+		}
+		return nil
+	})
+	if err == nil {
+		h.end(Restored, nil, "")
+		h.s.dropTx(h)
+		return nil
+	}
+	if rep != nil && rep.State == wire.StateReverted && rep.Verified != nil && !*rep.Verified {
+		h.end(RevertFailed, fmt.Errorf("tx %s: restored, but the live ruleset does not equal the snapshot: %w", h.res.TxID, err), recoveryHint(h.t.Name))
+		return h.ended()
+	}
+	h.Watch(ctx, nil, fmt.Errorf("restore the snapshot: %w", err))
+	return h.ended()
+}

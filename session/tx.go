@@ -143,6 +143,10 @@ func (h *Tx) transact(ctx context.Context) {
 	if h.Check(pctx) != nil {
 		return
 	}
+	if h.s.opts.Undo {
+		_ = h.Undo(pctx)
+		return
+	}
 	if h.s.opts.NoConfirm {
 		h.end(Armed, nil, fmt.Sprintf("left armed as asked: keep it with `lifeline confirm %s`, undo it with `lifeline abort %s`; the host reverts by itself at %s (host clock)",
 			h.t.Name, h.t.Name, h.res.Deadline.Format(time.RFC3339)))

@@ -102,7 +102,8 @@ type Request struct {
 	Conntrack *ConntrackArgs `json:"conntrack,omitempty"`
 	// Read: state's payload; on confirm, a request for the state after
 	// it (Report.Live).
-	Read *StateArgs `json:"read,omitempty"`
+	Trace *TraceArgs `json:"trace,omitempty"`
+	Read  *StateArgs `json:"read,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,

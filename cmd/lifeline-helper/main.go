@@ -5,7 +5,9 @@
 //
 // Workstation verbs (detect, diff, begin, stage, extend, confirm, status,
 // abort) read one wire.Request as JSON on stdin (empty stdin is an empty
-// request) and write one wire.Report as JSON on stdout. Internal verbs
+// request) and write one wire.Report as JSON on stdout. The trace verb
+// reads one Request line, then streams wire.TraceLine JSON lines until
+// its duration passes or its stdin closes. Internal verbs
 // (revert, watchdog) are started by the host's own timer with --tx and
 // --gen (the timer's generation) and read nothing.
 //
@@ -65,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	req := &revert.Request{}
-	if !internal {
+	if !internal && verb != revert.VerbTrace { // trace reads its own request line
 		if err := readRequest(stdin, req); err != nil {
 			fmt.Fprintf(stderr, "lifeline-helper: read request: %v\n", err)
 			return exitFailed
@@ -111,6 +113,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				_ = env.Syslog.Crit(msg + ": running the " + verb + " anyway")
 			}
 		}
+	}
+	if verb == revert.VerbTrace {
+		// A workstation that went away closes our stdout: get EPIPE
+		// rather than die of SIGPIPE with the trace rules still in.
+		signal.Ignore(syscall.SIGPIPE)
+		if err := revert.Trace(context.Background(), *txID, stdin, stdout, env); err != nil {
+			fmt.Fprintf(stderr, "lifeline-helper: write trace report: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
 	}
 	rep := revert.Handle(context.Background(), verb, req, env)
 	enc := json.NewEncoder(stdout)

@@ -43,6 +43,12 @@ type printer interface {
 	// the JSON printers keep the output for the document. One host's
 	// writers are safe for concurrent use with other hosts' writers.
 	HostOutput(host string, width int) (stdout, stderr io.Writer, done func() (keptOut, keptErr string))
+	// Record reports one record of a command's stream as it happens
+	// (trace's packet steps): the text printer writes text as a line on
+	// stdout, the stream printer v as a {"type":typ,...} line, the JSON
+	// printer nothing (the result document holds what matters). Safe for
+	// concurrent use.
+	Record(typ string, v any, text string)
 	// Result prints the command's result, once: the JSON printers encode
 	// doc, the text printer calls text with stdout.
 	Result(doc any, text func(stdout io.Writer) error) error
@@ -186,6 +192,10 @@ func (p *textPrinter) HostOutput(host string, width int) (io.Writer, io.Writer, 
 	return out, errw, func() (string, string) { out.Flush(); errw.Flush(); return "", "" }
 }
 
+func (p *textPrinter) Record(_ string, _ any, text string) {
+	p.lockedOut.Write([]byte(text + "\n"))
+}
+
 func (p *textPrinter) Result(_ any, text func(io.Writer) error) error {
 	p.closeLive()
 	return text(p.stdout)
@@ -234,6 +244,8 @@ func keepOutput() (io.Writer, io.Writer, func() (string, string)) {
 	return &out, &errb, func() (string, string) { return out.String(), errb.String() }
 }
 
+func (p *jsonPrinter) Record(string, any, string) {}
+
 func (p *jsonPrinter) Result(doc any, _ func(io.Writer) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -277,6 +289,8 @@ func (p *streamPrinter) Event(e session.Event) {
 func (p *streamPrinter) HostOutput(string, int) (io.Writer, io.Writer, func() (string, string)) {
 	return keepOutput()
 }
+
+func (p *streamPrinter) Record(typ string, v any, _ string) { _ = p.line(typ, v) }
 
 func (p *streamPrinter) Result(doc any, _ func(io.Writer) error) error {
 	p.mu.Lock()
