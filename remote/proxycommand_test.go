@@ -92,7 +92,7 @@ func TestProxyCommandFailures(t *testing.T) {
 	srv := remotetest.StartServer(t, remotetest.ServerOptions{})
 	tests := []struct {
 		name, block, want string
-		is              error
+		is                error
 	}{
 		{"exits", "ProxyCommand echo no route to the bastion >&2; exit 3", "no route to the bastion", remote.ErrUnreachable},
 		{"fdpass", "ProxyCommand nc %h %p\n  ProxyUseFdpass yes", "ProxyUseFdpass", nil},
