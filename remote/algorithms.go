@@ -119,3 +119,61 @@ func restrictSigner(s ssh.Signer, accepted string) ssh.Signer {
 	}
 	return ms
 }
+
+// knownAlgorithms are the names x/crypto implements, per keyword.
+func knownAlgorithms(keyword string) []string {
+	sup, insec := ssh.SupportedAlgorithms(), ssh.InsecureAlgorithms()
+	switch keyword {
+	case "Ciphers":
+		return append(sup.Ciphers, insec.Ciphers...)
+	case "KexAlgorithms":
+		return append(sup.KeyExchanges, insec.KeyExchanges...)
+	case "MACs":
+		return append(sup.MACs, insec.MACs...)
+	case "HostKeyAlgorithms":
+		return append(append(sup.HostKeys, insec.HostKeys...), supportedHostKeyAlgos...)
+	}
+	return append(append(sup.PublicKeyAuths, insec.PublicKeyAuths...), supportedPubkeyAlgos...)
+}
+
+// unknownAlgorithms lists the names a replacing or appending spec asks for
+// that x/crypto does not implement ("-" removes names: never a problem;
+// "^" and plain lists with none known are).
+func unknownAlgorithms(keyword, spec string) []string {
+	if spec == "" || spec[0] == '-' {
+		return nil
+	}
+	known := knownAlgorithms(keyword)
+	var bad, good []string
+	for _, a := range strings.Split(strings.TrimLeft(spec, "+^"), ",") {
+		if containsString(known, a) {
+			good = append(good, a)
+		} else {
+			bad = append(bad, a)
+		}
+	}
+	// Like ssh, unknown names in a list are an error only when nothing
+	// usable is left; lifeline drops the others (see connAlgorithms).
+	if len(good) > 0 {
+		return nil
+	}
+	return bad
+}
+
+// connAlgorithms is a Ciphers, KexAlgorithms or MACs spec applied to
+// x/crypto's defaults, keeping the names it implements; nil = defaults.
+func connAlgorithms(keyword, spec string) []string {
+	if spec == "" {
+		return nil
+	}
+	sup := ssh.SupportedAlgorithms()
+	def := map[string][]string{"Ciphers": sup.Ciphers, "KexAlgorithms": sup.KeyExchanges, "MACs": sup.MACs}[keyword]
+	known := knownAlgorithms(keyword)
+	var out []string
+	for _, a := range applyAlgoSpec(spec, def) {
+		if containsString(known, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -106,3 +106,26 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestConnAlgorithms: Ciphers, KexAlgorithms and MACs reach the handshake;
+// a list lifeline cannot implement at all is refused by name.
+func TestConnAlgorithms(t *testing.T) {
+	srv := remotetest.StartServer(t, remotetest.ServerOptions{})
+	tests := []struct {
+		name, extra, wantErr string
+	}{
+		{"restricted", "Ciphers aes128-ctr\n  KexAlgorithms curve25519-sha256\n  MACs hmac-sha2-256", ""},
+		{"modifiers", "Ciphers -chacha20-poly1305@openssh.com\n  KexAlgorithms ^curve25519-sha256", ""},
+		{"unknown only", "Ciphers made-up-cipher", "Ciphers made-up-cipher"},
+		{"none in common with the server", "KexAlgorithms diffie-hellman-group1-sha1", "handshake"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := dialer(t, remote.Options{}, srv.SSHConfig("h1", tt.extra))
+			_, err := dial(t, d, "h1")
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Dial = %v, want error %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -73,6 +73,9 @@ type HostConfig struct {
 	HostKeyAlias             string        `json:"host_key_alias,omitempty"`
 	HostKeyAlgorithms        string        `json:"host_key_algorithms,omitempty"`        // as configured ("" = lifeline's choice from known_hosts)
 	PubkeyAcceptedAlgorithms string        `json:"pubkey_accepted_algorithms,omitempty"` // as configured
+	Ciphers                  string        `json:"ciphers,omitempty"`                    // as configured
+	KexAlgorithms            string        `json:"kex_algorithms,omitempty"`             // as configured
+	MACs                     string        `json:"macs,omitempty"`                       // as configured
 	Resolver                 string        `json:"resolver"`                             // ResolverInProcess
 	Notes                    []string      `json:"notes,omitempty"`                      // settings lifeline ignores, and why
 	Unsupported              []string      `json:"unsupported,omitempty"`                // settings lifeline cannot honour: Dial refuses
@@ -292,6 +295,7 @@ func buildHostConfig(alias, host string, s *settings, r *resolveCtx) (*HostConfi
 	if hc.PubkeyAcceptedAlgorithms == "" {
 		hc.PubkeyAcceptedAlgorithms = s.get("pubkeyacceptedkeytypes")
 	}
+	hc.Ciphers, hc.KexAlgorithms, hc.MACs = s.get("ciphers"), s.get("kexalgorithms"), s.get("macs")
 	if v := s.get("connecttimeout"); v != "" && !strings.EqualFold(v, "none") {
 		n, _ := convtime(v)
 		hc.ConnectTimeout = time.Duration(n) * time.Second
@@ -315,6 +319,20 @@ func limits(s *settings) (notes, refuse []string) {
 	}
 	if v := s.get("controlmaster"); v != "" && !strings.EqualFold(v, "no") {
 		notes = append(notes, "ControlMaster "+v+" is ignored: lifeline opens a fresh connection every time")
+	}
+	if v := s.get("remotecommand"); v != "" && !strings.EqualFold(v, "none") {
+		notes = append(notes, "RemoteCommand is ignored: lifeline runs its own commands")
+	}
+	if yes(s.get("forwardagent")) {
+		notes = append(notes, "ForwardAgent is ignored: lifeline never forwards the agent")
+	}
+	if strings.EqualFold(s.get("stricthostkeychecking"), "no") || strings.EqualFold(s.get("stricthostkeychecking"), "off") {
+		notes = append(notes, "StrictHostKeyChecking no acts as accept-new: lifeline records unknown keys but always refuses a changed one")
+	}
+	for _, k := range []string{"Ciphers", "KexAlgorithms", "MACs", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms"} {
+		if bad := unknownAlgorithms(k, s.get(strings.ToLower(k))); len(bad) > 0 {
+			refuse = append(refuse, k+" "+strings.Join(bad, ",")+" (not implemented by lifeline's SSH library)")
+		}
 	}
 	if yes(s.get("proxyusefdpass")) {
 		refuse = append(refuse, "ProxyUseFdpass yes (lifeline speaks SSH over the ProxyCommand's stdin/stdout only)")

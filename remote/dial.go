@@ -224,6 +224,9 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 		HostKeyAlgorithms: hostKeyAlgorithms(hk.algorithms(), hc.HostKeyAlgorithms),
 		Timeout:           timeout,
 	}
+	cfg.Ciphers = connAlgorithms("Ciphers", hc.Ciphers)
+	cfg.KeyExchanges = connAlgorithms("KexAlgorithms", hc.KexAlgorithms)
+	cfg.MACs = connAlgorithms("MACs", hc.MACs)
 	d.logf("%s: host key algorithms for %s: %v", hostName, hk.lookup, cfg.HostKeyAlgorithms)
 	// x/crypto's Timeout covers only TCP connect: bound the handshake by
 	// closing the connection when tctx ends (works for jump channels,
