@@ -68,7 +68,7 @@ func TestResolveGolden(t *testing.T) {
 			b = bytes.ReplaceAll(b, []byte(`"`+pw.Username+`"`), []byte(`"$USER"`))
 			b = bytes.ReplaceAll(b, []byte("_"+pw.Username+"_"), []byte("_$USER_"))
 			b = bytes.ReplaceAll(b, []byte(host), []byte("$HOSTNAME"))
-			b = connHash.ReplaceAll(b, []byte("$HASH")) // %C depends on the machine; TestPreviewMatchesSSHG checks it
+			b = connHash.ReplaceAllLiteral(b, []byte("$HASH")) // %C depends on the machine; TestPreviewMatchesSSHG checks it
 			b = append(b, '\n')
 			golden := strings.TrimSuffix(conf, ".conf") + ".golden"
 			if *update {
