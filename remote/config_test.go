@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // ("# hosts: a b") and compares the HostConfigs with the .golden JSON.
 // TESTDATA in a config stands for the testdata folder, HOMEDIR for $HOME
 // (a fresh folder); the passwd home, $HOME, the user and the machine's
-// name are written as $HOME, $TMPHOME, $USER and $HOSTNAME in the golden
+// name are written as $HOME, $TMPHOME, $USER, $HOSTNAME and $SHORTHOST in the golden
 // files, %C hashes as $HASH. The resolver hook reads testdata/ssh_config/hosts.
 func TestResolveGolden(t *testing.T) {
 	confs, err := filepath.Glob("testdata/ssh_config/*.conf")
@@ -67,7 +67,10 @@ func TestResolveGolden(t *testing.T) {
 			b = bytes.ReplaceAll(b, []byte(pw.HomeDir+"/"), []byte("$HOME/"))
 			b = bytes.ReplaceAll(b, []byte(`"`+pw.Username+`"`), []byte(`"$USER"`))
 			b = bytes.ReplaceAll(b, []byte("_"+pw.Username+"_"), []byte("_$USER_"))
-			b = bytes.ReplaceAll(b, []byte(host), []byte("$HOSTNAME"))
+			// %l and %L, where the configs use them (tokens_all, agents)
+			short, _, _ := strings.Cut(host, ".")
+			b = bytes.ReplaceAll(b, []byte("_"+host+"_"+short+"_"), []byte("_$HOSTNAME_$SHORTHOST_"))
+			b = bytes.ReplaceAll(b, []byte("-"+short+`"`), []byte(`-$SHORTHOST"`))
 			b = connHash.ReplaceAllLiteral(b, []byte("$HASH")) // %C depends on the machine; TestPreviewMatchesSSHG checks it
 			b = append(b, '\n')
 			golden := strings.TrimSuffix(conf, ".conf") + ".golden"
