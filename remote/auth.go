@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
@@ -14,13 +15,17 @@ import (
 
 // keySource gathers the signers offered to one hop, in OpenSSH's order:
 // agent keys (only those matching an IdentityFile when IdentitiesOnly),
-// then identity files not already in the agent, each with its certificate
-// (FILE-cert.pub) when present.
+// then identity files not already in the agent; a key is offered with its
+// certificates first: those of CertificateFile that certify it, and
+// FILE-cert.pub. PubkeyAcceptedAlgorithms drops or narrows keys.
 type keySource struct {
-	host  string
-	files []string
-	only  bool
-	log   func(string, ...any)
+	host     string
+	files    []string
+	certs    []string // CertificateFile: offered with the key (agent's or file's) they certify
+	agent    string   // IdentityAgent: "" or SSH_AUTH_SOCK (the environment's), none, $VAR, or a socket path
+	only     bool
+	accepted string // PubkeyAcceptedAlgorithms
+	log      func(string, ...any)
 
 	mu        sync.Mutex
 	problems  []string // encrypted or unreadable keys, for the error message
@@ -46,8 +51,21 @@ func (k *keySource) signers() ([]ssh.Signer, error) {
 		}
 		fileKeys = append(fileKeys, fileKey{f, pub})
 	}
+	certs := k.loadCerts()
+	withCerts := func(s ssh.Signer) []ssh.Signer {
+		var out []ssh.Signer
+		for _, c := range certs {
+			if bytes.Equal(c.Key.Marshal(), s.PublicKey().Marshal()) {
+				if cs, err := ssh.NewCertSigner(c, s); err == nil {
+					k.logf("%s: offering certificate %s (CertificateFile)", k.host, describeKey(c))
+					out = append(out, cs)
+				}
+			}
+		}
+		return append(out, s)
+	}
 	inAgent := map[string]bool{}
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+	if sock := k.agentSocket(); sock != "" {
 		conn, err := net.Dial("unix", sock)
 		if err != nil {
 			k.logf("ssh-agent at %s: %v", sock, err)
@@ -75,7 +93,7 @@ func (k *keySource) signers() ([]ssh.Signer, error) {
 				}
 				inAgent[string(base.Marshal())] = true
 				k.logf("%s: offering agent key %s", k.host, describeKey(pub))
-				out = append(out, s)
+				out = append(out, withCerts(s)...)
 			}
 		}
 	}
@@ -114,10 +132,54 @@ func (k *keySource) signers() ([]ssh.Signer, error) {
 			}
 		}
 		k.logf("%s: offering key %s (%s)", k.host, fk.path, describeKey(s.PublicKey()))
-		out = append(out, s)
+		out = append(out, withCerts(s)...)
 	}
-	k.offered = len(out)
-	return out, nil
+	var kept []ssh.Signer
+	for _, s := range out {
+		if r := restrictSigner(s, k.accepted); r != nil {
+			kept = append(kept, r)
+		} else {
+			k.logf("%s: not offering %s: not in PubkeyAcceptedAlgorithms", k.host, describeKey(s.PublicKey()))
+		}
+	}
+	k.offered = len(kept)
+	return kept, nil
+}
+
+// agentSocket is the agent's socket path per IdentityAgent ("" = none).
+func (k *keySource) agentSocket() string {
+	switch {
+	case k.agent == "none":
+		return ""
+	case k.agent == "" || k.agent == "SSH_AUTH_SOCK":
+		return os.Getenv("SSH_AUTH_SOCK")
+	case strings.HasPrefix(k.agent, "$"):
+		return os.Getenv(strings.TrimPrefix(k.agent, "$"))
+	}
+	return k.agent
+}
+
+// loadCerts reads the CertificateFiles; a missing file is skipped (as
+// ssh does), an unreadable one is noted.
+func (k *keySource) loadCerts() []*ssh.Certificate {
+	var out []*ssh.Certificate
+	for _, f := range k.certs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				k.problems = append(k.problems, fmt.Sprintf("%s: %v", f, err))
+			}
+			continue
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+		c, ok := pub.(*ssh.Certificate)
+		if err != nil || !ok {
+			k.problems = append(k.problems, fmt.Sprintf("%s: not an SSH certificate", f))
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func (k *keySource) logf(format string, args ...any) {

@@ -1,26 +1,19 @@
 package remote
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kevinburke/ssh_config"
 )
 
 // Resolvers named in [HostConfig.Resolver].
 const (
-	ResolverLibrary = "ssh_config" // parsed in-process (kevinburke/ssh_config)
-	ResolverSSHG    = "ssh -G"     // asked the OpenSSH client
+	ResolverInProcess = "lifeline" // read in-process with OpenSSH 9.2's rules
 )
 
 // Options configure a [Dialer]. The zero value is usable: the user's
@@ -39,6 +32,9 @@ type Options struct {
 	// ConnectTimeout is used when ssh_config sets none (default 10s). It
 	// bounds TCP connect, SSH handshake and authentication of each hop.
 	ConnectTimeout time.Duration
+	// Lookup resolves names for CanonicalizeHostname; nil means the
+	// system resolver.
+	Lookup HostLookup
 	// Log receives diagnostics (resolver used, keys offered, timings). nil
 	// discards them.
 	Log func(format string, args ...any)
@@ -58,22 +54,31 @@ type Target struct {
 // HostConfig is a host's effective SSH settings after ssh_config, the
 // target's overrides, defaults and token expansion.
 type HostConfig struct {
-	Alias                 string        `json:"alias"`
-	HostName              string        `json:"hostname"`
-	User                  string        `json:"user"`
-	Port                  int           `json:"port"`
-	IdentityFiles         []string      `json:"identity_files,omitempty"`
-	IdentitiesOnly        bool          `json:"identities_only"`
-	ProxyJump             []string      `json:"proxy_jump,omitempty"` // hop specs, first hop first
-	ConnectTimeout        time.Duration `json:"connect_timeout"`
-	ServerAliveInterval   time.Duration `json:"server_alive_interval"`
-	ServerAliveCountMax   int           `json:"server_alive_count_max"`
-	StrictHostKeyChecking string        `json:"strict_host_key_checking"` // yes, ask, accept-new, no
-	UserKnownHostsFiles   []string      `json:"user_known_hosts_files,omitempty"`
-	GlobalKnownHostsFiles []string      `json:"global_known_hosts_files,omitempty"`
-	HostKeyAlias          string        `json:"host_key_alias,omitempty"`
-	Resolver              string        `json:"resolver"`                  // ResolverLibrary or ResolverSSHG
-	FallbackReason        string        `json:"fallback_reason,omitempty"` // why the library was not used
+	Alias                    string        `json:"alias"`
+	HostName                 string        `json:"hostname"`
+	User                     string        `json:"user"`
+	Port                     int           `json:"port"`
+	IdentityFiles            []string      `json:"identity_files,omitempty"`
+	CertificateFiles         []string      `json:"certificate_files,omitempty"`
+	IdentitiesOnly           bool          `json:"identities_only"`
+	IdentityAgent            string        `json:"identity_agent,omitempty"` // "", "none", "SSH_AUTH_SOCK", "$VAR" or a socket path
+	ProxyJump                []string      `json:"proxy_jump,omitempty"`     // hop specs, first hop first
+	ProxyCommand             string        `json:"proxy_command,omitempty"`  // as written: tokens expanded when run
+	ConnectTimeout           time.Duration `json:"connect_timeout"`
+	ServerAliveInterval      time.Duration `json:"server_alive_interval"`
+	ServerAliveCountMax      int           `json:"server_alive_count_max"`
+	StrictHostKeyChecking    string        `json:"strict_host_key_checking"` // yes, ask, accept-new, no
+	UserKnownHostsFiles      []string      `json:"user_known_hosts_files,omitempty"`
+	GlobalKnownHostsFiles    []string      `json:"global_known_hosts_files,omitempty"`
+	HostKeyAlias             string        `json:"host_key_alias,omitempty"`
+	HostKeyAlgorithms        string        `json:"host_key_algorithms,omitempty"`        // as configured ("" = lifeline's choice from known_hosts)
+	PubkeyAcceptedAlgorithms string        `json:"pubkey_accepted_algorithms,omitempty"` // as configured
+	Ciphers                  string        `json:"ciphers,omitempty"`                    // as configured
+	KexAlgorithms            string        `json:"kex_algorithms,omitempty"`             // as configured
+	MACs                     string        `json:"macs,omitempty"`                       // as configured
+	Resolver                 string        `json:"resolver"`                             // ResolverInProcess
+	Notes                    []string      `json:"notes,omitempty"`                      // settings lifeline ignores, and why
+	Unsupported              []string      `json:"unsupported,omitempty"`                // settings lifeline cannot honour: Dial refuses
 }
 
 // Addr is HostName:Port.
@@ -88,274 +93,276 @@ func joinHostPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
-// Resolve computes the effective settings for t. It reads the config files
-// with the in-process parser when that is faithful, and asks `ssh -G`
-// otherwise (Match blocks, %-tokens the parser does not expand, Includes it
-// cannot follow, parse errors). It is safe for concurrent use.
+// Resolve computes the effective settings for t the way OpenSSH 9.2 does
+// (`ssh -G` is the reference): the config files are read in-process with
+// readconf.c's rules — Host, every Match criterion, Include with globs,
+// first value wins, canonicalisation and the final pass — and file names
+// are expanded with ssh_config(5)'s tokens. The target's fields act like
+// ssh's command-line options (-o HostName, -l, -p, -J, -i): they win over
+// the files and Match sees them. It is safe for concurrent use.
 func (d *Dialer) Resolve(t Target) (*HostConfig, error) {
 	if t.Name == "" {
 		return nil, &HostError{Host: "(empty)", Phase: "resolve", Err: errors.New("empty host name")}
 	}
-	files, explicit := d.configFiles()
-	reason := ""
-	for _, f := range files {
-		if r := scanConfig(f, isSystemConfig(f, explicit), 0); r != "" {
-			reason = r
-			break
-		}
+	hc, err := d.resolve(t)
+	if err != nil {
+		return nil, &HostError{Host: t.Name, Phase: "resolve", Err: err, Hint: "compare with: ssh -G " + t.Name}
 	}
-	var hc *HostConfig
-	var err error
-	if reason == "" {
-		hc, err = d.resolveLibrary(t, files)
-		if err != nil {
-			reason = err.Error()
-		}
+	if len(d.o.KnownHosts) > 0 {
+		hc.UserKnownHostsFiles = append([]string(nil), d.o.KnownHosts...)
+		hc.GlobalKnownHostsFiles = nil
 	}
-	if reason != "" {
-		if _, lerr := exec.LookPath("ssh"); lerr != nil {
-			return nil, &HostError{Host: t.Name, Phase: "resolve", Err: fmt.Errorf("ssh_config needs OpenSSH to resolve (%s) but no ssh client is installed", reason), Hint: "install openssh-client or simplify the ssh_config"}
-		}
-		hc, err = d.resolveSSHG(t, files, explicit)
-		if err != nil {
-			return nil, &HostError{Host: t.Name, Phase: "resolve", Err: err}
-		}
-		hc.FallbackReason = reason
+	if d.o.AcceptNew {
+		hc.StrictHostKeyChecking = "accept-new"
 	}
-	d.applyOverrides(hc, t)
-	d.logf("%s: resolved by %s%s: %s@%s jump=%v timeout=%s", t.Name, hc.Resolver, parenIf(hc.FallbackReason), hc.User, hc.Addr(), hc.ProxyJump, hc.ConnectTimeout)
+	if hc.ConnectTimeout == 0 {
+		hc.ConnectTimeout = d.o.ConnectTimeout
+	}
+	if hc.ConnectTimeout == 0 {
+		hc.ConnectTimeout = 10 * time.Second
+	}
+	via := ""
+	switch {
+	case hc.ProxyCommand != "":
+		via = " proxycommand=" + hc.ProxyCommand
+	case len(hc.ProxyJump) > 0:
+		via = " jump=" + strings.Join(hc.ProxyJump, ",")
+	}
+	d.logf("%s: resolved: %s@%s%s timeout=%s", t.Name, hc.User, hc.Addr(), via, hc.ConnectTimeout)
+	for _, n := range hc.Notes {
+		d.logf("%s: %s", t.Name, n)
+	}
 	return hc, nil
 }
 
-func parenIf(s string) string {
-	if s == "" {
-		return ""
+// resolveCtx is what one resolution knows besides the settings.
+type resolveCtx struct {
+	hostArg  string // the name as given: %n, Match originalhost
+	local    passwdEntry
+	thisHost string
+	exec     func(cmd string) (bool, error)
+}
+
+func (r *resolveCtx) tokens(host, port, ruser, keyAlias string) tokenValues {
+	return tokenValues{host: host, port: port, ruser: ruser, alias: r.hostArg, keyAlias: keyAlias,
+		luser: r.local.name, home: r.local.home, uid: r.local.uid, thisHost: r.thisHost}
+}
+
+func (d *Dialer) resolve(t Target) (*HostConfig, error) {
+	files, explicit := d.configFiles()
+	r := &resolveCtx{hostArg: t.Name, local: localPasswd(), thisHost: thisHost()}
+	r.exec = func(cmd string) (bool, error) { return runMatchExec(cmd, d.o.Log) }
+	s := newSettings()
+	// The target's fields are command-line options: set before the files.
+	if t.Address != "" {
+		s.vals["hostname"] = []string{t.Address}
 	}
-	return " (" + s + ")"
+	if t.User != "" {
+		s.vals["user"] = []string{t.User}
+	}
+	if t.Port != 0 {
+		s.vals["port"] = []string{strconv.Itoa(t.Port)}
+	}
+	if t.Jump != "" {
+		j := t.Jump
+		s.proxyJump = &j
+		none := "none"
+		s.proxyCmd = &none // a given jump (or "none": direct) replaces ProxyCommand too
+	}
+	if t.IdentityFile != "" {
+		s.identities = []string{t.IdentityFile}
+	}
+	readAll := func(p *pass) error {
+		for _, f := range files {
+			active := true
+			user := explicit || f != "/etc/ssh/ssh_config"
+			if err := p.readFile(f, user, false, false, &active, 0); err != nil {
+				if errors.Is(err, os.ErrNotExist) && !explicit {
+					continue
+				}
+				return err
+			}
+		}
+		return nil
+	}
+	p := &pass{r: r, s: s, host: t.Name}
+	if err := readAll(p); err != nil {
+		return nil, err
+	}
+	host := t.Name
+	if hn := s.get("hostname"); hn != "" {
+		h, err := expandPercent(hn, tokenValues{host: t.Name}, "h")
+		if err != nil {
+			return nil, fmt.Errorf("HostName: %w", err)
+		}
+		host = h
+	}
+	host = strings.ToLower(host)
+	lookup := d.o.Lookup
+	if lookup == nil {
+		lookup = systemLookup
+	}
+	canon, err := canonicalize(host, s, lookup)
+	if err != nil {
+		return nil, err
+	}
+	if canon != host {
+		d.logf("%s: canonicalized %s to %s", t.Name, host, canon)
+	}
+	host = canon
+	if canonMode(s) != "no" || p.wantFinal {
+		s.vals["hostname"] = []string{host}
+		p2 := &pass{r: r, s: s, host: host, final: true}
+		if err := readAll(p2); err != nil {
+			return nil, err
+		}
+	}
+	return buildHostConfig(t.Name, host, s, r)
+}
+
+// defaultIdentities are ssh's identity files when none is configured.
+var defaultIdentities = []string{"~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk", "~/.ssh/id_ed25519", "~/.ssh/id_ed25519_sk", "~/.ssh/id_xmss", "~/.ssh/id_dsa"}
+
+// buildHostConfig turns the settings into a HostConfig: defaults as ssh
+// fills them, file names expanded, what lifeline cannot do named.
+func buildHostConfig(alias, host string, s *settings, r *resolveCtx) (*HostConfig, error) {
+	hc := &HostConfig{Alias: alias, HostName: host, Resolver: ResolverInProcess, Port: 22, ServerAliveCountMax: 3}
+	hc.User = s.get("user")
+	if hc.User == "" {
+		hc.User = r.local.name
+	}
+	if v := s.get("port"); v != "" {
+		hc.Port, _ = strconv.Atoi(v)
+	}
+	hc.HostKeyAlias = s.get("hostkeyalias")
+	keyAlias := hc.HostKeyAlias
+	if keyAlias == "" {
+		keyAlias = alias
+	}
+	tv := r.tokens(host, strconv.Itoa(hc.Port), hc.User, keyAlias)
+	ids := s.identities
+	if len(ids) == 0 {
+		ids = defaultIdentities
+	}
+	for _, f := range ids {
+		e, err := expandFile("IdentityFile", f, tv)
+		if err != nil {
+			return nil, err
+		}
+		hc.IdentityFiles = append(hc.IdentityFiles, e)
+	}
+	for _, f := range s.certs {
+		e, err := expandFile("CertificateFile", f, tv)
+		if err != nil {
+			return nil, err
+		}
+		hc.CertificateFiles = append(hc.CertificateFiles, e)
+	}
+	ukh := s.vals["userknownhostsfile"]
+	if len(ukh) == 0 {
+		ukh = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
+	}
+	for _, f := range ukh {
+		e, err := expandFile("UserKnownHostsFile", f, tv)
+		if err != nil {
+			return nil, err
+		}
+		hc.UserKnownHostsFiles = append(hc.UserKnownHostsFiles, e)
+	}
+	hc.GlobalKnownHostsFiles = s.vals["globalknownhostsfile"]
+	if len(hc.GlobalKnownHostsFiles) == 0 {
+		hc.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+	}
+	if a := s.get("identityagent"); a != "" {
+		hc.IdentityAgent = a
+		if a != "none" && a != "SSH_AUTH_SOCK" && (!strings.HasPrefix(a, "$") || strings.HasPrefix(a, "${")) {
+			e, err := expandFile("IdentityAgent", a, tv)
+			if err != nil {
+				return nil, err
+			}
+			hc.IdentityAgent = e
+		}
+	}
+	if s.proxyJump != nil && !strings.EqualFold(*s.proxyJump, "none") {
+		hc.ProxyJump = splitJump(*s.proxyJump)
+	} else if s.proxyCmd != nil && !strings.EqualFold(*s.proxyCmd, "none") {
+		hc.ProxyCommand = *s.proxyCmd
+	}
+	hc.IdentitiesOnly = yes(s.get("identitiesonly"))
+	hc.StrictHostKeyChecking = normStrict(s.get("stricthostkeychecking"))
+	hc.HostKeyAlgorithms = s.get("hostkeyalgorithms")
+	hc.PubkeyAcceptedAlgorithms = s.get("pubkeyacceptedalgorithms")
+	if hc.PubkeyAcceptedAlgorithms == "" {
+		hc.PubkeyAcceptedAlgorithms = s.get("pubkeyacceptedkeytypes")
+	}
+	hc.Ciphers, hc.KexAlgorithms, hc.MACs = s.get("ciphers"), s.get("kexalgorithms"), s.get("macs")
+	if v := s.get("connecttimeout"); v != "" && !strings.EqualFold(v, "none") {
+		n, _ := convtime(v)
+		hc.ConnectTimeout = time.Duration(n) * time.Second
+	}
+	if v := s.get("serveraliveinterval"); v != "" {
+		n, _ := convtime(v)
+		hc.ServerAliveInterval = time.Duration(n) * time.Second
+	}
+	if v := s.get("serveralivecountmax"); v != "" {
+		hc.ServerAliveCountMax, _ = strconv.Atoi(v)
+	}
+	hc.Notes, hc.Unsupported = limits(s)
+	return hc, nil
+}
+
+// limits lists the settings lifeline ignores (notes) and the ones it
+// cannot honour (Dial refuses the host, naming them).
+func limits(s *settings) (notes, refuse []string) {
+	if v := s.get("addkeystoagent"); v != "" && !strings.EqualFold(v, "no") {
+		notes = append(notes, "AddKeysToAgent "+v+" is ignored: lifeline never adds keys to an agent")
+	}
+	if v := s.get("controlmaster"); v != "" && !strings.EqualFold(v, "no") {
+		notes = append(notes, "ControlMaster "+v+" is ignored: lifeline opens a fresh connection every time")
+	}
+	if v := s.get("remotecommand"); v != "" && !strings.EqualFold(v, "none") {
+		notes = append(notes, "RemoteCommand is ignored: lifeline runs its own commands")
+	}
+	if yes(s.get("forwardagent")) {
+		notes = append(notes, "ForwardAgent is ignored: lifeline never forwards the agent")
+	}
+	if strings.EqualFold(s.get("stricthostkeychecking"), "no") || strings.EqualFold(s.get("stricthostkeychecking"), "off") {
+		notes = append(notes, "StrictHostKeyChecking no acts as accept-new: lifeline records unknown keys but always refuses a changed one")
+	}
+	for _, k := range []string{"Ciphers", "KexAlgorithms", "MACs", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms"} {
+		if bad := unknownAlgorithms(k, s.get(strings.ToLower(k))); len(bad) > 0 {
+			refuse = append(refuse, k+" "+strings.Join(bad, ",")+" (not implemented by lifeline's SSH library)")
+		}
+	}
+	if yes(s.get("proxyusefdpass")) {
+		refuse = append(refuse, "ProxyUseFdpass yes (lifeline speaks SSH over the ProxyCommand's stdin/stdout only)")
+	}
+	if v := s.get("knownhostscommand"); v != "" {
+		refuse = append(refuse, "KnownHostsCommand (lifeline reads known_hosts files only)")
+	}
+	for _, k := range []string{"pkcs11provider", "securitykeyprovider"} {
+		if v := s.get(k); v != "" && !strings.EqualFold(v, "none") && !strings.EqualFold(v, "internal") {
+			refuse = append(refuse, keywordName(k)+" (lifeline cannot use hardware keys; load the key into ssh-agent instead)")
+		}
+	}
+	for _, k := range []string{"bindaddress", "bindinterface"} {
+		if s.get(k) != "" {
+			refuse = append(refuse, keywordName(k)+" (lifeline does not choose the local address)")
+		}
+	}
+	return notes, refuse
+}
+
+func keywordName(k string) string {
+	return map[string]string{"pkcs11provider": "PKCS11Provider", "securitykeyprovider": "SecurityKeyProvider",
+		"bindaddress": "BindAddress", "bindinterface": "BindInterface"}[k]
 }
 
 func (d *Dialer) configFiles() (files []string, explicit bool) {
 	if d.o.ConfigFiles != nil {
 		return d.o.ConfigFiles, true
 	}
-	var out []string
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, ".ssh", "config")
-		if _, err := os.Stat(p); err == nil {
-			out = append(out, p)
-		}
-	}
-	if _, err := os.Stat("/etc/ssh/ssh_config"); err == nil {
-		out = append(out, "/etc/ssh/ssh_config")
-	}
-	return out, false
-}
-
-func isSystemConfig(path string, explicit bool) bool {
-	return !explicit && path == "/etc/ssh/ssh_config"
-}
-
-// tokenKeys are the settings lifeline reads; %-tokens in any other key do
-// not matter to it.
-var tokenKeys = map[string]bool{"hostname": true, "user": true, "port": true, "proxyjump": true, "identityfile": true, "userknownhostsfile": true, "hostkeyalias": true, "connecttimeout": true}
-
-// expandableKeys are the keys whose tokens lifeline expands itself.
-var expandableKeys = map[string]bool{"identityfile": true, "userknownhostsfile": true}
-
-// scanConfig reports why the in-process parser would not resolve path
-// faithfully, or "" when it would.
-func scanConfig(path string, system bool, depth int) string {
-	if depth > 5 {
-		return "Include nested too deeply"
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", path, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	lineNo := 0
-	for sc.Scan() {
-		lineNo++
-		key, val := splitConfigLine(sc.Text())
-		if key == "" {
-			continue
-		}
-		where := fmt.Sprintf("%s:%d", path, lineNo)
-		switch {
-		case key == "match":
-			if strings.ToLower(strings.TrimSpace(val)) != "all" {
-				return "Match block at " + where
-			}
-		case key == "include":
-			for _, pat := range strings.Fields(val) {
-				var p string
-				switch {
-				case filepath.IsAbs(pat):
-					p = pat
-				case system:
-					return "relative Include in the system config at " + where
-				case strings.HasPrefix(pat, "~/"):
-					home, _ := os.UserHomeDir()
-					p = filepath.Join(home, pat[2:])
-				default:
-					home, _ := os.UserHomeDir()
-					p = filepath.Join(home, ".ssh", pat)
-				}
-				if strings.ContainsAny(pat, "%$") {
-					return "tokens in Include at " + where
-				}
-				matches, err := filepath.Glob(p)
-				if err != nil {
-					return fmt.Sprintf("bad Include pattern at %s: %v", where, err)
-				}
-				for _, m := range matches {
-					if r := scanConfig(m, system, depth+1); r != "" {
-						return r
-					}
-				}
-			}
-		case tokenKeys[key]:
-			if !strings.Contains(val, "%") && !(strings.Contains(val, "${")) {
-				continue
-			}
-			if !expandableKeys[key] {
-				return "tokens in " + key + " at " + where
-			}
-			if _, ok := expandTokens(val, tokenValues{}, true); !ok {
-				return "unsupported token in " + key + " at " + where
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Sprintf("read %s: %v", path, err)
-	}
-	if _, err := ssh_config.DecodeBytes(data); err != nil {
-		return fmt.Sprintf("parse %s: %v", path, err)
-	}
-	return ""
-}
-
-func splitConfigLine(line string) (key, val string) {
-	line = strings.TrimSpace(line)
-	if line == "" || line[0] == '#' {
-		return "", ""
-	}
-	i := strings.IndexAny(line, " \t=")
-	if i < 0 {
-		return strings.ToLower(line), ""
-	}
-	key = strings.ToLower(line[:i])
-	val = strings.TrimLeft(line[i:], " \t")
-	val = strings.TrimPrefix(val, "=")
-	return key, strings.TrimSpace(val)
-}
-
-func (d *Dialer) resolveLibrary(t Target, files []string) (*HostConfig, error) {
-	var cfgs []*ssh_config.Config
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f, err)
-		}
-		c, err := ssh_config.DecodeBytes(data)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", f, err)
-		}
-		cfgs = append(cfgs, c)
-	}
-	get := func(key string) (string, error) {
-		for _, c := range cfgs {
-			v, err := c.Get(t.Name, key)
-			if err != nil {
-				return "", err
-			}
-			if v != "" {
-				return v, nil
-			}
-		}
-		return "", nil
-	}
-	var firstErr error
-	g := func(key string) string {
-		v, err := get(key)
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
-		return v
-	}
-	hc := &HostConfig{Alias: t.Name, Resolver: ResolverLibrary}
-	hc.HostName = g("HostName")
-	hc.User = g("User")
-	if p := g("Port"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("bad Port %q", p)
-		}
-		hc.Port = n
-	}
-	for _, c := range cfgs {
-		v, err := c.GetAll(t.Name, "IdentityFile")
-		if err != nil {
-			return nil, err
-		}
-		hc.IdentityFiles = append(hc.IdentityFiles, v...)
-	}
-	hc.IdentitiesOnly = yes(g("IdentitiesOnly"))
-	if pj := g("ProxyJump"); pj != "" {
-		hc.ProxyJump = splitJump(pj)
-	}
-	if v := g("ConnectTimeout"); v != "" && v != "none" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("bad ConnectTimeout %q", v)
-		}
-		hc.ConnectTimeout = time.Duration(n) * time.Second
-	}
-	if v := g("ServerAliveInterval"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("bad ServerAliveInterval %q", v)
-		}
-		hc.ServerAliveInterval = time.Duration(n) * time.Second
-	}
-	hc.ServerAliveCountMax = 3
-	if v := g("ServerAliveCountMax"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("bad ServerAliveCountMax %q", v)
-		}
-		hc.ServerAliveCountMax = n
-	}
-	hc.StrictHostKeyChecking = normStrict(g("StrictHostKeyChecking"))
-	if v := g("UserKnownHostsFile"); v != "" {
-		hc.UserKnownHostsFiles = strings.Fields(v)
-	}
-	if v := g("GlobalKnownHostsFile"); v != "" {
-		hc.GlobalKnownHostsFiles = strings.Fields(v)
-	}
-	hc.HostKeyAlias = g("HostKeyAlias")
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	// Defaults, as ssh -G prints them.
-	if hc.HostName == "" {
-		hc.HostName = t.Name
-	}
-	if hc.Port == 0 {
-		hc.Port = 22
-	}
-	if len(hc.IdentityFiles) == 0 {
-		for _, n := range []string{"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"} {
-			hc.IdentityFiles = append(hc.IdentityFiles, "~/.ssh/"+n)
-		}
-	}
-	if len(hc.UserKnownHostsFiles) == 0 {
-		hc.UserKnownHostsFiles = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
-	}
-	if len(hc.GlobalKnownHostsFiles) == 0 {
-		hc.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
-	}
-	return hc, nil
+	return []string{filepath.Join(localPasswd().home, ".ssh", "config"), "/etc/ssh/ssh_config"}, false
 }
 
 func yes(v string) bool {
@@ -392,114 +399,6 @@ func splitJump(s string) []string {
 		}
 	}
 	return out
-}
-
-// applyOverrides applies the target's fields, the effective timeout and
-// expands ~ and %-tokens in file names.
-func (d *Dialer) applyOverrides(hc *HostConfig, t Target) {
-	if t.Address != "" {
-		hc.HostName = t.Address
-	}
-	if t.User != "" {
-		hc.User = t.User
-	}
-	if t.Port != 0 {
-		hc.Port = t.Port
-	}
-	if t.Jump != "" {
-		hc.ProxyJump = splitJump(t.Jump)
-	}
-	if t.IdentityFile != "" {
-		hc.IdentityFiles = append([]string{t.IdentityFile}, hc.IdentityFiles...)
-	}
-	local := localUser()
-	if hc.User == "" {
-		hc.User = local
-	}
-	if hc.ConnectTimeout == 0 {
-		hc.ConnectTimeout = d.o.ConnectTimeout
-	}
-	if hc.ConnectTimeout == 0 {
-		hc.ConnectTimeout = 10 * time.Second
-	}
-	if len(d.o.KnownHosts) > 0 {
-		hc.UserKnownHostsFiles = append([]string(nil), d.o.KnownHosts...)
-		hc.GlobalKnownHostsFiles = nil
-	}
-	if d.o.AcceptNew {
-		hc.StrictHostKeyChecking = "accept-new"
-	}
-	home, _ := os.UserHomeDir()
-	tv := tokenValues{host: hc.HostName, port: strconv.Itoa(hc.Port), ruser: hc.User, luser: local, home: home, alias: t.Name, keyAlias: hc.HostKeyAlias}
-	for i, f := range hc.IdentityFiles {
-		hc.IdentityFiles[i], _ = expandTokens(f, tv, false)
-	}
-	for i, f := range hc.UserKnownHostsFiles {
-		hc.UserKnownHostsFiles[i], _ = expandTokens(f, tv, false)
-	}
-}
-
-func localUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
-}
-
-type tokenValues struct {
-	host, port, ruser, luser, home, alias, keyAlias string
-}
-
-// expandTokens expands a leading ~ and %h %p %r %u %d %n %k %i %%. With
-// check set it only reports whether every token is supported.
-func expandTokens(s string, tv tokenValues, check bool) (string, bool) {
-	if strings.Contains(s, "${") {
-		return s, false
-	}
-	if s == "~" || strings.HasPrefix(s, "~/") {
-		s = tv.home + s[1:]
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 >= len(s) {
-			return s, false
-		}
-		i++
-		switch s[i] {
-		case 'h':
-			b.WriteString(tv.host)
-		case 'p':
-			b.WriteString(tv.port)
-		case 'r':
-			b.WriteString(tv.ruser)
-		case 'u':
-			b.WriteString(tv.luser)
-		case 'd':
-			b.WriteString(tv.home)
-		case 'n':
-			b.WriteString(tv.alias)
-		case 'k':
-			if tv.keyAlias != "" {
-				b.WriteString(tv.keyAlias)
-			} else {
-				b.WriteString(tv.host)
-			}
-		case 'i':
-			b.WriteString(strconv.Itoa(os.Getuid()))
-		case '%':
-			b.WriteByte('%')
-		default:
-			return s, false
-		}
-	}
-	if check {
-		return s, true
-	}
-	return b.String(), true
 }
 
 // MarshalJSON-friendly form used by golden tests and `-v`.

@@ -8,55 +8,70 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/lifeline-dev/lifeline/remote"
 )
 
+// connHash is a %C value (sha1 hex).
+var connHash = regexp.MustCompile(`[0-9a-f]{40}`)
+
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestResolveGolden resolves the hosts named on each config's first line
 // ("# hosts: a b") and compares the HostConfigs with the .golden JSON.
-// TESTDATA in a config stands for the folder it is copied to; the home
-// folder and user are written as $HOME and $USER in the golden files.
+// TESTDATA in a config stands for the testdata folder, HOMEDIR for $HOME
+// (a fresh folder); the passwd home, $HOME, the user and the machine's
+// name are written as $HOME, $TMPHOME, $USER, $HOSTNAME and $SHORTHOST in the golden
+// files, %C hashes as $HASH. The resolver hook reads testdata/ssh_config/hosts.
 func TestResolveGolden(t *testing.T) {
 	confs, err := filepath.Glob("testdata/ssh_config/*.conf")
 	if err != nil || len(confs) == 0 {
 		t.Fatalf("no configs in testdata/ssh_config: %v", err)
 	}
-	home, _ := os.UserHomeDir()
-	u, _ := user.Current()
+	hostsFile, _ := filepath.Abs("testdata/ssh_config/hosts")
+	lookup := hostsLookup(t, hostsFile)
+	pw, _ := user.Current()
+	t.Setenv("LIFELINE_TEST_KEYS", "/srv/keys")
+	t.Setenv("SSH_AUTH_SOCK", "")
 	for _, conf := range confs {
 		name := strings.TrimSuffix(filepath.Base(conf), ".conf")
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
+			home := t.TempDir()
+			t.Setenv("HOME", home)
+			copyTree(t, "testdata/ssh_config/home", home)
 			abs, _ := filepath.Abs("testdata/ssh_config")
-			raw, err := os.ReadFile(conf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := strings.ReplaceAll(string(raw), "TESTDATA", abs)
-			p := filepath.Join(dir, "config")
-			if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(text, "\n")
-			hosts := strings.Fields(strings.TrimPrefix(first, "# hosts:"))
-			d := remote.NewDialer(remote.Options{ConfigFiles: []string{p}})
-			got := map[string]*remote.HostConfig{}
+			p, hosts, fails := writeConf(t, conf, home)
+			d := remote.NewDialer(remote.Options{ConfigFiles: []string{p}, Lookup: lookup})
+			got := map[string]any{}
 			for _, h := range hosts {
 				hc, err := d.Resolve(remote.Target{Name: h})
 				if err != nil {
 					t.Fatalf("Resolve(%s): %v", h, err)
 				}
-				hc.FallbackReason = strings.ReplaceAll(hc.FallbackReason, p, "CONFIG")
 				got[h] = hc
 			}
+			for _, h := range fails {
+				_, err := d.Resolve(remote.Target{Name: h})
+				if err == nil {
+					t.Fatalf("Resolve(%s) succeeded, want an error", h)
+				}
+				got[h] = map[string]string{"error": strings.ReplaceAll(err.Error(), p, "CONFIG")}
+			}
+			host, _ := os.Hostname()
 			b, _ := json.MarshalIndent(got, "", "  ")
 			b = bytes.ReplaceAll(b, []byte(abs), []byte("TESTDATA"))
-			b = bytes.ReplaceAll(b, []byte(home+"/"), []byte("$HOME/"))
-			b = bytes.ReplaceAll(b, []byte(`"`+u.Username+`"`), []byte(`"$USER"`))
+			b = bytes.ReplaceAll(b, []byte(home), []byte("$TMPHOME"))
+			b = bytes.ReplaceAll(b, []byte(pw.HomeDir+"/"), []byte("$HOME/"))
+			b = bytes.ReplaceAll(b, []byte(`"`+pw.Username+`"`), []byte(`"$USER"`))
+			b = bytes.ReplaceAll(b, []byte("_"+pw.Username+"_"), []byte("_$USER_"))
+			// %l and %L, where the configs use them (tokens_all, agents)
+			short, _, _ := strings.Cut(host, ".")
+			b = bytes.ReplaceAll(b, []byte("_"+host+"_"+short+"_"), []byte("_$HOSTNAME_$SHORTHOST_"))
+			b = bytes.ReplaceAll(b, []byte("-"+short+`"`), []byte(`-$SHORTHOST"`))
+			b = connHash.ReplaceAllLiteral(b, []byte("$HASH")) // %C depends on the machine; TestPreviewMatchesSSHG checks it
 			b = append(b, '\n')
 			golden := strings.TrimSuffix(conf, ".conf") + ".golden"
 			if *update {

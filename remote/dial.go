@@ -30,8 +30,9 @@ func (d *Dialer) logf(format string, args ...any) {
 
 // hop is one connection of a chain.
 type hop struct {
-	name string // how messages name it: alias or hop spec
-	hc   *HostConfig
+	name  string // how messages name it: alias or hop spec
+	hc    *HostConfig
+	proxy bool // reached through hc.ProxyCommand
 }
 
 // Dial opens a new connection to t: always a fresh TCP connection, full
@@ -47,11 +48,15 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(hc.Unsupported) > 0 {
+		return nil, &HostError{Host: t.Name, Phase: "resolve", Err: fmt.Errorf("ssh_config sets what lifeline cannot do: %s", strings.Join(hc.Unsupported, "; ")),
+			Hint: "remove the setting for this host, or override it in a Host block lifeline reads first (lifeline ssh-config " + t.Name + " shows the effective settings)"}
+	}
 	chain, err := d.jumpChain(hc, 0)
 	if err != nil {
 		return nil, &HostError{Host: t.Name, Phase: "resolve", Err: err}
 	}
-	chain = append(chain, hop{name: t.Name, hc: hc})
+	chain = append(chain, hop{name: t.Name, hc: hc, proxy: len(hc.ProxyJump) == 0 && hc.ProxyCommand != ""})
 	c := &Client{name: t.Name, hc: hc, closed: make(chan struct{}), log: d.o.Log}
 	var via *ssh.Client
 	viaName := ""
@@ -78,8 +83,10 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	return c, nil
 }
 
-// jumpChain resolves hc's ProxyJump hops, each through ssh_config; the
-// first hop's own ProxyJump is followed too, like OpenSSH.
+// jumpChain resolves hc's ProxyJump hops, each through ssh_config. Like
+// OpenSSH (which runs `ssh -J earlier-hops -W %h:%p last-hop`), the first
+// hop is reached the way its own config says — its ProxyJump or its
+// ProxyCommand — and every later hop through the hop before it.
 func (d *Dialer) jumpChain(hc *HostConfig, depth int) ([]hop, error) {
 	if depth > 8 {
 		return nil, errors.New("ProxyJump chain too long (loop?)")
@@ -94,14 +101,20 @@ func (d *Dialer) jumpChain(hc *HostConfig, depth int) ([]hop, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(hhc.Unsupported) > 0 {
+			return nil, fmt.Errorf("jump host %s: ssh_config sets what lifeline cannot do: %s", t.Name, strings.Join(hhc.Unsupported, "; "))
+		}
+		proxy := false
 		if i == 0 && len(hhc.ProxyJump) > 0 {
 			pre, err := d.jumpChain(hhc, depth+1)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, pre...)
+		} else if i == 0 && hhc.ProxyCommand != "" {
+			proxy = true
 		}
-		out = append(out, hop{name: t.Name, hc: hhc})
+		out = append(out, hop{name: t.Name, hc: hhc, proxy: proxy})
 	}
 	return out, nil
 }
@@ -167,7 +180,14 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 
 	var conn net.Conn
 	var err error
-	if via == nil {
+	var pc *proxyConn
+	if via == nil && h.proxy {
+		pc, err = dialProxy(tctx, hc, d.o.Log)
+		if err != nil {
+			return nil, herr("dial", &causeError{kind: ErrUnreachable, cause: err}, "check the ProxyCommand: lifeline ssh-config "+h.name+" shows it")
+		}
+		conn = pc
+	} else if via == nil {
 		var nd net.Dialer
 		conn, err = nd.DialContext(tctx, "tcp", hc.Addr())
 	} else {
@@ -185,7 +205,8 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 		conn.Close()
 		return nil, herr("handshake", err, "")
 	}
-	keys := &keySource{host: hostName, files: hc.IdentityFiles, only: hc.IdentitiesOnly, log: d.o.Log}
+	keys := &keySource{host: hostName, files: hc.IdentityFiles, certs: hc.CertificateFiles, agent: hc.IdentityAgent,
+		only: hc.IdentitiesOnly, accepted: hc.PubkeyAcceptedAlgorithms, log: d.o.Log}
 	defer keys.close()
 	var hostKeyOK atomic.Bool
 	var hostKeyErr atomic.Value
@@ -200,9 +221,12 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 			hostKeyOK.Store(true)
 			return nil
 		},
-		HostKeyAlgorithms: hk.algorithms(),
+		HostKeyAlgorithms: hostKeyAlgorithms(hk.algorithms(), hc.HostKeyAlgorithms),
 		Timeout:           timeout,
 	}
+	cfg.Ciphers = connAlgorithms("Ciphers", hc.Ciphers)
+	cfg.KeyExchanges = connAlgorithms("KexAlgorithms", hc.KexAlgorithms)
+	cfg.MACs = connAlgorithms("MACs", hc.MACs)
 	d.logf("%s: host key algorithms for %s: %v", hostName, hk.lookup, cfg.HostKeyAlgorithms)
 	// x/crypto's Timeout covers only TCP connect: bound the handshake by
 	// closing the connection when tctx ends (works for jump channels,
@@ -212,6 +236,10 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 	sconn, chans, reqs, err := ssh.NewClientConn(conn, hc.Addr(), cfg)
 	interrupted := !stop()
 	if err != nil {
+		proxyText := ""
+		if pc != nil {
+			proxyText = pc.exitText() // before Close kills it
+		}
 		conn.Close()
 		if e, ok := hostKeyErr.Load().(error); ok {
 			hint := ""
@@ -233,6 +261,9 @@ func (d *Dialer) connect(ctx context.Context, via *ssh.Client, viaName string, h
 		if hostKeyOK.Load() {
 			e, hint := keys.failure(hc.User, err)
 			return nil, herr("auth", e, hint)
+		}
+		if proxyText != "" {
+			err = fmt.Errorf("%w (%s)", err, proxyText)
 		}
 		return nil, herr("handshake", &causeError{kind: ErrUnreachable, cause: err}, "")
 	}
