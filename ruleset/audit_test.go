@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeline-dev/lifeline/ruleset/internal/gen"
+	"github.com/lifeline-dev/lifeline/internal/rulesetgen"
 )
 
 func ipt(t *testing.T, src Source, text string) *Ruleset {
@@ -95,7 +95,7 @@ func TestAuditFindings(t *testing.T) {
 }
 
 func TestAuditScale(t *testing.T) {
-	text, n := gen.Iptables(2000)
+	text, n := rulesetgen.Iptables(2000)
 	start := time.Now()
 	rs, err := ParseIptablesSave(SourceIptablesLegacy, text)
 	if err != nil {

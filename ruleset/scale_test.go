@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeline-dev/lifeline/ruleset/internal/gen"
+	"github.com/lifeline-dev/lifeline/internal/rulesetgen"
 )
 
 // The generator's small outputs, loaded into a namespace and read back
@@ -23,13 +23,13 @@ func TestGenMatchesKernel(t *testing.T) {
 			t.Errorf("%s and %s: canonical forms differ", tc.gen, tc.real)
 		}
 	}
-	ipt, _ := gen.Iptables(20)
+	ipt, _ := rulesetgen.Iptables(20)
 	if string(ipt) != string(readFile(t, "testdata/kp20-gen.save")) {
-		t.Error("gen.Iptables(20) is not testdata/kp20-gen.save: regenerate both")
+		t.Error("rulesetgen.Iptables(20) is not testdata/kp20-gen.save: regenerate both")
 	}
-	nft, _ := gen.Nft(20)
+	nft, _ := rulesetgen.Nft(20)
 	if string(nft) != string(readFile(t, "testdata/kp20-gen.json")) {
-		t.Error("gen.Nft(20) is not testdata/kp20-gen.json: regenerate both")
+		t.Error("rulesetgen.Nft(20) is not testdata/kp20-gen.json: regenerate both")
 	}
 }
 
@@ -49,8 +49,8 @@ func TestParseScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale test")
 	}
-	ipt, nIpt := gen.Iptables(2000)
-	nft, nNft := gen.Nft(2500)
+	ipt, nIpt := rulesetgen.Iptables(2000)
+	nft, nNft := rulesetgen.Nft(2500)
 	for _, tc := range []struct {
 		name  string
 		data  []byte
@@ -88,7 +88,7 @@ func TestParseScale(t *testing.T) {
 }
 
 func BenchmarkParseIptablesSave20k(b *testing.B) {
-	data, n := gen.Iptables(2000)
+	data, n := rulesetgen.Iptables(2000)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -100,7 +100,7 @@ func BenchmarkParseIptablesSave20k(b *testing.B) {
 }
 
 func BenchmarkParseNftJSON20k(b *testing.B) {
-	data, n := gen.Nft(2500)
+	data, n := rulesetgen.Nft(2500)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -112,7 +112,7 @@ func BenchmarkParseNftJSON20k(b *testing.B) {
 }
 
 func BenchmarkCanonical20k(b *testing.B) {
-	data, _ := gen.Iptables(2000)
+	data, _ := rulesetgen.Iptables(2000)
 	rs, err := ParseIptablesSave(SourceIptablesNft, data)
 	if err != nil {
 		b.Fatal(err)
@@ -124,7 +124,7 @@ func BenchmarkCanonical20k(b *testing.B) {
 }
 
 func BenchmarkDiff20k(b *testing.B) {
-	data, _ := gen.Iptables(2000)
+	data, _ := rulesetgen.Iptables(2000)
 	from, err := ParseIptablesSave(SourceIptablesNft, data)
 	if err != nil {
 		b.Fatal(err)

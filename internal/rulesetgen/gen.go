@@ -5,7 +5,7 @@
 // (an `ip kube-proxy` table with service and endpoint chains, a
 // service-ips verdict map and numgen load balancing), as `iptables-save
 // -c` and `nft -j list ruleset` print them.
-package gen
+package rulesetgen
 
 import (
 	"fmt"
