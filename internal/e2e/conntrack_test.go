@@ -150,6 +150,15 @@ func TestConntrackNearFull(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "NEAR-FULL (>= 80%)") || !strings.Contains(stdout, "udp UNREPLIED") || !strings.Contains(stdout, front.Address) {
 		t.Errorf("conntrack %s -v: exit %d\n%s", target.Name, code, stdout)
 	}
+	// audit names the same pitfall, from the same facts
+	stdout, stderr, _ = cli(t, ctx, "-F", l.SSHConfig, "--json", "audit", target.Name)
+	if !strings.Contains(stdout, `"code": "conntrack-near-full"`) {
+		t.Errorf("audit %s with a full table: no conntrack-near-full finding\nstdout: %s\nstderr: %s", target.Name, stdout, stderr)
+	}
+	stdout, _, _ = cli(t, ctx, "-F", l.SSHConfig, "--json", "audit", front.Name)
+	if strings.Contains(stdout, `"code": "conntrack-near-full"`) {
+		t.Errorf("audit %s with an idle table: conntrack-near-full\n%s", front.Name, stdout)
+	}
 	// the threshold is the operator's: at 95% the same table passes
 	stdout, _, code = cli(t, ctx, "-F", l.SSHConfig, "conntrack", target.Name, "--warn", "0.95")
 	if code != 0 || strings.Contains(stdout, "NEAR-FULL") {
