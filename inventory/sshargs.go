@@ -1,32 +1,25 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/google/shlex"
 )
 
-// splitWords splits s into words the way Ansible does, with Python's
-// shlex.split: single quotes, double quotes and backslashes, no expansion.
-// Two corners differ from Python (pinned in TestSplitWords): an unquoted
-// word starting with # ends the line as a comment, and in double quotes a
-// backslash escapes any character, not only " and \. It refuses s when it
-// is not valid UTF-8, which the splitter would otherwise rewrite.
+// splitWords splits s into words the way Ansible splits ssh arguments:
+// Python's shlex.split (posix, no comments), see [pySplit]. It refuses s
+// when it is not valid UTF-8, which Python would not have read either.
 func splitWords(s string) ([]string, error) {
 	if !utf8.ValidString(s) {
 		return nil, fmt.Errorf("%q is not valid UTF-8", s)
 	}
-	// google/shlex: Python's shlex.split rules, which Ansible splits these with.
-	words, err := shlex.Split(s)
-	if err != nil {
-		// The splitter fails only at the end of s, inside quotes or after
-		// a backslash; its errors are plain strings.
-		if strings.Contains(err.Error(), "quote") {
-			return nil, fmt.Errorf("unterminated quote in %q: close it", s)
-		}
+	words, err := pySplit(s, false)
+	switch {
+	case errors.Is(err, errNoClosingQuote):
+		return nil, fmt.Errorf("unterminated quote in %q: close it", s)
+	case err != nil:
 		return nil, fmt.Errorf("%q ends with a backslash: remove it or double it", s)
 	}
 	return words, nil
