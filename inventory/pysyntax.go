@@ -110,7 +110,7 @@ func pyValue(v string) string {
 }
 
 // pyStringLiteral decodes s when it is made only of Python string literals
-// ('...', "...", '''...''', """...""", with an optional r or u prefix),
+// ('...', "...", ”'...”', """...""", with an optional r or u prefix),
 // separated by blanks. Byte and f-strings are not decoded (literal_eval
 // refuses f-strings; bytes are not text).
 func pyStringLiteral(s string) (string, bool) {

@@ -25,58 +25,6 @@ func splitWords(s string) ([]string, error) {
 	return words, nil
 }
 
-// jumpFromSSHArgs finds the jump host in extra ssh arguments, as Ansible
-// users write them in ansible_ssh_common_args: "-J X", "-o ProxyJump=X",
-// "-o ProxyJump X", or "-o ProxyCommand=\"ssh -W %h:%p -q user@bastion\"".
-// found reports whether the arguments name a jump at all; jump is "" for
-// ProxyJump=none. A ProxyCommand that is not an ssh forwarding to %h:%p is
-// an error, because lifeline cannot follow it and connecting directly
-// instead would be a surprise.
-func jumpFromSSHArgs(args string) (jump string, found bool, err error) {
-	words, err := splitWords(args)
-	if err != nil {
-		return "", false, err
-	}
-	for i := 0; i < len(words); i++ {
-		w := words[i]
-		var opt string
-		switch {
-		case w == "-J" && i+1 < len(words):
-			i++
-			return jumpValue(words[i]), true, nil
-		case strings.HasPrefix(w, "-J") && len(w) > 2:
-			return jumpValue(w[2:]), true, nil
-		case w == "-o" && i+1 < len(words):
-			i++
-			opt = words[i]
-		case strings.HasPrefix(w, "-o") && len(w) > 2:
-			opt = w[2:]
-		default:
-			continue
-		}
-		key, val := splitOption(opt)
-		if val == "" && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
-			// "-o ProxyJump X" or "-o ProxyJump = X": the value as separate words.
-			i++
-			if words[i] == "=" && i+1 < len(words) {
-				i++
-			}
-			val = strings.TrimPrefix(words[i], "=")
-		}
-		switch strings.ToLower(key) {
-		case "proxyjump":
-			return jumpValue(val), true, nil
-		case "proxycommand":
-			if strings.EqualFold(val, "none") {
-				return "", true, nil
-			}
-			j, err := jumpFromProxyCommand(val)
-			return j, true, err
-		}
-	}
-	return "", false, nil
-}
-
 // splitOption splits an ssh -o argument: "Key=Value", "Key Value", "Key = Value".
 func splitOption(opt string) (key, val string) {
 	opt = strings.TrimSpace(opt)
@@ -109,6 +57,11 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 		return "", err
 	}
 	unsupported := fmt.Errorf("ProxyCommand %q is not \"ssh -W %%h:%%p HOST\": lifeline cannot follow it; use -o ProxyJump=HOST instead", cmd)
+	// A hop option a jump spec cannot hold (its own key, known_hosts or
+	// host-key policy): the ProxyCommand must run as written.
+	hopOption := func(opt string) error {
+		return fmt.Errorf("ProxyCommand %q gives the hop its own %s, which a jump (user@host:port) cannot carry", cmd, opt)
+	}
 	if len(words) == 0 || path.Base(words[0]) != "ssh" {
 		return "", unsupported
 	}
@@ -145,6 +98,8 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 				arg = words[i]
 			}
 			switch f {
+			case 'i', 'F', 'b', 'B', 'c', 'm', 'E', 'S', 'I', 'Q', 'O', 'w', 'D', 'L', 'R', 'e':
+				return "", hopOption("-" + string(f) + " " + arg)
 			case 'W':
 				if strings.Contains(arg, "%h") {
 					forwards = true
@@ -164,6 +119,9 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 					user = v
 				case "proxyjump":
 					inner = v
+				case "batchmode", "loglevel", "connecttimeout", "serveraliveinterval", "serveralivecountmax", "compression", "tcpkeepalive":
+				default:
+					return "", hopOption("-o " + arg)
 				}
 			}
 			break

@@ -42,7 +42,28 @@ func resolveTargets(g *globals, pattern, limit string) (*inventory.Inventory, []
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
+	if err := refuseUnsupported(hosts); err != nil {
+		return nil, nil, err
+	}
 	return inv, hosts, nil
+}
+
+// refuseUnsupported refuses the target when an Ansible inventory asks for
+// something on a selected host that lifeline cannot do (a ProxyCommand,
+// StrictHostKeyChecking from ssh args, ansible_connection=local, a
+// template, ...): connecting some other way than Ansible would is worse
+// than not connecting. Every such setting of every host is named.
+func refuseUnsupported(hosts []*inventory.Host) error {
+	var lines []string
+	for _, h := range hosts {
+		for _, u := range h.Unsupported {
+			lines = append(lines, "  "+h.Name+": "+u)
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return usagef("the inventory asks for what lifeline cannot do on %d setting(s); nothing was contacted:\n%s\n(hint: lifeline inventory list --sources TARGET shows each host's settings; leave those hosts out with TARGET:!HOST)", len(lines), strings.Join(lines, "\n"))
 }
 
 // aliasesInSSHConfig selects pattern as plain names when each is an
@@ -130,6 +151,12 @@ func newDialer(g *globals, inv *inventory.Inventory) *remote.Dialer {
 }
 
 // targetOf maps an inventory host to what the transport dials.
+// For an Ansible inventory, ssh_config is matched against the destination
+// Ansible's ssh would be given (ansible_host when set), not the inventory
+// name, so that a Host 10.0.0.5 block applies as it does for Ansible.
 func targetOf(h *inventory.Host) remote.Target {
+	if h.SSHAlias != "" {
+		return remote.Target{Name: h.SSHAlias, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
+	}
 	return remote.Target{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
 }
