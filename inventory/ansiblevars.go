@@ -70,7 +70,11 @@ type ansibleResult struct {
 func (b *builder) mapAnsible(name string, m settings) (ansibleResult, error) {
 	var res ansibleResult
 	refuse := func(v value, varName, format string, a ...any) {
-		res.unsupported = append(res.unsupported, fmt.Sprintf("%s (%s %s): %s", varName, strings.TrimPrefix(v.src, "in "), v.pos, fmt.Sprintf(format, a...)))
+		where := v.pos
+		if where == "" {
+			where = v.src
+		}
+		res.unsupported = append(res.unsupported, fmt.Sprintf("%s (%s): %s", varName, where, fmt.Sprintf(format, a...)))
 	}
 	// Jinja first: {{ inventory_hostname }} and friends are evaluated, any
 	// other template refuses the host.
@@ -128,7 +132,7 @@ func (b *builder) mapAnsible(name string, m settings) (ansibleResult, error) {
 		}
 	}
 	m["ssh_alias"] = alias
-	line, err := b.sshLine(name, m)
+	line, err := b.sshLine(name, alias.v, m)
 	if err != nil {
 		return res, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -114,10 +115,13 @@ const maxHostName = 253
 // as one component of a file name: a host's results are stored as
 // NAME.json in the run folder. A safe name is made of letters, digits,
 // '.', '-' and '_', does not start with '.' or '-', has no "..", and is at
-// most 253 bytes long. The error quotes the name escaped.
+// most 253 bytes long; or a bare IPv6 address (2001:db8::1). The error quotes the name escaped.
 func CheckHostName(name string) error {
 	if name == "" {
 		return errors.New("empty host name")
+	}
+	if ip, err := netip.ParseAddr(name); err == nil && ip.Is6() && ip.Zone() == "" {
+		return nil // a bare IPv6 address, as Ansible inventories may list hosts
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !isNameByte(c) {

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,6 +45,9 @@ func (e *NoMatchError) Error() string {
 // commas when there is one, else on colons outside [...].
 func splitPattern(pattern string) []string {
 	var parts []string
+	if ip, err := netip.ParseAddr(strings.TrimSpace(pattern)); err == nil && ip.Is6() {
+		return []string{strings.TrimSpace(pattern)} // Ansible: an IPv6 address is one host, not colon-separated terms
+	}
 	if strings.Contains(pattern, ",") {
 		parts = strings.Split(pattern, ",")
 	} else {

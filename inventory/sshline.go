@@ -19,12 +19,13 @@ type sshWord struct {
 // -o IdentityFile="key", -o User="user", then ansible_ssh_common_args and
 // ansible_ssh_extra_args, then the destination.
 type sshCmdline struct {
-	host  string
+	host  string // inventory name, for errors
+	alias string // ssh's destination, which ssh_config's Host blocks match
 	words []sshWord
 }
 
-func (b *builder) sshLine(name string, m settings) (*sshCmdline, error) {
-	l := &sshCmdline{host: name}
+func (b *builder) sshLine(name, alias string, m settings) (*sshCmdline, error) {
+	l := &sshCmdline{host: name, alias: alias}
 	add := func(from string, v value, text string) error {
 		words, err := splitWords(text)
 		if err != nil {
@@ -140,14 +141,14 @@ func (l *sshCmdline) apply(m settings, res *ansibleResult, refuse func(value, st
 				return
 			}
 			m["proxy_command"] = value{v: val, src: w.from + " " + w.origin.src, pos: w.origin.pos}
-			refuse(w.origin, w.from, "%v; this lifeline runs a ProxyCommand only from ssh_config: move it to a Host %s block of the ssh_config the inventory uses (ssh_config: / -F)", err, l.host)
+			refuse(w.origin, w.from, "%v; this lifeline runs a ProxyCommand only from ssh_config: move it to a Host %s block of the ssh_config the inventory uses (ssh_config: / -F)", err, l.alias)
 		default:
 			res.options = append(res.options, SSHOption{Key: key, Value: val, From: w.from + " " + w.origin.src})
 			what := "lifeline takes this ssh option from ssh_config only"
 			if lk == "stricthostkeychecking" && (strings.EqualFold(val, "no") || strings.EqualFold(val, "off")) {
 				what = "it turns off host key checking, which lifeline's guarantee (the host you confirm on is the host you changed) rests on; lifeline takes it from ssh_config only"
 			}
-			refuse(w.origin, w.from, "-o %s=%s: %s: set it in the ssh_config the inventory uses, for Host %s (or use --accept-new for unknown keys)", key, val, what, l.host)
+			refuse(w.origin, w.from, "-o %s=%s: %s: set it in the ssh_config the inventory uses, for Host %s (or use --accept-new for unknown keys)", key, val, what, l.alias)
 		}
 	}
 	words := l.words
