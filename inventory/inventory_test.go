@@ -428,6 +428,27 @@ func names(hs []*Host) string {
 	return strings.Join(out, " ")
 }
 
+// TestSelectWarnings: as in Ansible, a term matching nothing is a warning
+// when the target still selects hosts, in Ansible's words.
+func TestSelectWarnings(t *testing.T) {
+	inv := parseShared(t, "lifeline.yaml")
+	tests := []struct {
+		pattern, limit string
+		want           []string
+	}{
+		{"web", "", nil},
+		{"web:zzz", "", []string{"Could not match supplied host pattern, ignoring: zzz"}},
+		{"web:zzz:db-*", "", []string{"Could not match supplied host pattern, ignoring: zzz", "Could not match supplied host pattern, ignoring: db-*"}},
+		{"all", "web01:nope", []string{"Could not match supplied host pattern, ignoring: nope"}},
+	}
+	for _, tt := range tests {
+		hosts, warnings, err := inv.SelectWarn(tt.pattern, tt.limit)
+		if err != nil || len(hosts) == 0 || !reflect.DeepEqual(warnings, tt.want) {
+			t.Errorf("SelectWarn(%q, %q) = %d hosts, %q, %v; want hosts and %q", tt.pattern, tt.limit, len(hosts), warnings, err, tt.want)
+		}
+	}
+}
+
 func TestSelect(t *testing.T) {
 	inv := parseShared(t, "lifeline.yaml") // bastion web01 web02 db01 db02 h02; prod{web,db}
 	tests := []struct {
@@ -473,7 +494,8 @@ func TestSelect(t *testing.T) {
 		{pattern: "web:!web*", wantErr: `target "web:!web*" selects no hosts`},
 		{pattern: "web3", unknown: &UnknownError{Name: "web3", Suggestions: []string{"web", "web01", "web02"}}},
 		{pattern: "prd", unknown: &UnknownError{Name: "prd", Suggestions: []string{"prod"}}},
-		{pattern: "web:zzz", unknown: &UnknownError{Name: "zzz"}},
+		{pattern: "web:zzz", want: "web01 web02"}, // Ansible: a warning, see TestSelectWarnings
+		{pattern: "zzz:yyy*", unknown: &UnknownError{Name: "zzz"}},
 		{pattern: "all", limit: "nope", wantErr: `--limit: unknown host or group "nope"`},
 		{pattern: "db-*", wantErr: `"db-*" matches no host or group`},
 		{pattern: "web:~x(", wantErr: "bad regular expression"},

@@ -102,7 +102,10 @@ func runInventoryList(g *globals, o *inventoryListOptions, target string) error 
 	if err != nil {
 		return err
 	}
-	hosts, err := inv.Select(target, o.limit)
+	hosts, warnings, err := inv.SelectWarn(target, o.limit)
+	for _, w := range warnings {
+		fmt.Fprintln(g.stderr, "lifeline: warning: "+textsafe.Escape(w))
+	}
 	if err != nil {
 		return usageError{err}
 	}

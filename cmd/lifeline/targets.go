@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
 )
@@ -32,15 +33,18 @@ func resolveTargets(g *globals, pattern, limit string) (*inventory.Inventory, []
 		return nil, nil, usageError{err}
 	}
 	warnInventory(g, inv)
-	hosts, err := inv.Select(pattern, limit)
+	hosts, warnings, err := inv.SelectWarn(pattern, limit)
 	var ue *inventory.UnknownError
-	if errors.As(err, &ue) && limit == "" {
+	if (errors.As(err, &ue) || len(warnings) > 0) && limit == "" {
 		if alt, ok := aliasesInSSHConfig(g, inv, pattern); ok {
-			return inv, alt, nil
+			return inv, alt, refuseUnsupported(alt)
 		}
 	}
 	if err != nil {
 		return nil, nil, usageError{err}
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(g.stderr, "lifeline: warning: "+textsafe.Escape(w))
 	}
 	if err := refuseUnsupported(hosts); err != nil {
 		return nil, nil, err
