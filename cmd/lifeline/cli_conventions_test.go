@@ -156,3 +156,43 @@ func TestTargetCompletions(t *testing.T) {
 		t.Errorf("__complete apply web '': %q, want ruleset file extensions", out)
 	}
 }
+
+// TestAnsibleRefusals: a command targeting a host whose Ansible inventory
+// asks for what lifeline cannot carry exits 2 before contacting anything,
+// naming the host, the variable and where it is set; the other hosts of
+// the same inventory are targeted as usual.
+func TestAnsibleRefusals(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "hosts")
+	text := `[web]
+ok1 ansible_host=127.0.0.1 ansible_port=1
+shk ansible_host=127.0.0.1 ansible_ssh_common_args='-o StrictHostKeyChecking=no'
+pc ansible_ssh_common_args='-o ProxyCommand="ssh -W %h:%p -i /k bastion"'
+loc ansible_connection=local
+tpl ansible_host="{{ lookup('env', 'X') }}"
+su ansible_become=true ansible_become_method=su
+`
+	if err := os.WriteFile(inv, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ host, want string }{
+		{"shk", "shk: ansible_ssh_common_args (" + inv + ":3): -o StrictHostKeyChecking=no: it turns off host key checking"},
+		{"pc", "pc: ansible_ssh_common_args (" + inv + ":4): ProxyCommand \"ssh -W %h:%p -i /k bastion\" gives the hop its own -i /k"},
+		{"loc", "loc: ansible_connection (" + inv + ":5): local: lifeline does not change the workstation's own firewall"},
+		{"tpl", "tpl: ansible_host (" + inv + ":6): \"{{ lookup('env', 'X') }}\" is a Jinja template lifeline does not evaluate"},
+		{"su", "su: ansible_become_method (" + inv + ":7): su: lifeline becomes root with sudo only"},
+	}
+	for _, tc := range tests {
+		_, stderr, code := runWithArgs(t, "-i", inv, "status", tc.host)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "nothing was contacted") {
+			t.Errorf("status %s: exit %d, stderr %q; want exit 2 and %q", tc.host, code, stderr, tc.want)
+		}
+	}
+	_, hosts, err := resolveTargets(&globals{inventory: inv}, "ok1", "")
+	if err != nil || len(hosts) != 1 {
+		t.Fatalf("ok1: %v, %v", hosts, err)
+	}
+	if tgt := targetOf(hosts[0]); tgt.Name != "127.0.0.1" || tgt.Address != "" || tgt.Port != 1 {
+		t.Errorf("targetOf(ok1) = %+v: want ssh_config matched on ansible_host 127.0.0.1, port 1", tgt)
+	}
+}
