@@ -33,7 +33,12 @@
 // ansible_port → Port, ansible_ssh_private_key_file → IdentityFile, a jump
 // in ansible_ssh_common_args or ansible_ssh_extra_args (-J X, -o
 // ProxyJump=X, -o ProxyCommand="ssh -W %h:%p X") → Jump, lifeline_ruleset →
-// Ruleset; every other variable but lifeline_backend stays in Vars.
+// Ruleset; every other variable but lifeline_backend stays in Vars. The
+// ssh command line is read as Ansible builds it and ssh reads it (first
+// value wins; see sshline.go), ssh_config is matched on ansible_host
+// ([Host.SSHAlias]), and what lifeline cannot carry is kept and listed in
+// [Host.Unsupported] rather than dropped. TestAnsibleOracle checks all of
+// it against Ansible itself.
 //
 // # Precedence
 //
