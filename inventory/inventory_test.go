@@ -312,6 +312,7 @@ func TestSSHArgs(t *testing.T) {
 		{args: `-o ProxyCommand="ssh -o Port=2200 -i ~/.ssh/k -W %h:%p b"`, proxy: "ssh -o Port=2200 -i ~/.ssh/k -W %h:%p b", refused: "gives the hop its own -i ~/.ssh/k"},
 		{args: `-o ProxyCommand="ssh -W %h:%p -q u@b -o StrictHostKeyChecking=no"`, proxy: "ssh -W %h:%p -q u@b -o StrictHostKeyChecking=no", refused: "its own -o StrictHostKeyChecking=no"},
 		{args: "-o StrictHostKeyChecking=no", refused: "StrictHostKeyChecking"},
+		{args: "-o StrictHostKeyChecking=yes"}, // lifeline's own policy: kept, not refused
 		{args: "-C -o ControlMaster=auto -o ControlPersist=60s -q"},
 		{args: ""},
 		{args: `-o ProxyCommand="aws ssm start-session --target %h"`, proxy: "aws ssm start-session --target %h", refused: "lifeline cannot follow it"},

@@ -144,6 +144,9 @@ func (l *sshCmdline) apply(m settings, res *ansibleResult, refuse func(value, st
 			refuse(w.origin, w.from, "%v; this lifeline runs a ProxyCommand only from ssh_config: move it to a Host %s block of the ssh_config the inventory uses (ssh_config: / -F)", err, l.alias)
 		default:
 			res.options = append(res.options, SSHOption{Key: key, Value: val, From: w.from + " " + w.origin.src})
+			if lk == "stricthostkeychecking" && strings.EqualFold(val, "yes") {
+				return // what lifeline does anyway (unless --accept-new is given): kept, not refused
+			}
 			what := "lifeline takes this ssh option from ssh_config only"
 			if lk == "stricthostkeychecking" && (strings.EqualFold(val, "no") || strings.EqualFold(val, "off")) {
 				what = "it turns off host key checking, which lifeline's guarantee (the host you confirm on is the host you changed) rests on; lifeline takes it from ssh_config only"
