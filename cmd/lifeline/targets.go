@@ -67,7 +67,7 @@ func refuseUnsupported(hosts []*inventory.Host) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	return usagef("the inventory asks for what lifeline cannot do on %d setting(s); nothing was contacted:\n%s\n(hint: lifeline inventory list --sources TARGET shows each host's settings; leave those hosts out with TARGET:!HOST)", len(lines), strings.Join(lines, "\n"))
+	return usagef("the inventory asks for what lifeline cannot do on %d setting(s); nothing was contacted:\n%s (hint: lifeline inventory list --sources TARGET shows each host's settings; leave those hosts out with TARGET:!HOST)", len(lines), strings.Join(lines, "\n"))
 }
 
 // aliasesInSSHConfig selects pattern as plain names when each is an
