@@ -151,6 +151,10 @@ func TestTargetCompletions(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "web1\nweb2\nweb\n") {
 		t.Errorf("__complete status we: exit %d, %q; want web1, web2, web", code, out)
 	}
+	out, _, _ = runWithArgs(t, "-i", inv, "__complete", "inventory", "graph", "")
+	if !strings.HasPrefix(out, "all\ndb\nweb\n:") {
+		t.Errorf("__complete inventory graph '': %q, want the groups only", out)
+	}
 	out, _, _ = runWithArgs(t, "-i", inv, "__complete", "apply", "web", "")
 	if !strings.Contains(out, "nft\n") {
 		t.Errorf("__complete apply web '': %q, want ruleset file extensions", out)

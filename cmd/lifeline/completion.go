@@ -78,6 +78,27 @@ func targetCompletions(path, typed string) []string {
 	return out
 }
 
+// completeGroups completes one group name (inventory graph GROUP).
+func completeGroups(g *globals) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 || g.inventory == "" {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		inv, err := inventory.Load(g.inventory)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for name := range inv.Groups {
+			if strings.HasPrefix(name, toComplete) {
+				out = append(out, name)
+			}
+		}
+		sort.Strings(out)
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 // completeFiles completes file names with one of exts (ruleset files).
 func completeFiles(exts ...string) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -117,6 +138,8 @@ func setupCompletion(g *globals, root *cobra.Command) {
 				c.ValidArgsFunction = completeTargets(g)
 			case strings.Contains(use, "HOST"):
 				c.ValidArgsFunction = completeHostArgs(g, strings.Count(use, "HOST"))
+			case strings.Contains(use, "GROUP"):
+				c.ValidArgsFunction = completeGroups(g)
 			}
 		}
 		if c.LocalFlags().Lookup("against") != nil {
