@@ -38,13 +38,6 @@ func splitOption(opt string) (key, val string) {
 	return key, val
 }
 
-func jumpValue(v string) string {
-	if strings.EqualFold(v, "none") {
-		return ""
-	}
-	return v
-}
-
 // sshArgFlags are ssh's options that take an argument (from ssh(1)).
 const sshArgFlags = "BbcDEeFIiJLlmOopQRSWw"
 
