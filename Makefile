@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build helper deps demo demo-down test test-short vet cross dist model fuzz bench clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench clean
 
 all: build
 
@@ -19,8 +19,16 @@ internal/helperbin/bin/lifeline-helper-linux-%: $(GOFILES) go.mod go.sum
 	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build $(HELPER_FLAGS) -o $@ ./cmd/lifeline-helper
 	@ls -l $@ | awk '{printf "helper linux/%s: %d bytes\n", "$*", $$5}'
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION_FLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 bin/lifeline: $(HELPERS) $(GOFILES) go.mod go.sum
-	$(GO) build -trimpath -o $@ ./cmd/lifeline
+	$(GO) build -trimpath -ldflags='$(VERSION_FLAGS)' -o $@ ./cmd/lifeline
+
+## man: man pages (section 1) for every command, from the cobra tree, into docs/man/
+man: bin/lifeline
+	rm -rf docs/man && SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) bin/lifeline man --dir docs/man
 
 WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin ./internal/fanout ./internal/shquote
 PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -24,14 +25,17 @@ type value struct {
 type settings map[string]value
 
 type rawHost struct {
-	name string
-	pos  string
-	set  settings
+	name    string
+	pos     string
+	set     settings
+	fileSet settings // from host_vars/: above the host's inventory vars
 }
 
 type rawGroup struct {
 	name     string
 	pos      string
+	priority int      // ansible_group_priority (default 1): orders groups of one depth
+	fileSet  settings // from group_vars/: above every group's inventory vars
 	hosts    []string
 	isHost   map[string]bool // hosts as a set, to add in O(1)
 	children []string
@@ -111,10 +115,13 @@ const maxHostName = 253
 // as one component of a file name: a host's results are stored as
 // NAME.json in the run folder. A safe name is made of letters, digits,
 // '.', '-' and '_', does not start with '.' or '-', has no "..", and is at
-// most 253 bytes long. The error quotes the name escaped.
+// most 253 bytes long; or a bare IPv6 address (2001:db8::1). The error quotes the name escaped.
 func CheckHostName(name string) error {
 	if name == "" {
 		return errors.New("empty host name")
+	}
+	if ip, err := netip.ParseAddr(name); err == nil && ip.Is6() && ip.Zone() == "" {
+		return nil // a bare IPv6 address, as Ansible inventories may list hosts
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !isNameByte(c) {
@@ -164,7 +171,7 @@ func (b *builder) host(name string, line int) *rawHost {
 	if h, ok := b.hostIdx[name]; ok {
 		return h
 	}
-	h := &rawHost{name: name, pos: b.loc(line), set: settings{}}
+	h := &rawHost{name: name, pos: b.loc(line), set: settings{}, fileSet: settings{}}
 	b.hosts = append(b.hosts, h)
 	b.hostIdx[name] = h
 	return h
@@ -179,7 +186,7 @@ func (b *builder) group(name string, line int) *rawGroup {
 	if line > 0 {
 		pos = b.at(line)
 	}
-	g := &rawGroup{name: name, pos: pos, set: settings{}}
+	g := &rawGroup{name: name, pos: pos, set: settings{}, fileSet: settings{}, priority: 1}
 	b.groups[name] = g
 	b.gorder = append(b.gorder, name)
 	return g
@@ -215,6 +222,9 @@ func checkPort(v string) (int, error) {
 // resolve applies precedence (host > groups by depth, then name > defaults)
 // and returns the finished inventory.
 func (b *builder) resolve() (*Inventory, error) {
+	if err := b.groupPriorities(); err != nil {
+		return nil, err
+	}
 	if b.varsFS != nil && b.format != "lifeline" {
 		if err := b.readVarDirs(); err != nil {
 			return nil, err
@@ -283,7 +293,14 @@ func (b *builder) resolve() (*Inventory, error) {
 	for _, name := range b.gorder {
 		g := b.groups[name]
 		out := &Group{Name: name, Hosts: g.hosts, Children: g.children}
+		all := settings{}
 		for k, v := range g.set {
+			all[k] = v
+		}
+		for k, v := range g.fileSet {
+			all[k] = v
+		}
+		for k, v := range all {
 			if n, ok := strings.CutPrefix(k, "vars."); ok {
 				if out.Vars == nil {
 					out.Vars = map[string]string{}
@@ -293,7 +310,7 @@ func (b *builder) resolve() (*Inventory, error) {
 		}
 		if r, ok := g.set["ruleset"]; ok {
 			out.Ruleset = r.v
-		} else if r, ok := g.set["vars.lifeline_ruleset"]; ok && b.format != "lifeline" {
+		} else if r, ok := all["vars.lifeline_ruleset"]; ok && b.format != "lifeline" {
 			out.Ruleset = b.absPath(r.v)
 		}
 		inv.Groups[name] = out
@@ -330,18 +347,31 @@ func (b *builder) resolve() (*Inventory, error) {
 			if depth[groups[i]] != depth[groups[j]] {
 				return depth[groups[i]] < depth[groups[j]]
 			}
+			if pi, pj := b.groups[groups[i]].priority, b.groups[groups[j]].priority; pi != pj {
+				return pi < pj
+			}
 			return groups[i] < groups[j]
 		})
 		merged := settings{}
 		for k, v := range b.defaults {
 			merged[k] = v
 		}
+		// Ansible's order: every group's inventory vars, then every
+		// group's group_vars/ files, then the host's, then host_vars/.
 		for _, g := range groups {
 			for k, v := range b.groups[g].set {
 				merged[k] = v
 			}
 		}
+		for _, g := range groups {
+			for k, v := range b.groups[g].fileSet {
+				merged[k] = v
+			}
+		}
 		for k, v := range rh.set {
+			merged[k] = v
+		}
+		for k, v := range rh.fileSet {
 			merged[k] = v
 		}
 		h, err := b.finish(rh.name, merged)
@@ -382,9 +412,11 @@ func (b *builder) dropBackends() []string {
 	drop(b.defaults, "defaults")
 	for _, name := range b.gorder {
 		drop(b.groups[name].set, "group "+name)
+		drop(b.groups[name].fileSet, "group "+name)
 	}
 	for _, h := range b.hosts {
 		drop(h.set, "host "+h.name)
+		drop(h.fileSet, "host "+h.name)
 	}
 	return warnings
 }
@@ -458,14 +490,19 @@ func (b *builder) depths(parents map[string][]string) (map[string]int, error) {
 func (b *builder) finish(name string, m settings) (*Host, error) {
 	h := &Host{Name: name, Sources: map[string]string{}}
 	if b.format != "lifeline" {
-		if err := b.mapAnsible(name, m); err != nil {
+		a, err := b.mapAnsible(name, m)
+		if err != nil {
 			return nil, err
 		}
+		h.SSHOptions, h.Unsupported = a.options, a.unsupported
 	}
 	for k, v := range m {
 		h.Sources[k] = v.src
 		switch k {
-		case "address", "user", "jump", "identity_file":
+		case "address", "user", "jump", "identity_file", "ssh_alias":
+			if _, ok := m["address"]; ok && k == "ssh_alias" {
+				break // the address is checked, under its own name
+			}
 			if err := checkConnValue(k, v.v); err != nil {
 				return nil, fmt.Errorf("%s: host %s: %w", v.pos, name, err)
 			}
@@ -487,6 +524,14 @@ func (b *builder) finish(name string, m settings) (*Host, error) {
 			h.IdentityFile = v.v
 		case "ruleset":
 			h.Ruleset = v.v
+		case "ssh_alias":
+			h.SSHAlias = v.v
+		case "proxy_command":
+			h.ProxyCommand = v.v
+		case "connection":
+			h.Connection = v.v
+		case "become":
+			h.Become = v.v
 		default:
 			if n, ok := strings.CutPrefix(k, "vars."); ok {
 				if h.Vars == nil {
@@ -507,59 +552,4 @@ func (b *builder) finish(name string, m settings) (*Host, error) {
 		h.Sources = nil
 	}
 	return h, nil
-}
-
-// ansibleVars maps Ansible connection variables to lifeline settings, in
-// order of preference: the first one set wins.
-var ansibleVars = []struct{ setting, v string }{
-	{"address", "ansible_host"},
-	{"address", "ansible_ssh_host"},
-	{"user", "ansible_user"},
-	{"user", "ansible_ssh_user"},
-	{"port", "ansible_port"},
-	{"port", "ansible_ssh_port"},
-	{"identity_file", "ansible_ssh_private_key_file"},
-	{"identity_file", "ansible_private_key_file"},
-	{"ruleset", "lifeline_ruleset"},
-}
-
-// mapAnsible moves the Ansible connection variables of a host's resolved
-// vars into lifeline's settings. It runs after precedence so that, as in
-// Ansible, a host's ansible_ssh_common_args replaces its group's whole.
-func (b *builder) mapAnsible(name string, m settings) error {
-	for _, a := range ansibleVars {
-		key := "vars." + a.v
-		v, ok := m[key]
-		if !ok {
-			continue
-		}
-		delete(m, key)
-		if _, done := m[a.setting]; done {
-			continue
-		}
-		v.src = a.v + " " + v.src
-		if a.setting == "identity_file" || a.setting == "ruleset" {
-			v.v = b.absPath(v.v)
-		}
-		m[a.setting] = v
-	}
-	// ssh's first value wins: common args come before extra args on its
-	// command line.
-	for _, a := range []string{"ansible_ssh_common_args", "ansible_ssh_extra_args"} {
-		v, ok := m["vars."+a]
-		if !ok {
-			continue
-		}
-		jump, found, err := jumpFromSSHArgs(v.v)
-		if err != nil {
-			return fmt.Errorf("%s: host %s: %s: %w", v.pos, name, a, err)
-		}
-		if found {
-			if jump != "" {
-				m["jump"] = value{v: jump, src: a + " " + v.src, pos: v.pos}
-			}
-			break
-		}
-	}
-	return nil
 }

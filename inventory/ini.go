@@ -3,8 +3,10 @@ package inventory
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io/fs"
 	"strings"
+	"unicode/utf8"
 )
 
 // parseINI reads an Ansible INI inventory:
@@ -22,6 +24,13 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 	// kind of the current section: "hosts", "vars", "children".
 	// group is "" before the first section: those hosts end up ungrouped.
 	group, kind := "", "hosts"
+	// Ansible's check that every group a [x:children] names, and every
+	// [x:vars], belongs to a group declared by a [x] or [x:children]
+	// header: declared holds the groups a header created (in Ansible's
+	// order), pending the names still waiting for one.
+	declared := map[string]bool{"all": true, "ungrouped": true}
+	pending := map[string]*iniPending{}
+	var pendingOrder []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
@@ -54,6 +63,16 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 				return nil, b.errorf(line, "%v", err)
 			}
 			b.group(group, line)
+			if !declared[group] {
+				if kind == "vars" && pending[group] == nil {
+					pending[group] = &iniPending{line: line, kind: "vars"}
+					pendingOrder = append(pendingOrder, group)
+				}
+				declared[group] = true
+			}
+			if p := pending[group]; p != nil && kind != "vars" {
+				resolvePending(group, pending)
+			}
 			continue
 		}
 		switch kind {
@@ -68,7 +87,7 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 				return nil, b.errorf(line, "expected key=value in [%s:vars], got %q", group, text)
 			}
 			b.groups[group].set["vars."+k] = value{
-				v:   unquote(strings.TrimSpace(v)),
+				v:   pyValue(strings.TrimSpace(v)),
 				src: "in group " + group + ":vars (" + b.at(line) + ")",
 				pos: b.loc(line),
 			}
@@ -83,6 +102,14 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 			if child == group {
 				return nil, b.errorf(line, "group %s lists itself as a child", group)
 			}
+			if !declared[child] {
+				if p := pending[child]; p != nil {
+					p.parents = append(p.parents, group)
+				} else {
+					pending[child] = &iniPending{line: line, kind: "children", parents: []string{group}}
+					pendingOrder = append(pendingOrder, child)
+				}
+			}
 			b.group(child, line)
 			g := b.groups[group]
 			g.children = appendUnique(g.children, child)
@@ -91,14 +118,32 @@ func parseINI(name string, data []byte, varsFS fs.FS) (*Inventory, error) {
 	if err := sc.Err(); err != nil {
 		return nil, b.errorf(line+1, "%v", err)
 	}
+	for _, name := range pendingOrder {
+		p := pending[name]
+		if p == nil {
+			continue
+		}
+		if p.kind == "vars" {
+			return nil, b.errorf(p.line, "section [%s:vars] is for a group that is not defined: add a [%s] or [%s:children] section (Ansible refuses this inventory too)", name, name, name)
+		}
+		return nil, b.errorf(p.line, "section [%s:children] names group %s, which is not defined: add a [%s] section, even an empty one (Ansible refuses this inventory too)", p.parents[len(p.parents)-1], name, name)
+	}
 	return b.resolve()
 }
 
 // iniHostLine reads "pattern [key=value ...] [# comment]".
 func (b *builder) iniHostLine(group, text string, line int) error {
-	words, err := splitWords(stripComment(text))
-	if err != nil {
-		return b.errorf(line, "%v", err)
+	// Ansible: shlex.split(line, comments=True), then each value through
+	// ast.literal_eval.
+	if !utf8.ValidString(text) {
+		return b.errorf(line, "host line is not valid UTF-8")
+	}
+	words, err := pySplit(text, true)
+	switch {
+	case errors.Is(err, errNoClosingQuote):
+		return b.errorf(line, "unterminated quote in %q: close it (Ansible refuses it too)", text)
+	case err != nil:
+		return b.errorf(line, "%q ends with a backslash: remove it or double it", text)
 	}
 	if len(words) == 0 {
 		return nil
@@ -117,7 +162,7 @@ func (b *builder) iniHostLine(group, text string, line int) error {
 		if !ok || k == "" {
 			return b.errorf(line, "expected key=value after host %s, got %q", words[0], w)
 		}
-		vars["vars."+k] = value{v: v, pos: b.loc(line)}
+		vars["vars."+k] = value{v: pyValue(v), pos: b.loc(line)}
 	}
 	for _, n := range names {
 		if err := checkName("host", n); err != nil {
@@ -186,10 +231,32 @@ func stripComment(s string) string {
 	return s
 }
 
-// unquote removes one pair of matching quotes around a [group:vars] value.
-func unquote(s string) string {
-	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
-		return s[1 : len(s)-1]
+// resolvePending: a header now declares group, so it stops waiting, and
+// (as Ansible's _add_pending_children does) so do its parents that were
+// waiting as children themselves.
+func resolvePending[T interface{ parentList() []string }](group string, pending map[string]T) {
+	p, ok := pending[group]
+	if !ok {
+		return
 	}
-	return s
+	delete(pending, group)
+	for _, parent := range p.parentList() {
+		if q, ok := pending[parent]; ok && len(q.parentList()) > 0 {
+			resolvePending(parent, pending)
+		}
+	}
+}
+
+// iniPending is a group named before any header declared it.
+type iniPending struct {
+	line    int
+	kind    string // "vars" or "children"
+	parents []string
+}
+
+func (p *iniPending) parentList() []string {
+	if p.kind != "children" {
+		return nil
+	}
+	return p.parents
 }

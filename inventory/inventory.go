@@ -33,7 +33,12 @@
 // ansible_port → Port, ansible_ssh_private_key_file → IdentityFile, a jump
 // in ansible_ssh_common_args or ansible_ssh_extra_args (-J X, -o
 // ProxyJump=X, -o ProxyCommand="ssh -W %h:%p X") → Jump, lifeline_ruleset →
-// Ruleset; every other variable but lifeline_backend stays in Vars.
+// Ruleset; every other variable but lifeline_backend stays in Vars. The
+// ssh command line is read as Ansible builds it and ssh reads it (first
+// value wins; see sshline.go), ssh_config is matched on ansible_host
+// ([Host.SSHAlias]), and what lifeline cannot carry is kept and listed in
+// [Host.Unsupported] rather than dropped. TestAnsibleOracle checks all of
+// it against Ansible itself.
 //
 // # Precedence
 //
@@ -67,6 +72,28 @@ type Host struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Vars         map[string]string `json:"vars,omitempty"`
 	Groups       []string          `json:"groups,omitempty"` // every group the host is in, sorted, "all" excluded
+	// Set only by Ansible inventories:
+	// SSHAlias is the destination Ansible's ssh connection gives ssh,
+	// ansible_host when set, else the name: ssh_config's Host blocks
+	// match it, not the inventory name.
+	SSHAlias string `json:"ssh_alias,omitempty"`
+	// ProxyCommand is a ProxyCommand from the ssh args that is not a
+	// plain "ssh -W %h:%p HOST" (which becomes Jump): as written.
+	ProxyCommand string `json:"proxy_command,omitempty"`
+	// SSHOptions are the other ssh options of the ssh args that matter to
+	// where or how the host is reached or trusted (first one wins, as in
+	// ssh): StrictHostKeyChecking, UserKnownHostsFile, ...
+	SSHOptions []SSHOption `json:"ssh_options,omitempty"`
+	// Connection is ansible_connection when it is not ssh ("local", ...).
+	Connection string `json:"connection,omitempty"`
+	// Become is ansible_become's method ("sudo", "su", "doas") when
+	// ansible_become is true, with ":USER" for a become user other than root.
+	Become string `json:"become,omitempty"`
+	// Unsupported lists what the inventory asks for this host that
+	// lifeline cannot do, one message each naming the variable and where
+	// it is set. A command targeting the host refuses it with them,
+	// rather than connect some other way than Ansible would.
+	Unsupported []string `json:"unsupported,omitempty"`
 	// Sources maps each setting above ("address", "user", "port", "jump",
 	// "identity_file", "ruleset", "vars.NAME", ...) to where its
 	// value came from, e.g. "host h01 (inventory.yaml:12)",
@@ -107,4 +134,14 @@ func (inv *Inventory) Lookup(name string) *Host {
 		}
 	}
 	return nil
+}
+
+// SSHOption is one ssh option an Ansible inventory sets (in
+// ansible_ssh_args, ansible_ssh_common_args or ansible_ssh_extra_args)
+// that has no field of its own in [Host]: kept, with where it came from,
+// so that nothing the inventory says about a connection is dropped.
+type SSHOption struct {
+	Key   string `json:"key"` // ssh_config keyword as written, e.g. StrictHostKeyChecking
+	Value string `json:"value"`
+	From  string `json:"from"` // e.g. "ansible_ssh_common_args in group all:vars (hosts:3)"
 }

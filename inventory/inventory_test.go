@@ -274,47 +274,65 @@ func TestRanges(t *testing.T) {
 	}
 }
 
-func TestJumpFromSSHArgs(t *testing.T) {
+// sshArgsOf maps ansible_ssh_common_args = args for host h1 the way an
+// inventory's would be, and returns the jump, the kept ProxyCommand, and
+// the refusals joined.
+func sshArgsOf(args string) (jump, proxy, refused string, err error) {
+	b := newBuilder("/i/hosts", "ansible-ini")
+	m := settings{"vars.ansible_ssh_common_args": {v: args, src: "in group all:vars (hosts:2)", pos: "/i/hosts:2"}}
+	res, err := b.mapAnsible("h1", m)
+	return m["jump"].v, m["proxy_command"].v, strings.Join(res.unsupported, "\n"), err
+}
+
+// TestSSHArgs: ansible_ssh_common_args read as ssh reads its command line
+// (first value wins, -o takes one word); what lifeline cannot carry is
+// refused by name, never dropped.
+func TestSSHArgs(t *testing.T) {
 	tests := []struct {
-		args    string
-		want    string
-		found   bool
-		wantErr string
+		args, want, proxy, refused, wantErr string
 	}{
-		{args: "-o ProxyJump=bastion", want: "bastion", found: true},
-		{args: "-o ProxyJump=jump@b1:2222,b2", want: "jump@b1:2222,b2", found: true},
-		{args: "-o ProxyJump bastion", want: "bastion", found: true},
-		{args: "-o 'ProxyJump bastion'", want: "bastion", found: true},
-		{args: "-oProxyJump=bastion", want: "bastion", found: true},
-		{args: "-o proxyjump = bastion", want: "bastion", found: true},
-		{args: "-J bastion", want: "bastion", found: true},
-		{args: "-Jbastion", want: "bastion", found: true},
-		{args: "-o StrictHostKeyChecking=no -J u@b:22", want: "u@b:22", found: true},
-		{args: "-o ProxyJump=none", want: "", found: true},
-		{args: `-o ProxyCommand="ssh -W %h:%p -q user@bastion"`, want: "user@bastion", found: true},
-		{args: `-o 'ProxyCommand=ssh -W %h:%p -q user@bastion'`, want: "user@bastion", found: true},
-		{args: `-o ProxyCommand="ssh -q -p 2222 -l ops -W %h:%p bastion"`, want: "ops@bastion:2222", found: true},
-		{args: `-o ProxyCommand="/usr/bin/ssh bastion nc %h %p"`, want: "bastion", found: true},
-		{args: `-o ProxyCommand="ssh -J outer -W %h:%p inner"`, want: "outer,inner", found: true},
-		{args: `-o ProxyCommand="ssh -o Port=2200 -i ~/.ssh/k -W %h:%p b"`, want: "b:2200", found: true},
-		{args: "-o StrictHostKeyChecking=no", found: false},
-		{args: "", found: false},
-		{args: `-o ProxyCommand="aws ssm start-session --target %h"`, found: true, wantErr: "lifeline cannot follow it"},
-		{args: `-o ProxyCommand="ssh bastion"`, found: true, wantErr: "lifeline cannot follow it"},
-		{args: `-o ProxyCommand="ssh -W %h:%p bastion"`, want: "bastion", found: true},
-		{args: `-o "ProxyCommand=ssh -W %h:%p bastion"`, want: "bastion", found: true},
-		{args: `-o ProxyCommand='ssh -W %h:%p "ops@bastion"'`, want: "ops@bastion", found: true},
-		{args: `-o ProxyCommand="ssh -o \"User=ops\" -W %h:%p bastion"`, want: "ops@bastion", found: true},
-		{args: `-o ProxyCommand=ssh\ -W\ %h:%p\ bastion`, want: "bastion", found: true},
-		{args: `-o ProxyJump=\'b1\'`, want: "'b1'", found: true},
+		{args: "-o ProxyJump=bastion", want: "bastion"},
+		{args: "-o ProxyJump=jump@b1:2222,b2", want: "jump@b1:2222,b2"},
+		{args: "-o ProxyJump bastion", refused: `"bastion" is not an option: ssh would take it as the destination`},
+		{args: "-o 'ProxyJump bastion'", want: "bastion"},
+		{args: "-oProxyJump=bastion", want: "bastion"},
+		{args: "-o 'proxyjump = bastion'", want: "bastion"},
+		{args: "-J bastion", want: "bastion"},
+		{args: "-Jbastion", want: "bastion"},
+		{args: "-J first -o ProxyJump=second", want: "first"},
+		{args: "-o StrictHostKeyChecking=no -J u@b:22", want: "u@b:22", refused: "-o StrictHostKeyChecking=no: it turns off host key checking"},
+		{args: "-o UserKnownHostsFile=/dev/null", refused: "-o UserKnownHostsFile=/dev/null: lifeline takes this ssh option from ssh_config only"},
+		{args: "-o ProxyJump=none"},
+		{args: `-o ProxyCommand="ssh -W %h:%p -q user@bastion"`, want: "user@bastion"},
+		{args: `-o 'ProxyCommand=ssh -W %h:%p -q user@bastion'`, want: "user@bastion"},
+		{args: `-o ProxyCommand="ssh -q -p 2222 -l ops -W %h:%p bastion"`, want: "ops@bastion:2222"},
+		{args: `-o ProxyCommand="/usr/bin/ssh bastion nc %h %p"`, want: "bastion"},
+		{args: `-o ProxyCommand="ssh -J outer -W %h:%p inner"`, want: "outer,inner"},
+		{args: `-o ProxyCommand="ssh -o Port=2200 -W %h:%p b"`, want: "b:2200"},
+		{args: `-o ProxyCommand="ssh -o Port=2200 -i ~/.ssh/k -W %h:%p b"`, proxy: "ssh -o Port=2200 -i ~/.ssh/k -W %h:%p b", refused: "gives the hop its own -i ~/.ssh/k"},
+		{args: `-o ProxyCommand="ssh -W %h:%p -q u@b -o StrictHostKeyChecking=no"`, proxy: "ssh -W %h:%p -q u@b -o StrictHostKeyChecking=no", refused: "its own -o StrictHostKeyChecking=no"},
+		{args: "-o StrictHostKeyChecking=no", refused: "StrictHostKeyChecking"},
+		{args: "-o StrictHostKeyChecking=yes"}, // lifeline's own policy: kept, not refused
+		{args: "-C -o ControlMaster=auto -o ControlPersist=60s -q"},
+		{args: ""},
+		{args: `-o ProxyCommand="aws ssm start-session --target %h"`, proxy: "aws ssm start-session --target %h", refused: "lifeline cannot follow it"},
+		{args: `-o ProxyCommand="ssh bastion"`, proxy: "ssh bastion", refused: "lifeline cannot follow it"},
+		{args: `-o ProxyCommand="ssh -W %h:%p bastion"`, want: "bastion"},
+		{args: `-o "ProxyCommand=ssh -W %h:%p bastion"`, want: "bastion"},
+		{args: `-o ProxyCommand='ssh -W %h:%p "ops@bastion"'`, want: "ops@bastion"},
+		{args: `-o ProxyCommand="ssh -o \"User=ops\" -W %h:%p bastion"`, want: "ops@bastion"},
+		{args: `-o ProxyCommand=ssh\ -W\ %h:%p\ bastion`, want: "bastion"},
+		{args: `-o ProxyJump=\'b1\'`, want: "'b1'"},
+		{args: "-F other_config", refused: "-F other_config: give the ssh_config file with lifeline's -F"},
+		{args: "-4", refused: "ssh flag -4"},
 		{args: `-o "ProxyJump=b`, wantErr: "unterminated quote"},
 		{args: `-o 'ProxyJump=b`, wantErr: "unterminated quote"},
-		{args: `-o ProxyCommand="ssh -W %h:%p 'bastion"`, found: true, wantErr: `unterminated quote in "ssh -W %h:%p 'bastion"`},
+		{args: `-o ProxyCommand="ssh -W %h:%p 'bastion"`, wantErr: `/i/hosts:2: host h1: ansible_ssh_common_args: unterminated quote in "ssh -W %h:%p 'bastion"`},
 		{args: `-J b\`, wantErr: "ends with a backslash"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {
-			got, found, err := jumpFromSSHArgs(tt.args)
+			jump, proxy, refused, err := sshArgsOf(tt.args)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tt.wantErr)
@@ -324,8 +342,14 @@ func TestJumpFromSSHArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want || found != tt.found {
-				t.Errorf("jumpFromSSHArgs(%q) = %q, %v; want %q, %v", tt.args, got, found, tt.want, tt.found)
+			if jump != tt.want || proxy != tt.proxy {
+				t.Errorf("jump %q, proxy command %q; want %q, %q", jump, proxy, tt.want, tt.proxy)
+			}
+			if tt.refused == "" && refused != "" || !strings.Contains(refused, tt.refused) {
+				t.Errorf("refused %q, want %q", refused, tt.refused)
+			}
+			if tt.refused != "" && !strings.HasPrefix(refused, "ansible_ssh_common_args (/i/hosts:2): ") {
+				t.Errorf("refusal %q does not name the variable and where it is set", refused)
 			}
 		})
 	}
@@ -355,7 +379,6 @@ func TestParseErrors(t *testing.T) {
 		{"ini bad group var", "/i/hosts", "[web:vars]\njust words\n", `/i/hosts:2: expected key=value in [web:vars]`},
 		{"ini bad range", "/i/hosts", "[web]\nw[3:1]\n", `/i/hosts:2: host range "w[3:1]": begin 3 is after end 1`},
 		{"ini bad port", "/i/hosts", "[web]\nw1 ansible_port=ssh\n", `/i/hosts:2: host w1: port "ssh" is not a number`},
-		{"ini bad proxycommand", "/i/hosts", "[web]\nw1 ansible_ssh_common_args='-o ProxyCommand=\"nc -X 5 %h %p\"'\n", `/i/hosts:2: host w1: ansible_ssh_common_args: ProxyCommand`},
 		{"ini unterminated quote", "/i/hosts", "[web]\nw1 a=\"b\n", `/i/hosts:2: unterminated quote in "w1 a=\"b": close it`},
 		{"ini cycle", "/i/hosts", "[a:children]\nb\n[b:children]\na\n", `is its own descendant`},
 		{"ini self child", "/i/hosts", "[a:children]\na\n", `/i/hosts:2: group a lists itself as a child`},
@@ -406,6 +429,27 @@ func names(hs []*Host) string {
 	return strings.Join(out, " ")
 }
 
+// TestSelectWarnings: as in Ansible, a term matching nothing is a warning
+// when the target still selects hosts, in Ansible's words.
+func TestSelectWarnings(t *testing.T) {
+	inv := parseShared(t, "lifeline.yaml")
+	tests := []struct {
+		pattern, limit string
+		want           []string
+	}{
+		{"web", "", nil},
+		{"web:zzz", "", []string{"Could not match supplied host pattern, ignoring: zzz"}},
+		{"web:zzz:db-*", "", []string{"Could not match supplied host pattern, ignoring: zzz", "Could not match supplied host pattern, ignoring: db-*"}},
+		{"all", "web01:nope", []string{"Could not match supplied host pattern, ignoring: nope"}},
+	}
+	for _, tt := range tests {
+		hosts, warnings, err := inv.SelectWarn(tt.pattern, tt.limit)
+		if err != nil || len(hosts) == 0 || !reflect.DeepEqual(warnings, tt.want) {
+			t.Errorf("SelectWarn(%q, %q) = %d hosts, %q, %v; want hosts and %q", tt.pattern, tt.limit, len(hosts), warnings, err, tt.want)
+		}
+	}
+}
+
 func TestSelect(t *testing.T) {
 	inv := parseShared(t, "lifeline.yaml") // bastion web01 web02 db01 db02 h02; prod{web,db}
 	tests := []struct {
@@ -451,7 +495,8 @@ func TestSelect(t *testing.T) {
 		{pattern: "web:!web*", wantErr: `target "web:!web*" selects no hosts`},
 		{pattern: "web3", unknown: &UnknownError{Name: "web3", Suggestions: []string{"web", "web01", "web02"}}},
 		{pattern: "prd", unknown: &UnknownError{Name: "prd", Suggestions: []string{"prod"}}},
-		{pattern: "web:zzz", unknown: &UnknownError{Name: "zzz"}},
+		{pattern: "web:zzz", want: "web01 web02"}, // Ansible: a warning, see TestSelectWarnings
+		{pattern: "zzz:yyy*", unknown: &UnknownError{Name: "zzz"}},
 		{pattern: "all", limit: "nope", wantErr: `--limit: unknown host or group "nope"`},
 		{pattern: "db-*", wantErr: `"db-*" matches no host or group`},
 		{pattern: "web:~x(", wantErr: "bad regular expression"},

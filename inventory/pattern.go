@@ -1,7 +1,9 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,6 +46,9 @@ func (e *NoMatchError) Error() string {
 // commas when there is one, else on colons outside [...].
 func splitPattern(pattern string) []string {
 	var parts []string
+	if ip, err := netip.ParseAddr(strings.TrimSpace(pattern)); err == nil && ip.Is6() {
+		return []string{strings.TrimSpace(pattern)} // Ansible: an IPv6 address is one host, not colon-separated terms
+	}
 	if strings.Contains(pattern, ",") {
 		parts = strings.Split(pattern, ",")
 	} else {
@@ -94,17 +99,31 @@ func splitPattern(pattern string) []string {
 // pattern selecting no host at all, is a [*NoMatchError]. The returned
 // hosts belong to the inventory: do not modify them.
 func (inv *Inventory) Select(pattern, limit string) ([]*Host, error) {
+	hosts, _, err := inv.SelectWarn(pattern, limit)
+	return hosts, err
+}
+
+// SelectWarn is [Inventory.Select] that, as Ansible, lets a term that
+// matches nothing pass when the whole target still selects hosts: it
+// returns Ansible's warning for each such term instead ("Could not match
+// supplied host pattern, ignoring: TERM"). Only a target that selects no
+// host at all is an error; its error is the first unmatched term's
+// ([*UnknownError] or [*NoMatchError]) when there is one.
+func (inv *Inventory) SelectWarn(pattern, limit string) ([]*Host, []string, error) {
 	if strings.TrimSpace(pattern) == "" {
-		return nil, fmt.Errorf("empty target: name hosts or groups, or all")
+		return nil, nil, fmt.Errorf("empty target: name hosts or groups, or all")
 	}
-	set, err := inv.evaluate(pattern)
+	set, misses, err := inv.evaluate(pattern)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if strings.TrimSpace(limit) != "" {
-		lim, err := inv.evaluate(limit)
+		lim, limMisses, err := inv.evaluate(limit)
 		if err != nil {
-			return nil, fmt.Errorf("--limit: %w", err)
+			return nil, nil, fmt.Errorf("--limit: %w", err)
+		}
+		for _, m := range limMisses {
+			misses = append(misses, fmt.Errorf("--limit: %w", m))
 		}
 		for i := range set {
 			set[i] = set[i] && lim[i]
@@ -117,17 +136,45 @@ func (inv *Inventory) Select(pattern, limit string) ([]*Host, error) {
 		}
 	}
 	if len(out) == 0 {
+		if len(misses) > 0 {
+			return nil, nil, misses[0]
+		}
 		p := pattern
 		if strings.TrimSpace(limit) != "" {
 			p = pattern + " --limit " + limit
 		}
-		return nil, &NoMatchError{Pattern: p}
+		return nil, nil, &NoMatchError{Pattern: p}
 	}
-	return out, nil
+	var warnings []string
+	for _, m := range misses {
+		term := ""
+		var ue *UnknownError
+		var ne *NoMatchError
+		switch {
+		case errors.As(m, &ue):
+			term = ue.Name
+		case errors.As(m, &ne):
+			term = ne.Term
+		}
+		warnings = append(warnings, "Could not match supplied host pattern, ignoring: "+term)
+	}
+	return out, warnings, nil
 }
 
-// evaluate returns, per host index, whether the pattern selects it.
-func (inv *Inventory) evaluate(pattern string) ([]bool, error) {
+// evaluate returns, per host index, whether the pattern selects it, and
+// the terms that matched nothing (which select nothing).
+func (inv *Inventory) evaluate(pattern string) ([]bool, []error, error) {
+	var misses []error
+	term := func(t string) ([]bool, error) {
+		m, err := inv.matchTerm(pattern, t)
+		var ue *UnknownError
+		var ne *NoMatchError
+		if errors.As(err, &ue) || errors.As(err, &ne) {
+			misses = append(misses, err)
+			return make([]bool, len(inv.Hosts)), nil
+		}
+		return m, err
+	}
 	var regular, and, not []string
 	for _, t := range splitPattern(pattern) {
 		switch t[0] {
@@ -144,33 +191,33 @@ func (inv *Inventory) evaluate(pattern string) ([]bool, error) {
 	}
 	set := make([]bool, len(inv.Hosts))
 	for _, t := range regular {
-		m, err := inv.matchTerm(pattern, t)
+		m, err := term(t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := range set {
 			set[i] = set[i] || m[i]
 		}
 	}
 	for _, t := range and {
-		m, err := inv.matchTerm(pattern, t)
+		m, err := term(t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := range set {
 			set[i] = set[i] && m[i]
 		}
 	}
 	for _, t := range not {
-		m, err := inv.matchTerm(pattern, t)
+		m, err := term(t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := range set {
 			set[i] = set[i] && !m[i]
 		}
 	}
-	return set, nil
+	return set, misses, nil
 }
 
 // subscriptRE is Ansible's host subscript: web[0], web[-1], web[1:3], web[:2].

@@ -1,87 +1,28 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/google/shlex"
 )
 
-// splitWords splits s into words the way Ansible does, with Python's
-// shlex.split: single quotes, double quotes and backslashes, no expansion.
-// Two corners differ from Python (pinned in TestSplitWords): an unquoted
-// word starting with # ends the line as a comment, and in double quotes a
-// backslash escapes any character, not only " and \. It refuses s when it
-// is not valid UTF-8, which the splitter would otherwise rewrite.
+// splitWords splits s into words the way Ansible splits ssh arguments:
+// Python's shlex.split (posix, no comments), see [pySplit]. It refuses s
+// when it is not valid UTF-8, which Python would not have read either.
 func splitWords(s string) ([]string, error) {
 	if !utf8.ValidString(s) {
 		return nil, fmt.Errorf("%q is not valid UTF-8", s)
 	}
-	// google/shlex: Python's shlex.split rules, which Ansible splits these with.
-	words, err := shlex.Split(s)
-	if err != nil {
-		// The splitter fails only at the end of s, inside quotes or after
-		// a backslash; its errors are plain strings.
-		if strings.Contains(err.Error(), "quote") {
-			return nil, fmt.Errorf("unterminated quote in %q: close it", s)
-		}
+	words, err := pySplit(s, false)
+	switch {
+	case errors.Is(err, errNoClosingQuote):
+		return nil, fmt.Errorf("unterminated quote in %q: close it", s)
+	case err != nil:
 		return nil, fmt.Errorf("%q ends with a backslash: remove it or double it", s)
 	}
 	return words, nil
-}
-
-// jumpFromSSHArgs finds the jump host in extra ssh arguments, as Ansible
-// users write them in ansible_ssh_common_args: "-J X", "-o ProxyJump=X",
-// "-o ProxyJump X", or "-o ProxyCommand=\"ssh -W %h:%p -q user@bastion\"".
-// found reports whether the arguments name a jump at all; jump is "" for
-// ProxyJump=none. A ProxyCommand that is not an ssh forwarding to %h:%p is
-// an error, because lifeline cannot follow it and connecting directly
-// instead would be a surprise.
-func jumpFromSSHArgs(args string) (jump string, found bool, err error) {
-	words, err := splitWords(args)
-	if err != nil {
-		return "", false, err
-	}
-	for i := 0; i < len(words); i++ {
-		w := words[i]
-		var opt string
-		switch {
-		case w == "-J" && i+1 < len(words):
-			i++
-			return jumpValue(words[i]), true, nil
-		case strings.HasPrefix(w, "-J") && len(w) > 2:
-			return jumpValue(w[2:]), true, nil
-		case w == "-o" && i+1 < len(words):
-			i++
-			opt = words[i]
-		case strings.HasPrefix(w, "-o") && len(w) > 2:
-			opt = w[2:]
-		default:
-			continue
-		}
-		key, val := splitOption(opt)
-		if val == "" && i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
-			// "-o ProxyJump X" or "-o ProxyJump = X": the value as separate words.
-			i++
-			if words[i] == "=" && i+1 < len(words) {
-				i++
-			}
-			val = strings.TrimPrefix(words[i], "=")
-		}
-		switch strings.ToLower(key) {
-		case "proxyjump":
-			return jumpValue(val), true, nil
-		case "proxycommand":
-			if strings.EqualFold(val, "none") {
-				return "", true, nil
-			}
-			j, err := jumpFromProxyCommand(val)
-			return j, true, err
-		}
-	}
-	return "", false, nil
 }
 
 // splitOption splits an ssh -o argument: "Key=Value", "Key Value", "Key = Value".
@@ -97,13 +38,6 @@ func splitOption(opt string) (key, val string) {
 	return key, val
 }
 
-func jumpValue(v string) string {
-	if strings.EqualFold(v, "none") {
-		return ""
-	}
-	return v
-}
-
 // sshArgFlags are ssh's options that take an argument (from ssh(1)).
 const sshArgFlags = "BbcDEeFIiJLlmOopQRSWw"
 
@@ -116,6 +50,11 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 		return "", err
 	}
 	unsupported := fmt.Errorf("ProxyCommand %q is not \"ssh -W %%h:%%p HOST\": lifeline cannot follow it; use -o ProxyJump=HOST instead", cmd)
+	// A hop option a jump spec cannot hold (its own key, known_hosts or
+	// host-key policy): the ProxyCommand must run as written.
+	hopOption := func(opt string) error {
+		return fmt.Errorf("ProxyCommand %q gives the hop its own %s, which a jump (user@host:port) cannot carry", cmd, opt)
+	}
 	if len(words) == 0 || path.Base(words[0]) != "ssh" {
 		return "", unsupported
 	}
@@ -152,6 +91,8 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 				arg = words[i]
 			}
 			switch f {
+			case 'i', 'F', 'b', 'B', 'c', 'm', 'E', 'S', 'I', 'Q', 'O', 'w', 'D', 'L', 'R', 'e':
+				return "", hopOption("-" + string(f) + " " + arg)
 			case 'W':
 				if strings.Contains(arg, "%h") {
 					forwards = true
@@ -171,6 +112,9 @@ func jumpFromProxyCommand(cmd string) (string, error) {
 					user = v
 				case "proxyjump":
 					inner = v
+				case "batchmode", "loglevel", "connecttimeout", "serveraliveinterval", "serveralivecountmax", "compression", "tcpkeepalive":
+				default:
+					return "", hopOption("-o " + arg)
 				}
 			}
 			break

@@ -13,18 +13,19 @@ import (
 // readVarDirs adds Ansible's group_vars/ and host_vars/ next to the
 // inventory: for a group or host NAME, the file NAME, NAME.yml, NAME.yaml or
 // NAME.json, or every file below the folder NAME/ (in name order). As in
-// Ansible, they override the variables written in the inventory file itself.
+// Ansible, group_vars/ override the group variables written in the
+// inventory file itself, of every group, and host_vars/ the host's.
 // Vault-encrypted files are skipped: lifeline cannot decrypt them.
 func (b *builder) readVarDirs() error {
 	b.group("all", 0)
 	for _, name := range b.gorder {
 		g := b.groups[name]
-		if err := b.readVars("group_vars", name, g.set); err != nil {
+		if err := b.readVars("group_vars", name, g.fileSet); err != nil {
 			return err
 		}
 	}
 	for _, h := range b.hosts {
-		if err := b.readVars("host_vars", h.name, h.set); err != nil {
+		if err := b.readVars("host_vars", h.name, h.fileSet); err != nil {
 			return err
 		}
 	}

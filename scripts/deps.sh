@@ -2,7 +2,7 @@
 # Installs the Debian packages lifeline's lab and tests need (root, apt).
 # Idempotent: does nothing when everything is there already.
 set -euo pipefail
-pkgs=(openssh-server openssh-client iptables nftables iproute2 sudo util-linux procps ipset conntrack tmux debootstrap mmdebstrap systemd-container spin gcc)
+pkgs=(openssh-server openssh-client iptables nftables iproute2 sudo util-linux procps ipset conntrack tmux debootstrap mmdebstrap systemd-container spin gcc ansible)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,6 +43,33 @@ func newInventoryListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [TARGET]",
 		Short: "List the hosts a target selects, with their resolved settings",
+		Long: `list prints the hosts TARGET (default all) selects and the connection settings
+lifeline resolved for each from the inventory; --sources (or -v) adds where
+every setting came from. ssh_config then fills in what the inventory leaves
+unset.
+
+Ansible inventories are read the way Ansible's ssh connection uses them:
+
+  - ssh is given ansible_host (when set) as its destination, so ssh_config's
+    Host blocks match that address, not the inventory name (ssh_alias in
+    --sources); without ansible_host they match the inventory name
+  - the ssh command line is Ansible's: ansible_ssh_args (or Ansible's default
+    -C -o ControlMaster=auto -o ControlPersist=60s), then ansible_port,
+    ansible_ssh_private_key_file and ansible_user, then
+    ansible_ssh_common_args and ansible_ssh_extra_args; as in ssh, the first
+    value of an option wins (an -o Port in ansible_ssh_args beats
+    ansible_port); -o KEY=VALUE, -p, -l, -i, -J and -F are all read
+  - a ProxyCommand "ssh -W %h:%p [-q] [-p P] [-l U] [user@]bastion" is a jump;
+    one that gives the hop its own -i key, known_hosts or
+    StrictHostKeyChecking, or runs something else, is kept as written
+  - what lifeline cannot carry for a host (such a ProxyCommand, a
+    StrictHostKeyChecking or UserKnownHostsFile from ssh args, -F,
+    ansible_connection=local, become with su/doas or another user, a Jinja
+    template other than {{ inventory_hostname }}) is listed as "refused"
+    here, naming the variable and its file:line, and any command targeting
+    that host refuses to start. A StrictHostKeyChecking=no would weaken what
+    lifeline guarantees (the host you confirm on is the host you changed):
+    set it, if you must, in the ssh_config for that host`,
 		Example: `  lifeline -i hosts.yaml inventory list
   lifeline -i hosts.ini inventory list 'web:!web03' --sources
   lifeline -i hosts.ini inventory list prod --limit 'db*' --json`,
@@ -102,7 +129,10 @@ func runInventoryList(g *globals, o *inventoryListOptions, target string) error 
 	if err != nil {
 		return err
 	}
-	hosts, err := inv.Select(target, o.limit)
+	hosts, warnings, err := inv.SelectWarn(target, o.limit)
+	for _, w := range warnings {
+		fmt.Fprintln(g.stderr, "lifeline: warning: "+textsafe.Escape(w))
+	}
 	if err != nil {
 		return usageError{err}
 	}
@@ -172,7 +202,13 @@ func writeHostSources(w io.Writer, hosts []*inventory.Host) {
 		for _, k := range keys {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", textsafe.Escape(k), dash(oneLine(textsafe.Text(settingValue(h, k)))), textsafe.Escape(h.Sources[k]))
 		}
+		for _, o := range h.SSHOptions {
+			fmt.Fprintf(tw, "  ssh option %s\t%s\t%s\n", textsafe.Escape(o.Key), textsafe.Escape(o.Value), textsafe.Escape(o.From))
+		}
 		tw.Flush()
+		for _, u := range h.Unsupported {
+			fmt.Fprintf(w, "  refused: %s\n", textsafe.Escape(u))
+		}
 	}
 }
 
@@ -193,6 +229,14 @@ func settingValue(h *inventory.Host, key string) string {
 		return displayPath(h.IdentityFile)
 	case "ruleset":
 		return displayPath(h.Ruleset)
+	case "ssh_alias":
+		return h.SSHAlias
+	case "proxy_command":
+		return h.ProxyCommand
+	case "connection":
+		return h.Connection
+	case "become":
+		return h.Become
 	}
 	if n, ok := strings.CutPrefix(key, "vars."); ok {
 		return h.Vars[n]

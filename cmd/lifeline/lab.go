@@ -51,6 +51,28 @@ func newLabUpCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab's hosts (an earlier lab in the same folder is replaced)",
+		Long: `up starts --hosts N hosts h01..hNN (h001.. from 100) on a private bridge in
+198.18.0.0/16, each with an IPv4 and an IPv6 address, and writes into --dir an
+inventory.yaml, ssh_config, known_hosts and key for them. The shape of the
+lab depends on N:
+
+  N = 1 or 2   every host is reachable directly on port 22
+  N >= 3       h01 and h02 and the last host also sit on a back network; the
+               last host listens on port 2222 of the back network only, so
+               it is reachable only through h01 (ProxyJump h01): the jump
+               host case
+
+  users        every host logs in as root, except h02, which logs in as the
+               sudo user ops (NOPASSWD): the sudo case
+  backends     --backend mixed (the default) cycles h01 nft, h02 iptables-nft,
+               h03 iptables-legacy, h04 nft, ...; --backend X gives every
+               host X
+  --systemd M  adds M hosts s01.. after them whose PID 1 is systemd (nft, root,
+               direct): systemd-nspawn containers of a cached Debian 12 root
+
+An earlier lab in the same folder is stopped first. The hosts never touch
+this machine's firewall, routes or sysctls. lifeline lab down removes them;
+lifeline lab status lists them. See docs/lab.md.`,
 		Example: `  lifeline lab up
   lifeline lab up --dir /tmp/lab --hosts 10 --backend iptables-legacy
   lifeline lab up --hosts 3 --json

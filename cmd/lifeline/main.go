@@ -119,6 +119,8 @@ line instead: {"type":"event",...} as hosts progress, then one
 	for _, sub := range subcommands {
 		root.AddCommand(sub(g))
 	}
+	setupCompletion(g, root)
+	showVersion := root.Flags().Bool("version", false, "print the version (as lifeline version does) and exit")
 	// Every way of calling lifeline wrongly exits 2: a bad flag or flag
 	// value, a wrong number of arguments, an unknown command.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -129,6 +131,9 @@ line instead: {"type":"event",...} as hosts progress, then one
 	root.Args = cobra.ArbitraryArgs
 	root.SuggestionsMinimumDistance = 2
 	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if *showVersion && len(args) == 0 {
+			return printVersion(g)
+		}
 		if len(args) == 0 {
 			return cmd.Help()
 		}

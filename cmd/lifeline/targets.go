@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/kevinburke/ssh_config"
+
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
 )
@@ -32,17 +36,41 @@ func resolveTargets(g *globals, pattern, limit string) (*inventory.Inventory, []
 		return nil, nil, usageError{err}
 	}
 	warnInventory(g, inv)
-	hosts, err := inv.Select(pattern, limit)
+	hosts, warnings, err := inv.SelectWarn(pattern, limit)
 	var ue *inventory.UnknownError
-	if errors.As(err, &ue) && limit == "" {
+	if (errors.As(err, &ue) || len(warnings) > 0) && limit == "" {
 		if alt, ok := aliasesInSSHConfig(g, inv, pattern); ok {
-			return inv, alt, nil
+			return inv, alt, refuseUnsupported(alt)
 		}
 	}
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
+	for _, w := range warnings {
+		fmt.Fprintln(g.stderr, "lifeline: warning: "+textsafe.Escape(w))
+	}
+	if err := refuseUnsupported(hosts); err != nil {
+		return nil, nil, err
+	}
 	return inv, hosts, nil
+}
+
+// refuseUnsupported refuses the target when an Ansible inventory asks for
+// something on a selected host that lifeline cannot do (a ProxyCommand,
+// StrictHostKeyChecking from ssh args, ansible_connection=local, a
+// template, ...): connecting some other way than Ansible would is worse
+// than not connecting. Every such setting of every host is named.
+func refuseUnsupported(hosts []*inventory.Host) error {
+	var lines []string
+	for _, h := range hosts {
+		for _, u := range h.Unsupported {
+			lines = append(lines, "  "+h.Name+": "+u)
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return usagef("the inventory asks for what lifeline cannot do on %d setting(s); nothing was contacted:\n%s (hint: lifeline inventory list --sources TARGET shows each host's settings; leave those hosts out with TARGET:!HOST)", len(lines), strings.Join(lines, "\n"))
 }
 
 // aliasesInSSHConfig selects pattern as plain names when each is an
@@ -81,23 +109,47 @@ func sshConfigAliases(files []string) map[string]bool {
 		files = append(files, "/etc/ssh/ssh_config")
 	}
 	for _, f := range files {
-		fh, err := os.Open(f)
+		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(strings.ReplaceAll(sc.Text(), "=", " "))
-			if len(fields) < 2 || !strings.EqualFold(fields[0], "host") {
-				continue
+		for _, n := range hostAliases(b) {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// hostAliases lists the literal names of a config's Host lines (no
+// wildcard, no negation), through kevinburke/ssh_config's decoder (Match
+// blocks skipped); a file it cannot decode is scanned line by line. It
+// only names targets: resolving them is remote's (OpenSSH's rules).
+func hostAliases(b []byte) []string {
+	var out []string
+	if cfg, err := ssh_config.DecodeBytes(b); err == nil {
+		for _, h := range cfg.Hosts {
+			if strings.HasPrefix(strings.TrimSpace(h.String()), "Match") {
+				continue // Match criteria name no target
 			}
-			for _, n := range fields[1:] {
-				if !strings.ContainsAny(n, "*?!") {
-					out[n] = true
+			for _, p := range h.Patterns {
+				if n := p.String(); !strings.ContainsAny(n, "*?!") {
+					out = append(out, n)
 				}
 			}
 		}
-		fh.Close()
+		return out
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		fields := strings.Fields(strings.ReplaceAll(sc.Text(), "=", " "))
+		if len(fields) < 2 || !strings.EqualFold(fields[0], "host") {
+			continue
+		}
+		for _, n := range fields[1:] {
+			if !strings.ContainsAny(n, "*?!") {
+				out = append(out, n)
+			}
+		}
 	}
 	return out
 }
@@ -130,6 +182,12 @@ func newDialer(g *globals, inv *inventory.Inventory) *remote.Dialer {
 }
 
 // targetOf maps an inventory host to what the transport dials.
+// For an Ansible inventory, ssh_config is matched against the destination
+// Ansible's ssh would be given (ansible_host when set), not the inventory
+// name, so that a Host 10.0.0.5 block applies as it does for Ansible.
 func targetOf(h *inventory.Host) remote.Target {
+	if h.SSHAlias != "" {
+		return remote.Target{Name: h.SSHAlias, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
+	}
 	return remote.Target{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
 }

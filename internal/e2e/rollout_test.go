@@ -210,9 +210,25 @@ func TestAnsibleInventoryApply(t *testing.T) {
 	f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// -F: the lab's ssh_config supplies the key and known_hosts; the INI
-	// inventory overrides address, user and port and sets the jump.
-	stdout, stderr, code := cli(t, ctx, "-F", l.SSHConfig, "-i", inv, "--json", "apply", "lab", "--confirm-timeout", "30s")
+	// -F: an ssh_config supplies the key and known_hosts; the INI
+	// inventory overrides address, user and port and sets the jump. As
+	// with Ansible's ssh, its Host blocks match ansible_host (the
+	// address), so the lab's Host hNN blocks are repeated for each
+	// address; the jump h01 is matched by name, as ssh would.
+	cfgText, err := os.ReadFile(l.SSHConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(cfgText)
+	for _, h := range l.Hosts {
+		cfg += fmt.Sprintf("\nHost %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+			h.Address, l.Key, l.KnownHosts)
+	}
+	sshConfig := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(sshConfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := cli(t, ctx, "-F", sshConfig, "-i", inv, "--json", "apply", "lab", "--confirm-timeout", "30s")
 	var doc applyDoc
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("exit %d: %v\n%s\n%s", code, err, stdout, stderr)
