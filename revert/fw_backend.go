@@ -159,6 +159,27 @@ func (f *hostFirewall) facts(ctx context.Context) (*hostFacts, error) {
 	return hf, nil
 }
 
+// installed returns the backends whose tools the host has, in Detect's
+// order, without reading their tables (see facts).
+func (f *hostFirewall) installed() []backend {
+	var all []backend
+	if f.has("nft") {
+		all = append(all, &nftBackend{f: f})
+	}
+	for _, fam := range []struct {
+		format Format
+		base   string
+	}{{FormatIPTables, "iptables"}, {FormatIP6Tables, "ip6tables"}} {
+		for _, mode := range []string{"nft", "legacy"} {
+			b := &iptBackend{f: f, tool: fam.base + "-" + mode, fmt: fam.format, v6: fam.format == FormatIP6Tables}
+			if f.has(b.save()) && f.has(b.restore()) {
+				all = append(all, b)
+			}
+		}
+	}
+	return all
+}
+
 // pickIPT picks the backend the host uses for an iptables family: the one
 // in use; when both or none are, the mode of the default binary (base).
 func (f *hostFirewall) pickIPT(ctx context.Context, format Format, base string, avail, used []*iptBackend) *iptBackend {

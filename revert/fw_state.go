@@ -11,15 +11,14 @@ import (
 // ipset: save) and, when candidate is set, that ruleset as a private
 // network namespace's kernel lists it after a load. Changes nothing live.
 func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange, zero bool) (*StateReport, error) {
-	hf, err := f.facts(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	if len(hf.all) == 0 {
+	// the installed backends only: which of them hold rules (facts) would
+	// read and parse every table once more, and the listings say it anyway
+	all := f.installed()
+	if len(all) == 0 {
 		return nil, &Error{Code: CodeBackend, Message: "no firewall tool on this host: install nftables or iptables"}
 	}
-	rep := &StateReport{Facts: HostFacts{Active: hf.active}}
-	for _, b := range hf.all {
+	rep := &StateReport{}
+	for _, b := range all {
 		p, ok, err := b.listState(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("read state: %s: %w", b.name(), err)
@@ -37,7 +36,7 @@ func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange, 
 		}
 	}
 	if zero {
-		for _, b := range hf.all {
+		for _, b := range all {
 			ok, err := b.zeroCounters(ctx)
 			switch {
 			case err != nil:
@@ -54,6 +53,9 @@ func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange, 
 		b, err := f.backendFor(ctx, candidate.Format)
 		if err != nil {
 			return nil, err
+		}
+		if hf, err := f.facts(ctx); err == nil {
+			rep.Facts.Active = hf.active
 		}
 		p, err := b.candidateState(ctx, candidate.Text)
 		if err != nil {

@@ -58,7 +58,8 @@ type HostFacts struct {
 	// ConntrackMax is 0 when conntrack is not loaded.
 	ConntrackCount int `json:"conntrack_count"`
 	ConntrackMax   int `json:"conntrack_max"`
-	// Active: the backends that hold rules (Detect.Active).
+	// Active: the backends that hold rules (Detect.Active); set only when
+	// a candidate was loaded (the listings in Parts say it otherwise).
 	Active []string `json:"active,omitempty"`
 	// SSHPorts: the TCP ports sshd listens on (from /proc: sockets in
 	// LISTEN owned by a process named sshd); empty when unknown.
