@@ -140,18 +140,14 @@ func (l *sshCmdline) apply(m settings, res *ansibleResult, refuse func(value, st
 				set("jump", w, jump)
 				return
 			}
+			// run as written, like ssh: the hop's own options (-i, -o
+			// StrictHostKeyChecking, known hosts) apply to the hop
 			m["proxy_command"] = value{v: val, src: w.from + " " + w.origin.src, pos: w.origin.pos}
-			refuse(w.origin, w.from, "%v; this lifeline runs a ProxyCommand only from ssh_config: move it to a Host %s block of the ssh_config the inventory uses (ssh_config: / -F)", err, l.alias)
 		default:
+			// given to the transport like ssh's -o (remote.Target.Options):
+			// it refuses a keyword it cannot honour, by name, and says what
+			// StrictHostKeyChecking no costs
 			res.options = append(res.options, SSHOption{Key: key, Value: val, From: w.from + " " + w.origin.src})
-			if lk == "stricthostkeychecking" && strings.EqualFold(val, "yes") {
-				return // what lifeline does anyway (unless --accept-new is given): kept, not refused
-			}
-			what := "lifeline takes this ssh option from ssh_config only"
-			if lk == "stricthostkeychecking" && (strings.EqualFold(val, "no") || strings.EqualFold(val, "off")) {
-				what = "it turns off host key checking, which lifeline's guarantee (the host you confirm on is the host you changed) rests on; lifeline takes it from ssh_config only"
-			}
-			refuse(w.origin, w.from, "-o %s=%s: %s: set it in the ssh_config the inventory uses, for Host %s (or use --accept-new for unknown keys)", key, val, what, l.alias)
 		}
 	}
 	words := l.words

@@ -49,6 +49,13 @@ type Target struct {
 	Port         int
 	Jump         string // ProxyJump spec: "h1,user@h2:2222"; "none" disables a configured one
 	IdentityFile string
+	// ProxyCommand, when set, is used like ssh -o ProxyCommand=...: it
+	// wins over the files' ProxyCommand and ProxyJump (ignored with Jump).
+	ProxyCommand string
+	// Options are ssh_config lines ("Key value") given like ssh's -o
+	// options: read before the files, so each wins over them. A keyword
+	// lifeline does not honour is refused by name, as in a file.
+	Options []string
 }
 
 // HostConfig is a host's effective SSH settings after ssh_config, the
@@ -172,6 +179,21 @@ func (d *Dialer) resolve(t Target) (*HostConfig, error) {
 	if t.IdentityFile != "" {
 		s.identities = []string{t.IdentityFile}
 	}
+	if t.ProxyCommand != "" && t.Jump == "" {
+		pc, none := t.ProxyCommand, "none"
+		s.proxyCmd, s.proxyJump = &pc, &none // the first of the two wins, as in ssh
+	}
+	cl := &pass{r: r, s: s, host: t.Name}
+	var cmdNotes []string
+	for _, o := range t.Options {
+		active := true
+		if err := cl.line(o, "command-line option", true, false, &active, 0); err != nil {
+			return nil, fmt.Errorf("option %q: %w", o, err)
+		}
+		if k, v := splitKeyword(o); k == "stricthostkeychecking" && (strings.EqualFold(strings.TrimSpace(v), "no") || strings.EqualFold(strings.TrimSpace(v), "off")) {
+			cmdNotes = append(cmdNotes, "StrictHostKeyChecking "+strings.TrimSpace(v)+" given by the inventory: lifeline treats it as accept-new (unknown keys are recorded, a changed key is still refused); it weakens the guarantee that the host confirmed on is the host changed")
+		}
+	}
 	readAll := func(p *pass) error {
 		for _, f := range files {
 			active := true
@@ -217,7 +239,11 @@ func (d *Dialer) resolve(t Target) (*HostConfig, error) {
 			return nil, err
 		}
 	}
-	return buildHostConfig(t.Name, host, s, r)
+	hc, err := buildHostConfig(t.Name, host, s, r)
+	if hc != nil {
+		hc.Notes = append(hc.Notes, cmdNotes...)
+	}
+	return hc, err
 }
 
 // defaultIdentities are ssh's identity files when none is configured.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lifeline-dev/lifeline/remote"
+
 	"github.com/spf13/cobra"
 )
 
@@ -180,8 +182,6 @@ su ansible_become=true ansible_become_method=su
 		t.Fatal(err)
 	}
 	tests := []struct{ host, want string }{
-		{"shk", "shk: ansible_ssh_common_args (" + inv + ":3): -o StrictHostKeyChecking=no: it turns off host key checking"},
-		{"pc", "pc: ansible_ssh_common_args (" + inv + ":4): ProxyCommand \"ssh -W %h:%p -i /k bastion\" gives the hop its own -i /k"},
 		{"loc", "loc: ansible_connection (" + inv + ":5): local: lifeline does not change the workstation's own firewall"},
 		{"tpl", "tpl: ansible_host (" + inv + ":6): \"{{ lookup('env', 'X') }}\" is a Jinja template lifeline does not evaluate"},
 		{"su", "su: ansible_become_method (" + inv + ":7): su: lifeline becomes root with sudo only"},
@@ -190,6 +190,20 @@ su ansible_become=true ansible_become_method=su
 		_, stderr, code := runWithArgs(t, "-i", inv, "status", tc.host)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "nothing was contacted") {
 			t.Errorf("status %s: exit %d, stderr %q; want exit 2 and %q", tc.host, code, stderr, tc.want)
+		}
+	}
+	// carried to the transport, not refused: the option as ssh's -o, the
+	// hop's own ProxyCommand run as written
+	for _, tc := range []struct {
+		host string
+		want func(remote.Target) bool
+	}{
+		{"shk", func(t remote.Target) bool { return len(t.Options) == 1 && t.Options[0] == "StrictHostKeyChecking no" }},
+		{"pc", func(t remote.Target) bool { return t.ProxyCommand == "ssh -W %h:%p -i /k bastion" && t.Jump == "" }},
+	} {
+		_, hs, err := resolveTargets(&globals{inventory: inv}, tc.host, "")
+		if err != nil || len(hs) != 1 || !tc.want(targetOf(hs[0])) {
+			t.Errorf("%s: %v, target %+v", tc.host, err, hs)
 		}
 	}
 	_, hosts, err := resolveTargets(&globals{inventory: inv}, "ok1", "")

@@ -186,8 +186,12 @@ func newDialer(g *globals, inv *inventory.Inventory) *remote.Dialer {
 // Ansible's ssh would be given (ansible_host when set), not the inventory
 // name, so that a Host 10.0.0.5 block applies as it does for Ansible.
 func targetOf(h *inventory.Host) remote.Target {
+	t := remote.Target{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile, ProxyCommand: h.ProxyCommand}
 	if h.SSHAlias != "" {
-		return remote.Target{Name: h.SSHAlias, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
+		t.Name, t.Address = h.SSHAlias, ""
 	}
-	return remote.Target{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, Jump: h.Jump, IdentityFile: h.IdentityFile}
+	for _, o := range h.SSHOptions {
+		t.Options = append(t.Options, o.Key+" "+o.Value)
+	}
+	return t
 }
