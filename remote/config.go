@@ -35,6 +35,9 @@ type Options struct {
 	// Lookup resolves names for CanonicalizeHostname; nil means the
 	// system resolver.
 	Lookup HostLookup
+	// MatchExec runs a Match exec command (ssh: /bin/sh -c, true when it
+	// exits 0); nil runs it. Tests and fuzzing stub it out.
+	MatchExec func(cmd string) (bool, error)
 	// Log receives diagnostics (resolver used, keys offered, timings). nil
 	// discards them.
 	Log func(format string, args ...any)
@@ -159,6 +162,9 @@ func (d *Dialer) resolve(t Target) (*HostConfig, error) {
 	files, explicit := d.configFiles()
 	r := &resolveCtx{hostArg: t.Name, local: localPasswd(), thisHost: thisHost()}
 	r.exec = func(cmd string) (bool, error) { return runMatchExec(cmd, d.o.Log) }
+	if d.o.MatchExec != nil {
+		r.exec = d.o.MatchExec
+	}
 	s := newSettings()
 	// The target's fields are command-line options: set before the files.
 	if t.Address != "" {
