@@ -301,7 +301,7 @@ func TestSSHArgs(t *testing.T) {
 		{args: "-Jbastion", want: "bastion"},
 		{args: "-J first -o ProxyJump=second", want: "first"},
 		{args: "-o StrictHostKeyChecking=no -J u@b:22", want: "u@b:22"}, // carried as an option: remote notes what it costs
-		{args: "-o UserKnownHostsFile=/dev/null"}, // carried as an option
+		{args: "-o UserKnownHostsFile=/dev/null"},                       // carried as an option
 		{args: "-o ProxyJump=none"},
 		{args: `-o ProxyCommand="ssh -W %h:%p -q user@bastion"`, want: "user@bastion"},
 		{args: `-o 'ProxyCommand=ssh -W %h:%p -q user@bastion'`, want: "user@bastion"},
