@@ -98,6 +98,9 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	if err != nil {
 		return err
 	}
+	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
+		return emptyShard(g, err)
+	}
 	targets, err := applyTargets(hosts, file, o.format, o.maxRulesetSize)
 	if err != nil {
 		return err

@@ -101,6 +101,9 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	if err != nil {
 		return err
 	}
+	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
+		return emptyShard(g, err)
+	}
 	targets := make([]session.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}

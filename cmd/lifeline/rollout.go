@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -19,6 +21,7 @@ type rolloutFlags struct {
 	limit       string
 	revertGrace time.Duration
 	noConfirm   bool
+	shard       string
 }
 
 // add registers the flags; after names what --no-confirm leaves armed.
@@ -29,7 +32,34 @@ func (r *rolloutFlags) add(f *pflag.FlagSet, after string) {
 	f.StringVar(&r.maxFail, "max-fail", "", "per batch, N hosts or P% may fail before the rollout stops (default: no limit)")
 	f.StringVar(&r.limit, "limit", "", "further limit the targeted hosts (same pattern grammar)")
 	f.BoolVar(&r.noConfirm, "no-confirm", false, "leave each host armed after "+after+", for lifeline confirm / abort / extend; the deadline still reverts it")
+	f.StringVar(&r.shard, "shard", "", "only shard `I/N` of the targeted hosts (a hash of each name: stable however the inventory is ordered); run N shards in parallel on a job engine, merge them with lifeline report; --serial and --max-fail apply per shard")
 	f.DurationVar(&r.revertGrace, "revert-grace", 45*time.Second, "when locked out, how long after the deadline to keep looking for the host's own revert before reporting unknown (1s to 1h)")
+}
+
+// sharded keeps the hosts of --shard I/N (all without it); none is not an
+// error (a matrix can have more shards than hosts): it is said on stderr.
+func (r *rolloutFlags) sharded(g *globals, hosts []*inventory.Host) ([]*inventory.Host, error) {
+	if r.shard == "" {
+		return hosts, nil
+	}
+	i, n, err := inventory.ParseShard(r.shard)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	out := inventory.Shard(hosts, i, n)
+	if len(out) == 0 {
+		fmt.Fprintf(g.stderr, "lifeline: shard %d/%d selects none of the %d targeted hosts: nothing to do\n", i, n, len(hosts))
+	}
+	return out, nil
+}
+
+// emptyShard ends a rollout whose shard holds no host: err, or an empty
+// report (a JSON document with no results).
+func emptyShard(g *globals, err error) error {
+	if err != nil {
+		return err
+	}
+	return g.printer().Result(jsonResults{OK: true, Counts: map[string]int{}, Results: []*session.Result{}}, func(io.Writer) error { return nil })
 }
 
 // plan checks --serial (a usage error when malformed).
