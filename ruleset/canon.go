@@ -188,7 +188,13 @@ func (r *Ruleset) Strip() *Ruleset {
 // owned sets (Set.Owner). Drift compares this unless --include-owners.
 // Counters and handles are kept.
 func (r *Ruleset) WithoutOwned() *Ruleset {
-	owned := func(o string) bool { return o != "" && o != OwnerIptablesNf }
+	return r.WithoutOwners(func(o string) bool { return o != "" && o != OwnerIptablesNf })
+}
+
+// WithoutOwners is WithoutOwned for the owners owned says: their tables,
+// chains, rules (lifeline's guard rules by their comment) and sets, and
+// the rules that jump or go to their chains.
+func (r *Ruleset) WithoutOwners(owned func(owner string) bool) *Ruleset {
 	return r.copyWith(
 		func(t *Table) bool { return !owned(t.Owner) },
 		func(_ *Table, c *Chain) bool { return !owned(c.Owner) },

@@ -126,7 +126,7 @@ func runDiff(ctx context.Context, g *globals, o *diffOptions, pattern, ref strin
 		return rerr
 	}
 	out := compareAll(reads, resolve)
-	if err := printDiffs(g, out, colorOn(o.color), true); err != nil {
+	if err := printDiffs(g, out, colorOn(o.color), true, diffLabels); err != nil {
 		return err
 	}
 	if rerr != nil {
@@ -183,7 +183,18 @@ func diffExit(out []*hostDiff, verb string) error {
 	return nil
 }
 
-func printDiffs(g *globals, out []*hostDiff, color, full bool) error {
+// diffWords word a comparison's verdict lines, diff's and drift's: differs
+// takes the reference (%[2]s) and the summary (%[3]s) after the host, same
+// the reference.
+type diffWords struct{ differs, same string }
+
+var (
+	diffLabels  = diffWords{"DIFFERS\tfrom %[2]s: %[3]s", "same\tas %s"}
+	driftLabels = diffWords{"DRIFT\t%[3]s (against %[2]s)", "in sync\twith %s"}
+)
+
+// printDiffs prints one verdict line per host, and the diffs when full.
+func printDiffs(g *globals, out []*hostDiff, color, full bool, words diffWords) error {
 	return g.printer().Result(out, func(w io.Writer) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, d := range out {
@@ -191,9 +202,9 @@ func printDiffs(g *globals, out []*hostDiff, color, full bool) error {
 			case d.err != nil:
 				fmt.Fprintf(tw, "%s\tERROR\t%s\n", textsafe.Escape(d.Host), oneLine(textsafe.Text(d.Error)))
 			case d.Drift:
-				fmt.Fprintf(tw, "%s\tDIFFERS\tfrom %s: %s\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against), textsafe.Escape(d.Summary))
+				fmt.Fprintf(tw, "%s\t"+words.differs+"\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against), textsafe.Escape(d.Summary))
 			default:
-				fmt.Fprintf(tw, "%s\tsame\tas %s\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against))
+				fmt.Fprintf(tw, "%s\t"+words.same+"\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against))
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -371,42 +382,13 @@ func runDrift(ctx context.Context, g *globals, o *driftOptions, pattern string) 
 			d.Delta = nil
 		}
 	}
-	if err := printDrift(g, out, colorOn(o.color)); err != nil {
+	if err := printDiffs(g, out, colorOn(o.color), g.verbose, driftLabels); err != nil {
 		return err
 	}
 	if rerr != nil {
 		return rerr
 	}
 	return diffExit(out, "drifted")
-}
-
-func printDrift(g *globals, out []*hostDiff, color bool) error {
-	return g.printer().Result(out, func(w io.Writer) error {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, d := range out {
-			switch {
-			case d.err != nil:
-				fmt.Fprintf(tw, "%s\tERROR\t%s\n", textsafe.Escape(d.Host), oneLine(textsafe.Text(d.Error)))
-			case d.Drift:
-				fmt.Fprintf(tw, "%s\tDRIFT\t%s (against %s)\n", textsafe.Escape(d.Host), textsafe.Escape(d.Summary), textsafe.Escape(d.Against))
-			default:
-				fmt.Fprintf(tw, "%s\tin sync\twith %s\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against))
-			}
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if !g.verbose {
-			return nil
-		}
-		for _, d := range out {
-			if d.Drift {
-				fmt.Fprintf(w, "\n=== %s (- %s, + live)\n", textsafe.Escape(d.Host), textsafe.Escape(d.Against))
-				writeDelta(w, d.Delta, color)
-			}
-		}
-		return nil
-	})
 }
 
 // writeDelta prints a delta, escaped for the terminal, coloured (ANSI) on

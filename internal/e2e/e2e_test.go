@@ -100,8 +100,14 @@ type applyDoc struct {
 // cli runs the lifeline binary and returns stdout, stderr and the exit code.
 func cli(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
 	t.Helper()
+	return cliEnv(t, ctx, []string{"XDG_STATE_HOME=" + stateDir(t)}, args...)
+}
+
+// cliEnv is cli with env added to the process's environment.
+func cliEnv(t *testing.T, ctx context.Context, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, lifelineBin, args...)
-	cmd.Env = append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin, "XDG_STATE_HOME="+stateDir(t))
+	cmd.Env = append(append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin), env...)
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

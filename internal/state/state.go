@@ -62,7 +62,7 @@ func (sc Scope) Apply(rs *ruleset.Ruleset) *ruleset.Ruleset {
 	if !sc.IncludeOwners {
 		rs = rs.WithoutOwned()
 	} else {
-		rs = withoutOwner(rs, ruleset.OwnerLifeline)
+		rs = rs.WithoutOwners(func(o string) bool { return o == ruleset.OwnerLifeline })
 	}
 	if len(sc.Sources) == 0 {
 		return rs
@@ -83,25 +83,6 @@ func (sc Scope) Apply(rs *ruleset.Ruleset) *ruleset.Ruleset {
 				break
 			}
 		}
-	}
-	return out
-}
-
-// withoutOwner drops the tables and chains of one owner.
-func withoutOwner(rs *ruleset.Ruleset, owner string) *ruleset.Ruleset {
-	out := &ruleset.Ruleset{Sets: rs.Sets}
-	for _, t := range rs.Tables {
-		if t.Owner == owner {
-			continue
-		}
-		ct := *t
-		ct.Chains = nil
-		for _, c := range t.Chains {
-			if c.Owner != owner {
-				ct.Chains = append(ct.Chains, c)
-			}
-		}
-		out.Tables = append(out.Tables, &ct)
 	}
 	return out
 }
