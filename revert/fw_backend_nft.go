@@ -281,6 +281,10 @@ func (b *nftBackend) liveGuardPlan(ctx context.Context, op Operator) (*GuardPlan
 		case known && !crossed:
 			c.Reason = why
 			p.Skipped = append(p.Skipped, c)
+		case lc.table == nftTableID{"inet", blockTable}:
+			// lifeline's block table: never replaced, so the guard goes
+			// in and comes out by handle like in a native table
+			p.Covered = append(p.Covered, c)
 		case slices.Contains(xt, lc.table) && (c.Family == "ip" || c.Family == "ip6"):
 			c.Reason = "iptables-nft's table: the iptables guard covers it"
 			p.Skipped = append(p.Skipped, c)

@@ -16,14 +16,15 @@ import (
 // backend name: the backend implementations and the selection of the
 // backend for a format. Everything else delegates to a backend.
 var backendFiles = []string{
-	"fw_backend.go",     // the backend interface, host facts, backendFor, formatFits, backendOffers, loadError
-	"fw_backend_nft.go", // native nft
-	"fw_backend_ipt.go", // iptables / ip6tables, legacy and nft modes
-	"fw_nft.go",         // nft text: scan, build, normalise
-	"fw_iptables.go",    // iptables-save text: parse, build, normalise
-	"fw_netlink.go",     // nft over netlink
-	"fake.go",           // the stateful fake models its own backends
-	"wire.go",           // type aliases of package wire (the Format constants)
+	"fw_backend.go",       // the backend interface, host facts, backendFor, formatFits, backendOffers, loadError
+	"fw_backend_nft.go",   // native nft
+	"fw_backend_ipt.go",   // iptables / ip6tables, legacy and nft modes
+	"fw_backend_block.go", // block sets: nft table or ipsets + iptables chain
+	"fw_nft.go",           // nft text: scan, build, normalise
+	"fw_iptables.go",      // iptables-save text: parse, build, normalise
+	"fw_netlink.go",       // nft over netlink
+	"fake.go",             // the stateful fake models its own backends
+	"wire.go",             // type aliases of package wire (the Format constants)
 }
 
 // branchAllowedFuncs are functions outside backendFiles that may branch

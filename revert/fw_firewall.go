@@ -194,7 +194,9 @@ func (f *hostFirewall) run(ctx context.Context, stdin []byte, name string, args 
 var defaultForeign = []string{"DOCKER-", "KUBE-", "cali-", "docker", "kube-", "calico"}
 
 func (f *hostFirewall) isForeign(name string) bool {
-	if name == "DOCKER" {
+	// lifeline's block table and chain are carried over like foreign
+	// ones, so the bans in them survive apply and revert (block.go)
+	if name == "DOCKER" || name == blockTable || name == blockChain {
 		return true
 	}
 	for _, p := range slices.Concat(defaultForeign, f.opts.Foreign) {

@@ -2,8 +2,10 @@ package revert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -50,6 +52,8 @@ func newChange(c *Change) (hostChange, error) {
 		return guardedChange{force: c.Force}, nil
 	case ChangeRestore:
 		return &restoreChange{to: c.Restore.To}, nil
+	case ChangeBlock:
+		return &blockChange{BlockChange: *c.Block, force: c.Force}, nil
 	}
 	return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q", c.Kind)}
 }
@@ -65,6 +69,16 @@ func (e *engine) changeOf(r *txRecord) (hostChange, error) {
 			return nil, err
 		}
 		return &restoreChange{target: snap}, nil
+	case ChangeBlock:
+		var bc BlockChange
+		b, err := os.ReadFile(e.st.path(r.ID, blockFile))
+		if err == nil {
+			err = json.Unmarshal(b, &bc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("transaction %s: read its block change: %w", r.ID, err)
+		}
+		return &blockChange{BlockChange: bc}, nil
 	case ChangeRuleset, "": // records written before there were kinds
 		text, err := e.st.loadRuleset(r.ID)
 		if err != nil {

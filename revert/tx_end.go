@@ -335,6 +335,18 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restore snapshot: %w", err))
 		}
+		// the restore carries lifeline's block table over as it is live:
+		// take this tx's guard out of it, and a block tx's own elements
+		if guardInBlockTable(r.GuardChains) {
+			if gerr := e.fw.RemoveGuard(ctx, r.ID); gerr != nil {
+				errs = append(errs, fmt.Errorf("remove the guard from the block table: %w", gerr))
+			}
+		}
+		if r.Change == ChangeBlock {
+			if berr := e.undoBlock(ctx, r); berr != nil {
+				errs = append(errs, berr)
+			}
+		}
 		eq, d, eqErr := e.fw.Equal(ctx, snap)
 		switch {
 		case eqErr != nil:
@@ -386,4 +398,15 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 		e.logf(r.ID, "crit", "REVERT FAILED (%s): %v; diff:\n%s", note, errors.Join(errs...), r.Diff)
 	}
 	return verified, nil
+}
+
+// guardInBlockTable reports whether a guard went into lifeline's block
+// table, which every restore carries over.
+func guardInBlockTable(chains []GuardChain) bool {
+	for _, c := range chains {
+		if c.Table == blockTable && c.Family == "inet" {
+			return true
+		}
+	}
+	return false
 }

@@ -73,6 +73,8 @@ const (
 	ChangeRuleset         = wire.ChangeRuleset
 	ChangeGuarded         = wire.ChangeGuarded
 	ChangeRestore         = wire.ChangeRestore
+	ChangeBlock           = wire.ChangeBlock
+	VerbBlock             = wire.VerbBlock
 	MaxProtect            = wire.MaxProtect
 	MaxProtectSize        = wire.MaxProtectSize
 	MaxOnRevert           = wire.MaxOnRevert

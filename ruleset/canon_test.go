@@ -19,7 +19,7 @@ func TestParseNftJSONSetsAndChains(t *testing.T) {
 	want := map[string]Set{
 		"blocklist": {Source: SourceNft, Family: "inet", Table: "filter", Name: "blocklist", Type: "ipv4_addr", Flags: []string{"interval"}, Elements: []string{"10.1.0.0/16", "172.16.0.1-172.16.0.9", "192.168.5.1"}},
 		"cc":        {Source: SourceNft, Family: "inet", Table: "filter", Name: "cc", Type: "ipv4_addr . inet_service", Elements: []string{"10.0.0.1 . 22", "10.0.0.2 . 80"}},
-		"dyn":       {Source: SourceNft, Family: "inet", Table: "filter", Name: "dyn", Type: "ipv4_addr", Flags: []string{"timeout"}, Timeout: "1h", Elements: []string{"1.2.3.4", "5.6.7.8"}},
+		"dyn":       {Source: SourceNft, Family: "inet", Table: "filter", Name: "dyn", Type: "ipv4_addr", Flags: []string{"timeout"}, Timeout: "1h", Elements: []string{"1.2.3.4", "5.6.7.8"}, Expires: map[string]int64{"1.2.3.4": 1799, "5.6.7.8": 3599}},
 		"portmap":   {Source: SourceNft, Family: "inet", Table: "filter", Name: "portmap", Type: "inet_service", Map: "ipv4_addr", Elements: []string{"443 : 10.0.0.2", "80 : 10.0.0.1"}},
 		"ports6":    {Source: SourceNft, Family: "inet", Table: "filter", Name: "ports6", Type: "inet_service", Elements: []string{"22", "443", "80"}},
 		"vmap1":     {Source: SourceNft, Family: "inet", Table: "filter", Name: "vmap1", Type: "inet_service", Map: "verdict", Elements: []string{"22 : accept", "23 : drop", "24 : jump other"}},

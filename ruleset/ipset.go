@@ -3,6 +3,7 @@ package ruleset
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -70,9 +71,15 @@ func ParseIpsetSave(data []byte) ([]*Set, error) {
 				return nil, fmt.Errorf("line %d: add to set %s before its create line", n+1, name)
 			}
 			e := toks[2].s
+			var left int64
 			for i := 3; i < len(toks); i++ {
 				switch toks[i].s {
-				case "timeout", "packets", "bytes", "skbmark", "skbprio", "skbqueue":
+				case "timeout":
+					if i+1 < len(toks) {
+						left, _ = strconv.ParseInt(toks[i+1].s, 10, 64)
+					}
+					i++
+				case "packets", "bytes", "skbmark", "skbprio", "skbqueue":
 					i++
 				case "comment":
 					if i+1 < len(toks) {
@@ -84,6 +91,12 @@ func ParseIpsetSave(data []byte) ([]*Set, error) {
 				}
 			}
 			s.Elements = append(s.Elements, e)
+			if left > 0 {
+				if s.Expires == nil {
+					s.Expires = map[string]int64{}
+				}
+				s.Expires[e] = left
+			}
 		default:
 			return nil, fmt.Errorf("line %d: unknown ipset command %q", n+1, toks[0].s)
 		}

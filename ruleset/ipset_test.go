@@ -12,7 +12,7 @@ func TestParseIpsetSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Set{
-		{Source: SourceIpset, Family: "ip", Name: "allow", Type: "hash:ip,port", Timeout: "3600", Elements: []string{"1.2.3.4,tcp:22", "1.2.3.4,udp:53"}},
+		{Source: SourceIpset, Family: "ip", Name: "allow", Type: "hash:ip,port", Timeout: "3600", Elements: []string{"1.2.3.4,tcp:22", "1.2.3.4,udp:53"}, Expires: map[string]int64{"1.2.3.4,tcp:22": 99, "1.2.3.4,udp:53": 3599}},
 		{Source: SourceIpset, Family: "ip", Name: "blocklist", Type: "hash:net", Elements: []string{"10.1.0.0/16", "192.168.5.1"}},
 		{Source: SourceIpset, Family: "ip", Name: "ports", Type: "bitmap:port", Flags: []string{"range 0-1024"}, Elements: []string{"22", "80"}},
 		{Source: SourceIpset, Family: "ip6", Name: "v6", Type: "hash:ip", Flags: []string{"comment"}, Elements: []string{`fe80::1 comment "link local"`}},

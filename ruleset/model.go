@@ -175,6 +175,11 @@ type Set struct {
 	// 80", a map entry "k : v". Per-element timeouts and expiry are not
 	// part of an element (they change by themselves).
 	Elements []string `json:"elements,omitempty"`
+	// Expires: the seconds left of the elements that expire by themselves
+	// (nft's "expires", ipset's "timeout N" with N > 0), keyed by
+	// element; no part of the state's identity (Canonical and Diff leave
+	// it out).
+	Expires map[string]int64 `json:"expires,omitempty"`
 }
 
 // ID names a table uniquely within a Ruleset: "nft inet filter",

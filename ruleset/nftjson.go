@@ -199,7 +199,14 @@ func nftSet(o jobj) *Set {
 	}
 	elems, _ := o.get("elem").([]any)
 	for _, e := range elems {
-		s.Elements = append(s.Elements, setElem(e))
+		el := setElem(e)
+		s.Elements = append(s.Elements, el)
+		if sec, ok := elemExpires(e); ok {
+			if s.Expires == nil {
+				s.Expires = map[string]int64{}
+			}
+			s.Expires[el] = sec
+		}
 	}
 	sort.Strings(s.Elements)
 	return s
@@ -237,6 +244,24 @@ func setElem(e any) string {
 		}
 	}
 	return renderValue(e, "")
+}
+
+// elemExpires is an element's "expires" (seconds left), when it has one.
+func elemExpires(e any) (int64, bool) {
+	m, ok := e.(jobj)
+	if !ok || len(m) != 1 {
+		return 0, false
+	}
+	el, ok := m.get("elem").(jobj)
+	if !ok {
+		return 0, false
+	}
+	n, ok := el.get("expires").(json.Number)
+	if !ok {
+		return 0, false
+	}
+	sec, err := n.Int64()
+	return sec, err == nil
 }
 
 func renderVerdictOrValue(v any) string {

@@ -12,7 +12,25 @@ const (
 	GuardCommentPrefix = "lifeline-guard"
 	GuardSetPrefix     = "lifeline_guard"
 	TraceTable         = "lifeline_trace"
+	// Block sets (lifeline block): on nft hosts the table `inet
+	// BlockTable` holds set NAME (ipv4) and NAME+"6" (ipv6) and one base
+	// chain "input" whose rules (comment BlockCommentPrefix+" NAME") drop
+	// their source addresses; on iptables hosts the ipsets
+	// BlockIpsetPrefix+NAME (and +"-v6") are matched by the rules of the
+	// filter chain BlockChain, which INPUT jumps to (that jump's comment
+	// is BlockCommentPrefix too). apply and every revert carry them over
+	// as they are live, like Docker's chains.
+	BlockTable         = "lifeline"
+	BlockChain         = "LIFELINE-BLOCK"
+	BlockCommentPrefix = "lifeline-block"
+	BlockIpsetPrefix   = "lifeline-"
 )
+
+// BlockSetNames are the names of block set name's parts: the nft sets
+// (ipv4, ipv6) in table inet BlockTable and the ipsets.
+func BlockSetNames(name string) (nft4, nft6, ipset4, ipset6 string) {
+	return name, name + "6", BlockIpsetPrefix + name, BlockIpsetPrefix + name + "-v6"
+}
 
 // builtinChains maps iptables' built-in chain names to their hooks.
 var builtinChains = map[string]string{
@@ -83,7 +101,7 @@ func ownerOfName(name string) string {
 // Owner is the rule's own owner when it differs from its chain's: lifeline
 // for the kernel guard's rules (comment "lifeline-guard ..."), "" otherwise.
 func (r *Rule) Owner() string {
-	if strings.HasPrefix(r.Comment, GuardCommentPrefix) {
+	if strings.HasPrefix(r.Comment, GuardCommentPrefix) || strings.HasPrefix(r.Comment, BlockCommentPrefix) {
 		return OwnerLifeline
 	}
 	return ""

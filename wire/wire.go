@@ -104,6 +104,8 @@ type Request struct {
 	// it (Report.Live).
 	Trace *TraceArgs `json:"trace,omitempty"`
 	Read  *StateArgs `json:"read,omitempty"`
+	// Block: block's payload (VerbBlock).
+	Block *BlockArgs `json:"block,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,
@@ -136,6 +138,8 @@ const (
 	// ChangeRestore puts back the firewall as an earlier transaction
 	// confirmed it (recover): itself guarded like any change.
 	ChangeRestore ChangeKind = "restore"
+	// ChangeBlock (block.go) creates lifeline's block set and drop rule
+	// and adds elements to it, guarded.
 )
 
 // RestoreLastGood names, in RestoreChange.To, the newest transaction that
@@ -147,6 +151,7 @@ type Change struct {
 	Kind    ChangeKind     `json:"kind"`
 	Ruleset *RulesetChange `json:"ruleset,omitempty"`
 	Restore *RestoreChange `json:"restore,omitempty"`
+	Block   *BlockChange   `json:"block,omitempty"`
 	// Force accepts base chains the kernel guard cannot cover
 	// (CodeUnguarded without it): the operator accepts that only the
 	// revert timer protects those chains.
@@ -204,8 +209,13 @@ func (c *Change) Check() error {
 			return err
 		}
 		return CheckRuleset(c.Ruleset.Format, c.Ruleset.Text, c.Ruleset.MaxSize)
+	case ChangeBlock:
+		if c.Block == nil || c.Ruleset != nil || c.Restore != nil {
+			return &Error{Code: CodeBadRequest, Message: "a block change carries its set and CIDRs, nothing else"}
+		}
+		return c.Block.Check()
 	case ChangeGuarded:
-		if c.Ruleset != nil || c.Restore != nil {
+		if c.Ruleset != nil || c.Restore != nil || c.Block != nil {
 			return &Error{Code: CodeBadRequest, Message: "a guarded change carries no ruleset"}
 		}
 		return nil
@@ -215,7 +225,7 @@ func (c *Change) Check() error {
 		}
 		return nil
 	}
-	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded, ChangeRestore)}
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown change kind %q (this helper knows %s, %s, %s, %s)", c.Kind, ChangeRuleset, ChangeGuarded, ChangeRestore, ChangeBlock)}
 }
 
 func (c *Change) checkProtect() error {
@@ -302,6 +312,7 @@ type Report struct {
 	Status    *StatusReport    `json:"status,omitempty"`
 	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
 	Live      *StateReport     `json:"live,omitempty"` // state (and a confirm asked for it)
+	Block     *BlockReport     `json:"block,omitempty"` // block, and stage of a ChangeBlock
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever
