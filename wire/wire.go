@@ -311,7 +311,7 @@ type Report struct {
 	Diff      *DiffReport      `json:"diff,omitempty"`
 	Status    *StatusReport    `json:"status,omitempty"`
 	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
-	Live      *StateReport     `json:"live,omitempty"` // state (and a confirm asked for it)
+	Live      *StateReport     `json:"live,omitempty"`  // state (and a confirm asked for it)
 	Block     *BlockReport     `json:"block,omitempty"` // block, and stage of a ChangeBlock
 }
 
