@@ -311,3 +311,25 @@ func startPty(sess *ssh.Session, cmd Cmd) error {
 	}
 	return err
 }
+
+// FirstHopSSHConnection is $SSH_CONNECTION as the first jump host of the
+// chain sees the workstation ("CLIENT CPORT SERVER SPORT"), ok false when
+// the connection is direct (no jump host). It opens one exec session on
+// that hop, bounded by ctx.
+func (c *Client) FirstHopSSHConnection(ctx context.Context) (string, bool, error) {
+	if len(c.chain) < 2 {
+		return "", false, nil
+	}
+	sess, err := c.chain[0].NewSession()
+	if err != nil {
+		return "", true, fmt.Errorf("%s: open a session on the first jump host: %w", c.name, err)
+	}
+	defer sess.Close()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	out, err := sess.Output(`printf '%s\n' "$SSH_CONNECTION"`)
+	if err != nil {
+		return "", true, fmt.Errorf("%s: read SSH_CONNECTION on the first jump host: %w", c.name, err)
+	}
+	return strings.TrimSpace(string(out)), true, nil
+}

@@ -105,7 +105,7 @@ func (e *engine) block(ctx context.Context, req *Request, rep *Report) error {
 	}
 	br := &BlockReport{Mode: h.mode, Ready: h.ready()}
 	rep.Block = br
-	if !br.Ready && !a.Remove {
+	if a.Probe || !br.Ready && !a.Remove {
 		return nil // the workstation creates it in a guarded transaction
 	}
 	for _, c := range a.CIDRs {

@@ -43,7 +43,9 @@ const (
 )
 
 // OK reports whether the outcome is what the operator asked for.
-func (o Outcome) OK() bool { return o == Confirmed || o == Planned || o == Armed || o == Restored }
+func (o Outcome) OK() bool {
+	return o == Confirmed || o == Planned || o == Armed || o == Restored || o == Done
+}
 
 // Phases of one host's transaction, in order.
 const (
@@ -122,6 +124,9 @@ type Options struct {
 	// was only ever meant to last the transaction (trace). The host
 	// restores its snapshot and verifies it; the outcome is Restored.
 	Undo bool
+	// Block, when set, makes every host's run a block or unblock
+	// (Session.Block) instead of a transaction of NewChange.
+	Block *BlockSpec
 }
 
 // Event is one step of one host's transaction, for live progress.
@@ -169,7 +174,9 @@ type Result struct {
 	// Command is what exec's command did on the host (exec only).
 	Command *CommandResult `json:"command,omitempty"`
 	// Trace is what trace saw on the host (trace only).
-	Trace    *TraceResult   `json:"trace,omitempty"`
+	Trace *TraceResult `json:"trace,omitempty"`
+	// Block is what block/unblock did on the host (block only).
+	Block    *BlockResult   `json:"block,omitempty"`
 	Snapshot *wire.Snapshot `json:"-"`
 	Err      error          `json:"-"`
 }

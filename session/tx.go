@@ -98,6 +98,9 @@ func (h *Tx) Result() *Result { return h.res }
 // that has not begun; once the host holds an armed transaction, Apply
 // finishes the protocol (confirm or watch the revert) regardless of ctx.
 func (s *Session) Apply(ctx context.Context, t Target) *Result {
+	if s.opts.Block != nil {
+		return s.Block(ctx, t, *s.opts.Block)
+	}
 	var ch Change = s.rulesetChange(t)
 	if s.opts.NewChange != nil {
 		ch = s.opts.NewChange(t)

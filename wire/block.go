@@ -54,6 +54,8 @@ type BlockArgs struct {
 	// Remove deletes the CIDRs (those in the set; the others are reported
 	// Absent) instead of adding them.
 	Remove bool `json:"remove,omitempty"`
+	// Probe changes nothing: the report says only Mode and Ready.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // BlockReport is VerbBlock's answer (and stage's for a ChangeBlock).
