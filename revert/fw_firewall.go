@@ -65,6 +65,9 @@ type FirewallOptions struct {
 	Log func(format string, args ...any)
 	// Timeout bounds each tool run (0: 30s).
 	Timeout time.Duration
+	// ProofDir keeps proofs that a snapshot's load file trial-loaded (see
+	// fw_proof.go); "" keeps none and trial-loads every snapshot.
+	ProofDir string
 }
 
 // NewFirewall returns the Firewall that drives the host's nft and iptables
@@ -82,6 +85,9 @@ func NewFirewall(opts FirewallOptions) Firewall {
 	}
 	if f.opts.Exec == nil {
 		f.opts.Exec = localExec
+		// the tools run here, on the kernel whose /proc and netlink the
+		// helper reads: read-only shortcuts may stand in for them
+		f.local = f.opts.NetNS == ""
 	}
 	return f
 }
@@ -90,6 +96,9 @@ var _ Firewall = (*hostFirewall)(nil)
 
 type hostFirewall struct {
 	opts FirewallOptions
+	// local: the tools run in the helper's own network namespace (no Exec
+	// or NetNS of a test), so /proc/net and symlinks describe what they see.
+	local bool
 
 	// reads caches the output of read-only tool runs (saves, nft list,
 	// ip link show, --version) for readTTL: one begin reads the same tables
@@ -279,7 +288,7 @@ func (f *hostFirewall) ValidateSnapshot(ctx context.Context, s *Snapshot) error 
 		if err != nil {
 			return err
 		}
-		if err := b.trialLoad(ctx, lf); err != nil {
+		if err := f.trialLoadProven(ctx, b, lf); err != nil {
 			e := loadError(CodeSnapshot, p.Format, lf, err)
 			e.Message = p.Backend + " snapshot does not load: " + e.Message
 			return e

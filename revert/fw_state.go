@@ -93,6 +93,9 @@ func (b *nftBackend) candidateState(ctx context.Context, ruleset string) (StateP
 // listState is an iptables backend's part of ReadState: its tables with
 // counters, when it lists any.
 func (b *iptBackend) listState(ctx context.Context) (StatePart, bool, error) {
+	if b.certainlyEmpty() {
+		return StatePart{}, false, nil
+	}
 	out, err := b.f.run(ctx, nil, b.save(), "-c")
 	if err != nil {
 		return StatePart{}, false, fmt.Errorf("save %s: %w", b.tool, err)

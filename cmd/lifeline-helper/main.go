@@ -95,7 +95,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	env := revert.Env{
 		StateDir: *stateDir,
-		Firewall: newFirewall(),
+		Firewall: newFirewall(*stateDir),
 		Armer:    revert.NewArmer(revert.ArmerOptions{Exe: exe, StateDir: *stateDir, Env: os.Environ()}),
 	}
 	// syslog is a bonus: a host without /dev/log still gets the tx log

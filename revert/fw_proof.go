@@ -1,0 +1,135 @@
+package revert
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Proofs of trial loads (#12): begin trial-loads the snapshot it took, so
+// that a revert can never meet a snapshot that does not load. On a host
+// that is changed again and again, that snapshot is most often the very
+// text an earlier begin already proved (the ruleset confirmed last time).
+// A proof is a file, named by a hash of everything that decides whether
+// the text loads, whose content repeats that hash:
+//
+//   - the backend and its load tool (the resolved binary's path, size and
+//     modification time: an upgraded tool is a new tool);
+//   - the kernel release;
+//   - the interface names the scratch namespace mirrors (a rule naming an
+//     interface that is gone does not load any more);
+//   - the exact load file (the snapshot with the foreign chains carried
+//     over as they are live now).
+//
+// A proof whose content is not its own name (truncated, corrupt, written
+// by something else) counts as no proof: the trial load runs and, if it
+// succeeds, writes a good proof. The folder is the helper's state folder
+// (root, 0700), so a proof is only as trustworthy as the transaction
+// records next to it. A failed trial load never writes one.
+const maxProofs = 64
+
+// proofKey is the hash a proof of lf loaded by b is named by; ok is false
+// when there is no proof folder or the tool cannot be identified.
+func (f *hostFirewall) proofKey(ctx context.Context, b backend, lf *loadFile) (string, bool) {
+	if f.opts.ProofDir == "" {
+		return "", false
+	}
+	var tool string
+	switch bb := b.(type) {
+	case *nftBackend:
+		tool = f.tool("nft")
+	case *iptBackend:
+		tool = f.tool(bb.restore())
+	default:
+		return "", false
+	}
+	path, err := f.opts.LookPath(tool)
+	if err != nil {
+		return "", false
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", false
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "", false
+	}
+	ifaces, err := f.interfaces(ctx)
+	if err != nil {
+		return "", false
+	}
+	ifaces = slices.Clone(ifaces)
+	slices.Sort(ifaces)
+	h := sha256.New()
+	fmt.Fprintf(h, "lifeline trial-load proof 1\x00%s\x00%s\x00%d\x00%d\x00%s\x00%s\x00",
+		b.name(), path, st.Size(), st.ModTime().UnixNano(), unix.ByteSliceToString(uts.Release[:]), strings.Join(ifaces, ","))
+	h.Write([]byte(lf.String()))
+	return hex.EncodeToString(h.Sum(nil)), true
+}
+
+// proven reports whether a good proof named key exists.
+func (f *hostFirewall) proven(key string) bool {
+	data, err := os.ReadFile(filepath.Join(f.opts.ProofDir, key))
+	return err == nil && strings.TrimSpace(string(data)) == key
+}
+
+// prove records that the load named key succeeded. Failing to is only a
+// missed saving next time, never an error; the folder keeps the newest
+// maxProofs proofs.
+func (f *hostFirewall) prove(key string) {
+	dir := f.opts.ProofDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(dir, key), []byte(key+"\n"), 0o600); err != nil {
+		f.opts.Log("keep a trial-load proof: %v", err)
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) <= maxProofs {
+		return
+	}
+	type aged struct {
+		name string
+		mod  int64
+	}
+	var all []aged
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			all = append(all, aged{e.Name(), info.ModTime().UnixNano()})
+		}
+	}
+	slices.SortFunc(all, func(a, b aged) int { return int(min(max(a.mod-b.mod, -1), 1)) })
+	for _, a := range all[:max(len(all)-maxProofs, 0)] {
+		if a.name != key {
+			_ = os.Remove(filepath.Join(dir, a.name))
+		}
+	}
+}
+
+// trialLoadProven trial-loads lf with b unless a proof says it loads, and
+// records a proof when it does.
+func (f *hostFirewall) trialLoadProven(ctx context.Context, b backend, lf *loadFile) error {
+	key, ok := f.proofKey(ctx, b, lf)
+	if ok && f.proven(key) {
+		return nil
+	}
+	if err := b.trialLoad(ctx, lf); err != nil {
+		return err
+	}
+	if ok {
+		f.prove(key)
+	}
+	return nil
+}
