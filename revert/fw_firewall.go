@@ -129,6 +129,8 @@ func readOnly(name string, args []string) bool {
 		return true
 	case nftReadOnly(name, args):
 		return true
+	case name == "ipset" && len(args) == 1 && args[0] == "save":
+		return true
 	case name == "ip" && len(args) == 3 && args[0] == "-o" && args[1] == "link" && args[2] == "show":
 		return true
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -91,11 +92,42 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 		}
 		s.WriteString("LIFELINE_LINKS\n")
 	}
+	if sets := f.scratchIpsets(ctx, stdin); sets != "" {
+		// ipsets are per network namespace: the rules that match them
+		// (lifeline's block chain, fail2ban's) load only when they exist
+		s.WriteString(shquote.Quote(f.tool("ipset")) + " restore -exist <<'LIFELINE_SETS' || exit $?\n" + sets + "LIFELINE_SETS\n")
+	}
 	s.WriteString(shquote.Join(loadCmd) + " || exit $?")
 	if len(listCmd) > 0 {
 		s.WriteString("; exec " + shquote.Join(listCmd))
 	}
 	return f.run(ctx, stdin, "unshare", "--net", "--", "sh", "-c", s.String())
+}
+
+var matchSetRE = regexp.MustCompile(`--match-set\s+(\S+)`)
+
+// scratchIpsets are the create lines (from the live ipset save) of the
+// ipsets the load file references, empty, for a scratch namespace.
+func (f *hostFirewall) scratchIpsets(ctx context.Context, file []byte) string {
+	ms := matchSetRE.FindAllSubmatch(file, -1)
+	if len(ms) == 0 || !f.has("ipset") {
+		return ""
+	}
+	want := map[string]bool{}
+	for _, m := range ms {
+		want[strings.Trim(string(m[1]), `"'`)] = true
+	}
+	out, err := f.run(ctx, nil, "ipset", "save")
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if fs := strings.Fields(l); len(fs) >= 3 && fs[0] == "create" && want[fs[1]] {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 func (f *hostFirewall) interfaces(ctx context.Context) ([]string, error) {
