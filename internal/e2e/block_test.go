@@ -102,10 +102,11 @@ var saveCounters = regexp.MustCompile(`^\[\d+:\d+\] `)
 // dropped): what an element batch must leave byte for byte alone.
 func rulesOf(t *testing.T, l *lab.Lab, host string) string {
 	t.Helper()
-	out := execOn(t, l, host, "sh", "-c", `nft -a list ruleset | grep '# handle'; for s in iptables-nft-save ip6tables-nft-save iptables-legacy-save ip6tables-legacy-save; do $s 2>/dev/null | grep -v '^#'; done`)
+	out := execOn(t, l, host, "sh", "-c", `nft -a list ruleset | grep '# handle'; for s in iptables-nft-save ip6tables-nft-save iptables-legacy-save ip6tables-legacy-save; do $s 2>/dev/null | grep -v '^#'; done; true`)
 	var b strings.Builder
 	for _, line := range strings.Split(out, "\n") {
-		b.WriteString(saveCounters.ReplaceAllString(line, "") + "\n")
+		line = saveCounters.ReplaceAllString(line, "")
+		b.WriteString(nftCounters.ReplaceAllString(counters.ReplaceAllString(line, "[0:0]"), "packets 0 bytes 0") + "\n")
 	}
 	return b.String()
 }
