@@ -204,10 +204,15 @@ func (f *hostFirewall) run(ctx context.Context, stdin []byte, name string, args 
 
 var defaultForeign = []string{"DOCKER-", "KUBE-", "cali-", "docker", "kube-", "calico"}
 
+// banTables are the tables and chains of the tools that keep bans in
+// sets, filled at run time: lifeline's own (block.go), fail2ban's nft
+// table and CrowdSec's. They are carried over like foreign ones, so a ban
+// added while a transaction is armed survives its revert, and an apply
+// never empties them. (Their ipsets are never part of a snapshot anyway.)
+var banTables = map[string]bool{blockTable: true, blockChain: true, "f2b-table": true, "crowdsec": true, "crowdsec6": true}
+
 func (f *hostFirewall) isForeign(name string) bool {
-	// lifeline's block table and chain are carried over like foreign
-	// ones, so the bans in them survive apply and revert (block.go)
-	if name == "DOCKER" || name == blockTable || name == blockChain {
+	if name == "DOCKER" || banTables[name] {
 		return true
 	}
 	for _, p := range slices.Concat(defaultForeign, f.opts.Foreign) {
