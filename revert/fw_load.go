@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -131,6 +132,20 @@ func (f *hostFirewall) scratchIpsets(ctx context.Context, file []byte) string {
 }
 
 func (f *hostFirewall) interfaces(ctx context.Context) ([]string, error) {
+	if f.local {
+		// the helper's own namespace: netlink, no ip process
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return nil, fmt.Errorf("list interfaces: %w", err)
+		}
+		var names []string
+		for _, i := range ifs {
+			if i.Name != "lo" {
+				names = append(names, i.Name)
+			}
+		}
+		return names, nil
+	}
 	out, err := f.run(ctx, nil, "ip", "-o", "link", "show")
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)

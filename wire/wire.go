@@ -459,7 +459,7 @@ func CheckRuleset(format Format, ruleset string, max int64) error {
 	}
 	for _, l := range strings.Split(ruleset, "\n") {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return nil
+			return checkText(format, ruleset)
 		}
 	}
 	hint := "write the rules you want"
