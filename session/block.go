@@ -117,6 +117,7 @@ func (s *Session) Block(ctx context.Context, t Target, spec BlockSpec) *Result {
 	br := &BlockResult{Set: spec.Set, TTL: spec.TTL}
 	h.res.Block = br
 	defer func() {
+		s.settleKept(h)
 		h.res.Took = s.opts.Now().Sub(h.start)
 		s.save(h.res)
 	}()

@@ -287,3 +287,23 @@ func writeSets(w io.Writer, doc setsDoc) error {
 	}
 	return nil
 }
+
+// writeBlockLines are the lines after in block's and
+// unblock's table: what changed in which set.
+func writeBlockLines(w io.Writer, host string, b *session.BlockResult) {
+	line := func(what string, els []string, extra string) {
+		if len(els) > 0 {
+			fmt.Fprintf(w, "%s: %s %s (set %s%s)\n", textsafe.Escape(host), what, textsafe.Text(strings.Join(els, ", ")), textsafe.Escape(b.Set), extra)
+		}
+	}
+	ttl := ""
+	if b.TTL > 0 {
+		ttl = ", ttl " + b.TTL.String()
+	}
+	if b.Created {
+		ttl += ", set and rule created"
+	}
+	line("added", b.Added, ttl)
+	line("removed", b.Removed, "")
+	line("absent", b.Absent, "")
+}

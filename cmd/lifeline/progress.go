@@ -76,6 +76,11 @@ func writeApplyText(w io.Writer, runID string, results []*session.Result, counts
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, r := range results {
+		if r.Block != nil {
+			writeBlockLines(w, r.Host, r.Block)
+		}
+	}
 	var parts []string
 	for _, o := range outcomeOrder {
 		if n := counts[string(o)]; n > 0 {
@@ -87,7 +92,7 @@ func writeApplyText(w io.Writer, runID string, results []*session.Result, counts
 }
 
 // outcomeOrder is the order of the counts in summaries.
-var outcomeOrder = []session.Outcome{session.Confirmed, session.Restored, session.Planned, session.Armed, session.Reverted, session.Refused, session.Unknown, session.NeedsRecovery, session.RevertFailed, session.Skipped}
+var outcomeOrder = []session.Outcome{session.Confirmed, session.Done, session.Restored, session.Planned, session.Armed, session.Reverted, session.Refused, session.Unknown, session.NeedsRecovery, session.RevertFailed, session.Skipped}
 
 // truncated returns copies of results whose error and hint have their long
 // lines cut (textsafe.Truncate), for the JSON document; JSON escapes the

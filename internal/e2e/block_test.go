@@ -288,6 +288,11 @@ func TestBlockForceRevertedAndBansSurviveRevert(t *testing.T) {
 		if a := armed(t, l, h.Name); a != "" {
 			t.Fatalf("%s: still armed: %s", h.Name, a)
 		}
+		// the guard went into lifeline's own chain too, which the restore
+		// carries over: the revert took it out
+		if out := execOn(t, l, h.Name, "sh", "-c", "nft list ruleset; iptables-save 2>/dev/null; true"); strings.Contains(out, "lifeline-guard") || strings.Contains(out, "lifeline_guard") {
+			t.Fatalf("%s: a guard survived the revert:\n%s", h.Name, out)
+		}
 	}
 
 	// an apply left armed (never confirmed) reverts at its deadline; a block
