@@ -125,15 +125,12 @@ func (f *hostFirewall) blockRead(ctx context.Context, name string) (*blockHost, 
 			addElems(s)
 		}
 	}
-	hf, err := f.facts(ctx)
+	bs, err := f.blockIPT(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, fam := range []Format{FormatIPTables, FormatIP6Tables} {
-		b, ok := hf.byFormat[fam].(*iptBackend)
-		if !ok {
-			continue
-		}
+	for _, b := range bs {
+		fam := b.fmt
 		v6 := fam == FormatIP6Tables
 		if v6 {
 			h.have6 = true
@@ -196,15 +193,12 @@ func (f *hostFirewall) blockEnsure(ctx context.Context, h *blockHost, name strin
 	if _, err := f.run(ctx, []byte(sets.String()), "ipset", "restore", "-exist"); err != nil {
 		return fmt.Errorf("create ipsets %s: %w", i4, err)
 	}
-	hf, err := f.facts(ctx)
+	bs, err := f.blockIPT(ctx)
 	if err != nil {
 		return err
 	}
-	for _, fam := range []Format{FormatIPTables, FormatIP6Tables} {
-		b, ok := hf.byFormat[fam].(*iptBackend)
-		if !ok {
-			continue
-		}
+	for _, b := range bs {
+		fam := b.fmt
 		chain, jump, rule, set := h.chain4, h.jump4, h.rule4, i4
 		if fam == FormatIP6Tables {
 			chain, jump, rule, set = h.chain6, h.jump6, h.rule6, i6
@@ -319,16 +313,13 @@ func (f *hostFirewall) blockDrop(ctx context.Context, was *blockHost, name strin
 		}
 		return (&nftBackend{f: f}).load(ctx, lf, CodeRevertFailed)
 	}
-	hf, err := f.facts(ctx)
+	bs, err := f.blockIPT(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []string
-	for _, fam := range []Format{FormatIPTables, FormatIP6Tables} {
-		b, ok := hf.byFormat[fam].(*iptBackend)
-		if !ok {
-			continue
-		}
+	for _, b := range bs {
+		fam := b.fmt
 		chain, jump, rule, set := was.chain4, was.jump4, was.rule4, i4
 		if fam == FormatIP6Tables {
 			chain, jump, rule, set = was.chain6, was.jump6, was.rule6, i6
@@ -365,4 +356,38 @@ func (f *hostFirewall) blockDrop(ctx context.Context, was *blockHost, name strin
 		return fmt.Errorf("remove the block set %s: %s", name, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// blockIPT are the iptables backends that hold the block rules, IPv4 first:
+// each family's own, except that an IPv6 family holding no rules follows
+// the IPv4 one's mode (an iptables-legacy host gets ip6tables-legacy
+// chains, not an ip6tables-nft table beside them).
+func (f *hostFirewall) blockIPT(ctx context.Context) ([]*iptBackend, error) {
+	hf, err := f.facts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v4, _ := hf.byFormat[FormatIPTables].(*iptBackend)
+	v6, _ := hf.byFormat[FormatIP6Tables].(*iptBackend)
+	mode := func(b *iptBackend) string { return b.tool[strings.LastIndex(b.tool, "-")+1:] }
+	if v4 != nil && v6 != nil && mode(v4) != mode(v6) {
+		used, err := v6.inUse(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !used {
+			for _, b := range hf.all {
+				if ib, ok := b.(*iptBackend); ok && ib.fmt == FormatIP6Tables && mode(ib) == mode(v4) {
+					v6 = ib
+				}
+			}
+		}
+	}
+	var out []*iptBackend
+	for _, b := range []*iptBackend{v4, v6} {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }
