@@ -256,7 +256,8 @@ func execSSH(t *testing.T, l *lab.Lab, host, cmd string) string {
 
 // TestBlockForceRevertedAndBansSurviveRevert: a forced block of the
 // operator's own address locks the fresh connection out, so the host
-// reverts it (the element is gone, ssh works); and a block made while an
+// reverts it (the element is gone, ssh works), also when the block created
+// the set (behind a jump host: then the set and rule go too); and a block made while an
 // apply is armed survives that apply's revert, which otherwise restores
 // the snapshot, as does a ban fail2ban adds to its own nft table meanwhile.
 func TestBlockForceRevertedAndBansSurviveRevert(t *testing.T) {
@@ -293,6 +294,27 @@ func TestBlockForceRevertedAndBansSurviveRevert(t *testing.T) {
 		if out := execOn(t, l, h.Name, "sh", "-c", "nft list ruleset; iptables-save 2>/dev/null; true"); strings.Contains(out, "lifeline-guard") || strings.Contains(out, "lifeline_guard") {
 			t.Fatalf("%s: a guard survived the revert:\n%s", h.Name, out)
 		}
+	}
+
+	// h03 (iptables-legacy, behind the jump host h01) has no set yet: a
+	// forced block of the jump host's address creates it in the guarded
+	// transaction, locks the fresh connection out, and the revert takes the
+	// element, the ipsets, the chain and the jump away again
+	h3 := l.Hosts[2]
+	rulesBefore := rulesOf(t, l, h3.Name)
+	jumpAddr := strings.Fields(execSSH(t, l, h3.Name, `printf '%s' "$SSH_CONNECTION"`))[0]
+	res, out, code := blockCLI(t, l, "block", h3.Name, jumpAddr, "--force", "--window", "8s", "--revert-grace", "30s")
+	if r := res[h3.Name]; code != 1 || r.Outcome != "reverted" || !r.Block.Guarded || len(r.Block.Refusals) == 0 {
+		t.Fatalf("%s: forced first block of %s: exit %d outcome %s\n%s", h3.Name, jumpAddr, code, r.Outcome, out)
+	}
+	if err := sshWorks(t, l.SSHConfig, h3.Name); err != nil {
+		t.Fatalf("%s: after the revert: %v", h3.Name, err)
+	}
+	if sets := setElems(t, l, h3.Name); len(sets[h3.Name]) != 0 {
+		t.Fatalf("%s: the revert of the creating block left sets: %v", h3.Name, sets[h3.Name])
+	}
+	if after := rulesOf(t, l, h3.Name); after != rulesBefore {
+		t.Fatalf("%s: the revert of the creating block left rules:\nbefore:\n%s\nafter:\n%s", h3.Name, rulesBefore, after)
 	}
 
 	// an apply left armed (never confirmed) reverts at its deadline; a block
