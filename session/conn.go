@@ -16,8 +16,10 @@ import (
 // errHelperMissing means the host has no (intact) helper of that hash.
 var errHelperMissing = errors.New("helper missing or corrupt on host")
 
-// tamperedError: the helper on the host did not match its hash.
-type tamperedError struct{ path string }
+// tamperedError: the helper file on the host was not the one its name
+// promises (see wire.ExitHelperTampered); why is the first line the
+// wrapper or the helper wrote about it.
+type tamperedError struct{ path, why string }
 
 func (e *tamperedError) Error() string {
 	return "the helper " + e.path + " on the host does not match its sha256"
@@ -75,6 +77,9 @@ func (h *Tx) call(ctx context.Context, r remote.Runner, verb string, req *wire.R
 	var te *tamperedError
 	if errors.As(err, &te) {
 		w := fmt.Sprintf("%s was modified on the host (it may be an attack or a corrupt disk): kept as %s.tampered-* for inspection, and replaced by a fresh upload", te.path, te.path)
+		if te.why != "" {
+			w += " (" + te.why + ")"
+		}
 		h.res.Warnings = append(h.res.Warnings, w)
 		h.event(h.res.Phase, "info", "WARNING: "+w)
 	}
@@ -100,7 +105,11 @@ func (h *Tx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wi
 		return nil, errHelperMissing
 	}
 	if errors.As(err, &ee) && ee.Status == wire.ExitHelperTampered {
-		return nil, &tamperedError{h.helper}
+		why, _, _ := strings.Cut(strings.TrimSpace(ee.Stderr), "\n")
+		if len(why) > 300 {
+			why = why[:300] + "..."
+		}
+		return nil, &tamperedError{h.helper, why}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("helper %s: %w", verb, err)

@@ -75,6 +75,7 @@ func (h *Tx) Begin(ctx context.Context) error {
 		return h.ended()
 	}
 	h.absorb(rep)
+	h.res.Warnings = append(h.res.Warnings, rep.Warnings...) // e.g. a state folder the host repaired
 	if rep.Error != nil || rep.State != wire.StateArmed {
 		h.res.Holder = holderOf(rep)
 		h.end(Refused, reportErr(rep), refusalHint(rep))
