@@ -51,7 +51,7 @@ func trustReason(fi fs.FileInfo, dir bool) (why string, modeOnly bool) {
 // unsafePath is the refusal for path.
 func unsafePath(path, why string) *Error {
 	return &Error{Code: CodeUnsafePath, Message: fmt.Sprintf(
-		"%s %s: lifeline does not act on what another user could have written; nothing was done: check who changed it and what it holds, then make it root's (chown root:root, chmod 0700) or remove it", path, why)}
+		"%s %s: lifeline does not act on what another user could have written; nothing was done", path, why)}
 }
 
 // SecureDir checks the folder dir by the trust rule, repairing a folder

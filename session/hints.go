@@ -42,6 +42,8 @@ func refusalHint(rep *wire.Report) string {
 		return "fix the ruleset; nothing was changed"
 	case wire.CodeBackend:
 		return "install the backend on the host, or pick another --format"
+	case wire.CodeUnsafePath:
+		return "nothing was changed; find out who changed that path and what it holds, then make it root's again (chown root:root PATH; chmod 0700 PATH) or remove it"
 	case wire.CodeUnguarded:
 		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
 	}
