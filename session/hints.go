@@ -50,6 +50,15 @@ func refusalHint(rep *wire.Report) string {
 	return ""
 }
 
+// transportHint is the hint a *remote.HostError in err carries, "" if none.
+func transportHint(err error) string {
+	var he *remote.HostError
+	if errors.As(err, &he) {
+		return he.Hint
+	}
+	return ""
+}
+
 func stateHint(host string) string {
 	return fmt.Sprintf("the host's state folder is full: free space in /var/lib/lifeline on %s, then check it with: lifeline status %s (its revert timer stays armed until the record can be written)", host, host)
 }
