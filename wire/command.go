@@ -45,6 +45,17 @@ func HelperCommand(sha, verb string) string {
 		HelperPath(sha), verb, ExitHelperTampered, ExitHelperMissing)
 }
 
+// HelperVerifyCommand is the slow check the workstation sends only after
+// a helper call died without a report (killed by a signal, or the file
+// could not be executed): a helper too damaged to start never reaches its
+// own check. It compares the file's sha256 (coreutils sha256sum) with its
+// name: exit 0 when they match, else, like HelperCommand, it moves the
+// file aside and exits ExitHelperTampered, or exits ExitHelperMissing.
+func HelperVerifyCommand(sha string) string {
+	return fmt.Sprintf(`f=%s; [ "$(sha256sum "$f" 2>/dev/null | cut -d' ' -f1)" = %s ] && exit 0; if [ -e "$f" ] || [ -L "$f" ]; then mv -f "$f" "$f.tampered-$(date +%%s)"; echo "lifeline: helper $f does not match its sha256: moved aside" >&2; exit %d; fi; echo "lifeline: helper $f missing" >&2; exit %d`,
+		HelperPath(sha), sha, ExitHelperTampered, ExitHelperMissing)
+}
+
 var helperCommandRE = regexp.MustCompile(`^f=` + regexp.QuoteMeta(HelperDir) + `/([0-9a-f]{64}); .* exec "\$f" ([a-z]+); fi; .*$`)
 
 // ParseHelperCommand is the inverse of HelperCommand, for test doubles

@@ -210,6 +210,12 @@ func TestHelperIntegrity(t *testing.T) {
 		{name: "one byte changed",
 			damage: helpers + `printf X | dd of=$f bs=1 seek=100000 conv=notrunc 2>/dev/null; done`,
 			warn:   "does not match its sha256"},
+		{name: "truncated (a partly written copy)",
+			damage: helpers + `truncate -s 1000000 $f; done`,
+			warn:   "does not match its sha256"},
+		{name: "cut inside its headers",
+			damage: helpers + `truncate -s 40 $f; done`,
+			warn:   "does not match its sha256"},
 		{name: "symlink in place of the helper",
 			damage: `printf '#!/bin/sh\ntouch /var/lib/lifeline/pwned\n' > /var/lib/lifeline/evil; chmod 0700 /var/lib/lifeline/evil; ` +
 				helpers + `rm -f $f; ln -s /var/lib/lifeline/evil $f; done`,
