@@ -38,12 +38,12 @@ type fakeHost struct {
 	// out unless intact is set (then it crashed for another reason)
 	crashes bool
 	intact  bool
-	mu       sync.Mutex
-	dials    int
-	cmds     []string
-	refuse   func(dial int) error                // per dial: nil = connect
-	brokeAt  func(dial int, verb string) error   // per call: non-nil = the connection fails
-	onVerb   func(verb string, rep *wire.Report) // after the engine answered
+	mu      sync.Mutex
+	dials   int
+	cmds    []string
+	refuse  func(dial int) error                // per dial: nil = connect
+	brokeAt func(dial int, verb string) error   // per call: non-nil = the connection fails
+	onVerb  func(verb string, rep *wire.Report) // after the engine answered
 	// commands answers exec's command lines: the output and exit status
 	// (any other command still fails the test)
 	commands map[string]func(stdout, stderr io.Writer) int
