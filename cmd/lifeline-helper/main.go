@@ -76,17 +76,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// helper its name promises, in folders only root controls? The
 	// workstation's wrapper only checked (with shell builtins) that it is
 	// an executable regular file, not a symlink.
+	self := calledAs(os.Args[0], exe)
 	if !internal {
-		if why := selfCheck(exe, "/proc/self/exe"); why != "" {
-			msg := fmt.Sprintf("lifeline: helper %s: %s: moved aside", exe, why)
-			if err := moveAside(exe); err != nil {
-				msg = fmt.Sprintf("lifeline: helper %s: %s: could not move it aside (%v)", exe, why, err)
+		if why := selfCheck(self, "/proc/self/exe"); why != "" {
+			msg := fmt.Sprintf("lifeline: helper %s: %s: moved aside", self, why)
+			if err := moveAside(self); err != nil {
+				msg = fmt.Sprintf("lifeline: helper %s: %s: could not move it aside (%v)", self, why, err)
 			}
 			fmt.Fprintln(stderr, msg)
 			return revert.ExitHelperTampered
 		}
 	}
-	repaired, derr := secureHelperDirs(exe)
+	repaired, derr := secureHelperDirs(self)
 	if derr != nil && !internal {
 		if verb == revert.VerbTrace {
 			fmt.Fprintf(stderr, "lifeline-helper: %v\n", derr)
@@ -141,8 +142,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if derr != nil {
 			msgs = append(msgs, derr.Error())
 		}
-		if why := selfCheck(exe, "/proc/self/exe"); why != "" {
-			msgs = append(msgs, "lifeline-helper: "+exe+": "+why)
+		if why := selfCheck(self, "/proc/self/exe"); why != "" {
+			msgs = append(msgs, "lifeline-helper: "+self+": "+why)
 		}
 		for _, msg := range msgs {
 			fmt.Fprintln(stderr, msg)
@@ -183,6 +184,18 @@ func readRequest(r io.Reader, req *revert.Request) error {
 		return nil
 	}
 	return err
+}
+
+// calledAs is the path the helper was started by: argv[0] when it is an
+// absolute path named by a hash (the wrapper and the timer exec the file
+// by its full path), else exe. Unlike /proc/self/exe it keeps the name
+// when another helper process moved the file aside meanwhile, so that the
+// check is not skipped for want of a hash name.
+func calledAs(arg0, exe string) string {
+	if b, err := hex.DecodeString(filepath.Base(arg0)); err == nil && len(b) == sha256.Size && filepath.IsAbs(arg0) {
+		return arg0
+	}
+	return exe
 }
 
 // selfCheck checks the helper file exe when its name is a sha256 (as

@@ -123,3 +123,20 @@ func write(t *testing.T, p string, data []byte, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestCalledAs: the hash name the helper was started by wins over the
+// resolved executable (which a concurrent move-aside renames).
+func TestCalledAs(t *testing.T) {
+	sha := strings.Repeat("ef", 32)
+	tests := []struct{ arg0, exe, want string }{
+		{"/var/lib/lifeline/bin/" + sha, "/var/lib/lifeline/bin/" + sha + ".tampered-1", "/var/lib/lifeline/bin/" + sha},
+		{"lifeline-helper", "/usr/local/bin/lifeline-helper", "/usr/local/bin/lifeline-helper"},
+		{sha, "/x/" + sha, "/x/" + sha}, // relative: not the wrapper's
+		{"/tmp/not-a-hash", "/tmp/not-a-hash", "/tmp/not-a-hash"},
+	}
+	for _, tt := range tests {
+		if got := calledAs(tt.arg0, tt.exe); got != tt.want {
+			t.Errorf("calledAs(%q, %q) = %q, want %q", tt.arg0, tt.exe, got, tt.want)
+		}
+	}
+}
