@@ -24,6 +24,10 @@
 #                      the lab has max(SIZES) hosts)
 #   BENCH_CPU_BACKEND  nft (default), iptables-nft, iptables-legacy or mixed
 #   BENCH_CPU_REPS     repetitions of each CPU measurement (default 3)
+#   BENCH_CPU_SCALE    rule counts of the large-ruleset column, one host (default
+#                      "100 1000 5000 20000"; "" skips it): host CPU of one
+#                      guarded apply (snapshot, begin, apply, confirm) of a
+#                      generated ruleset of that many rules, to show how it grows
 #   LIFELINE           the lifeline binary (default bin/lifeline)
 #
 # Safety: everything runs inside the lab's namespaces; the lab and both
@@ -37,6 +41,7 @@ LL=${LIFELINE:-$ROOT/bin/lifeline}
 SIZES=${BENCH_CPU_SIZES:-1 12 50}
 BACKEND=${BENCH_CPU_BACKEND:-nft}
 REPS=${BENCH_CPU_REPS:-3}
+SCALE=${BENCH_CPU_SCALE-100 1000 5000 20000}
 WORK=$(mktemp -d /tmp/llcpu.XXXX)
 LAB_DIR=$WORK/lab
 CG_HOSTS="" CG_WS=""
@@ -203,6 +208,60 @@ for n in $SIZES; do
 	WALL[$n]=$(measure "wall-$n" "$n" apply_warm | awk '{ print $6 }')
 done
 
+# gen N PORT prints a ruleset of about N rules in the lab's format: SSH and
+# established traffic accepted first, then N source-address rules spread
+# over 50 regular chains (one jump each), the shape of a large hand-kept
+# or generated allow list. PORT makes two versions differ.
+gen() {
+	local n=$1 port=$2
+	if [[ $BACKEND == nft ]]; then
+		awk -v n="$n" -v port="$port" 'BEGIN {
+			print "table inet filter"; print "delete table inet filter"; print "table inet filter {"
+			for (c = 0; c < 50; c++) {
+				printf "\tchain allow%02d {\n", c
+				for (i = c; i < n; i += 50) printf "\t\tip saddr 10.%d.%d.%d tcp dport %d accept\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256, port
+				print "\t}"
+			}
+			print "\tchain input {"
+			print "\t\ttype filter hook input priority filter; policy drop;"
+			print "\t\tiif \"lo\" accept"; print "\t\tct state established,related accept"
+			print "\t\ttcp dport { 22, 2222 } accept"
+			for (c = 0; c < 50; c++) printf "\t\tjump allow%02d\n", c
+			print "\t}"; print "}"
+		}'
+	else
+		awk -v n="$n" -v port="$port" 'BEGIN {
+			print "*filter"; print ":INPUT DROP [0:0]"; print ":FORWARD DROP [0:0]"; print ":OUTPUT ACCEPT [0:0]"
+			for (c = 0; c < 50; c++) printf ":ALLOW%02d - [0:0]\n", c
+			print "-A INPUT -i lo -j ACCEPT"; print "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+			print "-A INPUT -p tcp -m multiport --dports 22,2222 -j ACCEPT"
+			for (c = 0; c < 50; c++) printf "-A INPUT -j ALLOW%02d\n", c
+			for (c = 0; c < 50; c++) for (i = c; i < n; i += 50) printf "-A ALLOW%02d -s 10.%d.%d.%d/32 -p tcp -m tcp --dport %d -j ACCEPT\n", c, int(i / 65536) % 256, int(i / 256) % 256, i % 256, port
+			print "COMMIT"
+		}'
+	fi
+}
+declare -A SCALE_CPU SCALE_WALL
+if [[ -n $SCALE ]]; then
+	ext=nft
+	[[ $BACKEND == nft ]] || ext=v4
+	TARGETS=${NAMES[0]}
+	for n in $SCALE; do
+		gen "$n" 8080 >"$WORK/scale-$n-a.$ext"
+		gen "$n" 8081 >"$WORK/scale-$n-b.$ext"
+		# the first apply makes the snapshot of the measured one this size too
+		in_cg "$CG_WS" "${LLC[@]}" --json apply "$TARGETS" "$WORK/scale-$n-a.$ext" --confirm-timeout 5m >"$WORK/scale-$n-0.json" 2>&1 ||
+			die "apply of $n rules failed: $(tail -c 2000 "$WORK/scale-$n-0.json")"
+		h0=$(usage "$CG_HOSTS") t0=$(date +%s%N)
+		in_cg "$CG_WS" "${LLC[@]}" --json apply "$TARGETS" "$WORK/scale-$n-b.$ext" --confirm-timeout 5m >"$WORK/scale-$n-1.json" 2>&1 ||
+			die "apply of $n rules failed: $(tail -c 2000 "$WORK/scale-$n-1.json")"
+		t1=$(date +%s%N) h1=$(usage "$CG_HOSTS")
+		SCALE_CPU[$n]=$(((h1 - h0) / 1000))
+		SCALE_WALL[$n]=$(((t1 - t0) / 1000000))
+		log "$n rules: host CPU ${SCALE_CPU[$n]} ms, wall ${SCALE_WALL[$n]} ms"
+	done
+fi
+
 read -r _ run_cpu run_ws run_hosts run_pids _ <<<"$RUN"
 read -r _ ap_cpu ap_ws ap_hosts ap_pids _ <<<"$APPLY"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -225,3 +284,16 @@ base=${WALL[${SIZES%% *}]}
 for n in $SIZES; do
 	printf '| %s | %s | %s |\n' "$n" "${WALL[$n]}" "$(ratio "${WALL[$n]}" "$base")"
 done
+
+if [[ -n $SCALE ]]; then
+	first=${SCALE%% *}
+	cat <<EOF
+
+| rules (one host, $BACKEND) | host CPU ms per apply | wall ms | CPU ms per 1000 rules | ratio to $first rules |
+| ---: | ---: | ---: | ---: | ---: |
+EOF
+	for n in $SCALE; do
+		printf '| %s | %s | %s | %s | %s |\n' "$n" "${SCALE_CPU[$n]}" "${SCALE_WALL[$n]}" \
+			"$(awk -v c="${SCALE_CPU[$n]}" -v n="$n" 'BEGIN { printf "%.1f", c * 1000 / n }')" "$(ratio "${SCALE_CPU[$n]}" "${SCALE_CPU[$first]}")"
+	done
+fi

@@ -41,9 +41,11 @@ func (b *iptBackend) certainlyEmpty() bool {
 		return false
 	}
 	if strings.HasSuffix(b.tool, "-legacy") {
-		name := "/proc/net/ip_tables_names"
+		// thread-self: this thread's namespace, whatever another thread of
+		// the helper unshared for a trial load
+		name := "/proc/thread-self/net/ip_tables_names"
 		if b.v6 {
-			name = "/proc/net/ip6_tables_names"
+			name = "/proc/thread-self/net/ip6_tables_names"
 		}
 		data, err := os.ReadFile(name)
 		return err == nil && len(strings.TrimSpace(string(data))) == 0

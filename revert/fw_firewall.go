@@ -278,7 +278,12 @@ func (f *hostFirewall) Validate(ctx context.Context, format Format, ruleset stri
 		return err
 	}
 	klog := kernelLog()
-	if err := b.trialLoad(ctx, lf); err != nil {
+	trial := func() error { return b.trialLoad(ctx, lf) }
+	if load, list := f.trialCmds(b); f.opts.ProofDir != "" && load != nil {
+		// list too: the listing memo spares stage's verify a trial load
+		trial = func() error { _, err := f.scratch(ctx, []byte(lf.String()), load, list); return err }
+	}
+	if err := trial(); err != nil {
 		return b.explain(ctx, CodeInvalidRuleset, lf, err, klog())
 	}
 	klog()

@@ -38,28 +38,51 @@ const maxProofs = 64
 // proofKey is the hash a proof of lf loaded by b is named by; ok is false
 // when there is no proof folder or the tool cannot be identified.
 func (f *hostFirewall) proofKey(ctx context.Context, b backend, lf *loadFile) (string, bool) {
-	if f.opts.ProofDir == "" {
+	load, _ := f.trialCmds(b)
+	if load == nil {
 		return "", false
 	}
-	var tool string
+	return f.trialKey(ctx, "lifeline trial-load proof 1\x00"+b.name(), load, nil, []byte(lf.String()))
+}
+
+// trialCmds are the commands a trial load of b's format loads and lists
+// with (nil for a backend it does not know).
+func (f *hostFirewall) trialCmds(b backend) (load, list []string) {
 	switch bb := b.(type) {
 	case *nftBackend:
-		tool = f.tool("nft")
+		return bb.loadCmd(), []string{f.tool("nft"), "list", "ruleset"}
 	case *iptBackend:
-		tool = f.tool(bb.restore())
-	default:
+		return bb.loadCmd(false), []string{f.tool(bb.save())}
+	}
+	return nil, nil
+}
+
+// trialKey hashes everything that decides what a trial load of stdin by
+// load (then list) does: the tools (resolved path, size, modification
+// time), the kernel release, the interface names the trial mirrors, the
+// commands and the input.
+func (f *hostFirewall) trialKey(ctx context.Context, kind string, load, list []string, stdin []byte) (string, bool) {
+	if f.opts.ProofDir == "" || len(load) == 0 {
 		return "", false
 	}
-	path, err := f.opts.LookPath(tool)
-	if err != nil {
-		return "", false
-	}
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", false
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", kind)
+	for _, argv := range [][]string{load, list} {
+		if len(argv) == 0 {
+			continue
+		}
+		path, err := f.opts.LookPath(argv[0])
+		if err != nil {
+			return "", false
+		}
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return "", false
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%q\x00", path, st.Size(), st.ModTime().UnixNano(), argv[1:])
 	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
@@ -71,11 +94,42 @@ func (f *hostFirewall) proofKey(ctx context.Context, b backend, lf *loadFile) (s
 	}
 	ifaces = slices.Clone(ifaces)
 	slices.Sort(ifaces)
-	h := sha256.New()
-	fmt.Fprintf(h, "lifeline trial-load proof 1\x00%s\x00%s\x00%d\x00%d\x00%s\x00%s\x00",
-		b.name(), path, st.Size(), st.ModTime().UnixNano(), unix.ByteSliceToString(uts.Release[:]), strings.Join(ifaces, ","))
-	h.Write([]byte(lf.String()))
+	fmt.Fprintf(h, "%s\x00%s\x00", unix.ByteSliceToString(uts.Release[:]), strings.Join(ifaces, ","))
+	h.Write(stdin)
 	return hex.EncodeToString(h.Sum(nil)), true
+}
+
+// A listing memo is what a trial namespace listed after a load, kept so
+// that the same load and list (the same input, tools, kernel and
+// interfaces: the same key) is not run twice — begin's validation lists
+// what the operator's ruleset leaves, and stage's verify compares the live
+// ruleset with that instead of loading it into a third namespace. The
+// first line is the key; a memo without it is no memo. At most maxMemos
+// are kept (a listing of a large ruleset is megabytes).
+const maxMemos = 4
+
+func (f *hostFirewall) memo(key string) (string, bool) {
+	data, err := os.ReadFile(filepath.Join(f.opts.ProofDir, "list-"+key))
+	if err != nil {
+		return "", false
+	}
+	head, rest, ok := strings.Cut(string(data), "\n")
+	if !ok || head != key {
+		return "", false
+	}
+	return rest, true
+}
+
+func (f *hostFirewall) keepMemo(key, out string) {
+	dir := f.opts.ProofDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "list-"+key), []byte(key+"\n"+out), 0o600); err != nil {
+		f.opts.Log("keep a trial listing: %v", err)
+		return
+	}
+	f.prune("list-", maxMemos, "list-"+key)
 }
 
 // proven reports whether a good proof named key exists.
@@ -96,8 +150,15 @@ func (f *hostFirewall) prove(key string) {
 		f.opts.Log("keep a trial-load proof: %v", err)
 		return
 	}
+	f.prune("", maxProofs, key)
+}
+
+// prune keeps the newest keep files of the proof folder whose names start
+// with prefix (""): proofs, the ones without "list-"), never keeping.
+func (f *hostFirewall) prune(prefix string, keep int, keeping string) {
+	dir := f.opts.ProofDir
 	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) <= maxProofs {
+	if err != nil {
 		return
 	}
 	type aged struct {
@@ -106,13 +167,20 @@ func (f *hostFirewall) prove(key string) {
 	}
 	var all []aged
 	for _, e := range ents {
+		name := e.Name()
+		if prefix == "" && strings.HasPrefix(name, "list-") || !strings.HasPrefix(name, prefix) {
+			continue
+		}
 		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
-			all = append(all, aged{e.Name(), info.ModTime().UnixNano()})
+			all = append(all, aged{name, info.ModTime().UnixNano()})
 		}
 	}
+	if len(all) <= keep {
+		return
+	}
 	slices.SortFunc(all, func(a, b aged) int { return int(min(max(a.mod-b.mod, -1), 1)) })
-	for _, a := range all[:max(len(all)-maxProofs, 0)] {
-		if a.name != key {
+	for _, a := range all[:len(all)-keep] {
+		if a.name != keeping {
 			_ = os.Remove(filepath.Join(dir, a.name))
 		}
 	}

@@ -143,7 +143,11 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 	e := &engine{env: env, st: store{dir: env.StateDir}, fw: env.Firewall, armer: env.Armer, clock: env.Clock}
 	rep := &Report{Version: ProtocolVersion, Verb: verb, Hostname: env.Hostname, TxID: req.TxID, State: StateNone}
 	var err error
+	fixed, serr := e.st.secure() // before anything in it is read
+	rep.Warnings = append(rep.Warnings, fixed...)
 	switch {
+	case serr != nil:
+		err = serr
 	case req.Version != 0 && req.Version != ProtocolVersion:
 		err = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protocol version %d, this helper speaks %d: upload the helper that matches the workstation", req.Version, ProtocolVersion)}
 	case verb == VerbConntrack:

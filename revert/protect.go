@@ -98,7 +98,7 @@ func (s *store) saveProtect(id string, p *protectSet) error {
 
 // loadProtect is the tx's protect set; nil when it has none.
 func (s *store) loadProtect(id string) (*protectSet, error) {
-	b, err := os.ReadFile(s.path(id, protectFile))
+	b, err := readTrusted(s.path(id, protectFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

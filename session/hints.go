@@ -42,8 +42,19 @@ func refusalHint(rep *wire.Report) string {
 		return "fix the ruleset; nothing was changed"
 	case wire.CodeBackend:
 		return "install the backend on the host, or pick another --format"
+	case wire.CodeUnsafePath:
+		return "nothing was changed; find out who changed that path and what it holds, then make it root's again (chown root:root PATH; chmod 0700 PATH) or remove it"
 	case wire.CodeUnguarded:
 		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
+	}
+	return ""
+}
+
+// transportHint is the hint a *remote.HostError in err carries, "" if none.
+func transportHint(err error) string {
+	var he *remote.HostError
+	if errors.As(err, &he) {
+		return he.Hint
 	}
 	return ""
 }

@@ -71,13 +71,14 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
 		if !isTransport(err) {
-			h.end(Refused, err, "")
+			h.end(Refused, err, transportHint(err)) // e.g. no passwordless sudo
 			return h.ended()
 		}
 		h.end(Unknown, err, fmt.Sprintf("the begin of tx %s may have armed the host; if it did, the host restores its snapshot by itself within %s", txID, h.s.opts.ConfirmTimeout))
 		return h.ended()
 	}
 	h.absorb(rep)
+	h.res.Warnings = append(h.res.Warnings, rep.Warnings...) // e.g. a state folder the host repaired
 	if rep.Error != nil || rep.State != wire.StateArmed {
 		h.res.Holder = holderOf(rep)
 		h.end(Refused, reportErr(rep), refusalHint(rep))

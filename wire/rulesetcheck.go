@@ -7,16 +7,13 @@ import (
 )
 
 // checkText refuses, before any tool sees it, a ruleset that is binary
-// (a NUL byte or invalid UTF-8: the wrong file) or that mixes the two
+// (the wrong file: see binaryAt) or that mixes the two
 // syntaxes (an nft file with iptables-save lines, or the other way round:
 // two files concatenated), naming the first line of the other syntax.
 func checkText(format Format, ruleset string) error {
-	if i := strings.IndexByte(ruleset, 0); i >= 0 || !utf8.ValidString(ruleset) {
-		line := 1
-		if i >= 0 {
-			line += strings.Count(ruleset[:i], "\n")
-		}
-		return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is binary data (a NUL byte or invalid UTF-8 near line %d), not a ruleset: check that it is the right file", format, line)}
+	if i := binaryAt(ruleset); i >= 0 {
+		line := 1 + strings.Count(ruleset[:i], "\n")
+		return &Error{Code: CodeInvalidRuleset, Message: fmt.Sprintf("the %s ruleset is binary data (a NUL byte, or mostly bytes that are not text, near line %d), not a ruleset: check that it is the right file", format, line)}
 	}
 	// the first line of each syntax; both present: two files in one
 	firstNft, firstIpt := 0, 0
@@ -65,4 +62,27 @@ func nftLine(l string) bool {
 		}
 	}
 	return false
+}
+
+// binaryAt returns the offset of a NUL byte, or 0 when more than a tenth
+// of the bytes are neither UTF-8 text nor tab, newline or carriage return
+// (a compressed or executable file); -1 for text. A stray invalid byte
+// (a Latin-1 comment) or a terminal escape is text here: the tools refuse
+// or keep it, and lifeline prints it escaped.
+func binaryAt(s string) int {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return i
+	}
+	bad := 0
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' && r != 0x1b {
+			bad++
+		}
+		i += n
+	}
+	if bad*10 > len(s) {
+		return 0
+	}
+	return -1
 }

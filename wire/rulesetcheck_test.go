@@ -22,7 +22,8 @@ func TestCheckRulesetText(t *testing.T) {
 		{"iptables then nft", FormatIPTables, ipt + nft, "mixes nft and iptables-save", 5},
 		{"all the other format is not mixed", FormatIPTables, nft, "", 0},
 		{"nul byte", FormatNft, "table inet x {\n}\n\x00\n", "binary data", 3},
-		{"invalid utf-8", FormatIPTables, "*filter\n\xff\xfe\nCOMMIT\n", "binary data", 0},
+		{"mostly not text", FormatIPTables, "*filter\n\xff\xfe\x81\x82\x83\x84\x85\nCOMMIT\n", "binary data", 0},
+		{"a stray Latin-1 byte in a comment is text", FormatIPTables, "# M\xfcller's rules\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", "", 0},
 		{"a comment naming the other syntax", FormatNft, "# converted from *filter / COMMIT\n" + nft, "", 0},
 		{"an nft set named like a table header", FormatNft, "table ip t {\n\tset s { type ipv4_addr; }\n}\n", "", 0},
 	} {

@@ -384,6 +384,14 @@ const (
 	// its snapshot: begin will not restore a snapshot that may be older
 	// than changes made since. The operator decides: abort restores it.
 	CodeNeedsRecovery = "needs-recovery"
+	// CodeUnsafePath: a folder or file the helper would act on as root
+	// (the state folder, its helper or tx folders, a tx record) is a
+	// symlink, not what it should be, owned by another user, or (a tx
+	// folder or file) writable by group or others; Message names the
+	// path. Nothing was done. A state or helper folder that is root's own
+	// with a too-open mode is repaired (chmod 0700) instead, with a
+	// warning.
+	CodeUnsafePath = "unsafe-path"
 )
 
 // Error is a helper-side failure or refusal.
