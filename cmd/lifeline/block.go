@@ -305,5 +305,7 @@ func writeBlockLines(w io.Writer, host string, b *session.BlockResult) {
 	}
 	line("added", b.Added, ttl)
 	line("removed", b.Removed, "")
-	line("absent", b.Absent, "")
+	if len(b.Absent) > 0 {
+		fmt.Fprintf(w, "%s: not in set %s, nothing to remove: %s\n", textsafe.Escape(host), textsafe.Escape(b.Set), textsafe.Text(strings.Join(b.Absent, ", ")))
+	}
 }

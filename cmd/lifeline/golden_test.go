@@ -106,6 +106,21 @@ func applyCases() []applyCase {
 		Hint:    "inspect h06 now (lifeline run h06 -- nft list ruleset / iptables-save); its snapshot is in the tx folder under /var/lib/lifeline/tx",
 		Timings: timings(), Took: 70 * time.Second}
 
+	path := session.BlockPath{What: "this connection", Src: "198.18.0.1", SrcPort: 40100, Dst: "198.18.0.3", DstPort: 22}
+	blockDone := &session.Result{Host: "h01", Outcome: session.Done, Phase: session.PhaseBlock, Timings: []session.Timing{{Phase: session.PhaseBlock, Took: 40 * time.Millisecond}},
+		Connections: 1, RoundTrips: 4, Took: 230 * time.Millisecond,
+		Block: &session.BlockResult{Set: "blocked", Mode: wire.BlockModeNft, Added: []string{"203.0.113.0/24", "2001:db8::/32"}, TTL: time.Hour, Paths: []session.BlockPath{path}}}
+	blockCreated := confirmed("h02", "20260102T030405-hhhh")
+	blockCreated.Block = &session.BlockResult{Set: "blocked", Mode: wire.BlockModeIpset, Guarded: true, Created: true, Added: []string{"203.0.113.0/24", "2001:db8::/32"}, TTL: time.Hour, Paths: []session.BlockPath{path}}
+	refusal := session.BlockRefusal{Path: path, CIDR: "198.18.0.0/15", Why: `the block's state drops it at drop by nft inet lifeline chain input rule 1 (handle 4): "ip saddr @blocked drop comment \"lifeline-block blocked\""`}
+	blockRefused := &session.Result{Host: "h03", Outcome: session.Refused, Phase: session.PhaseCheck,
+		Error:   "h03: refused, nothing changed: " + refusal.String(),
+		Hint:    "block a narrower range that leaves these addresses out, or pass --force to block inside a guarded transaction that reverts unless a fresh connection still gets in",
+		Timings: []session.Timing{}, Connections: 1, RoundTrips: 4, Took: 280 * time.Millisecond,
+		Block: &session.BlockResult{Set: "blocked", Mode: wire.BlockModeNft, Paths: []session.BlockPath{path}, Refusals: []session.BlockRefusal{refusal}}}
+	unblocked := &session.Result{Host: "h04", Outcome: session.Done, Phase: session.PhaseBlock, Timings: []session.Timing{}, Took: 200 * time.Millisecond,
+		Block: &session.BlockResult{Set: "blocked", Mode: wire.BlockModeIpset, Removed: []string{"203.0.113.0/24"}, Absent: []string{"10.0.0.1"}}}
+
 	var multiEvents []session.Event
 	multiEvents = append(multiEvents, hostEvents("h01", 0, okSteps...)...)
 	multiEvents = append(multiEvents, hostEvents("h02", 100*time.Millisecond,
@@ -125,6 +140,7 @@ func applyCases() []applyCase {
 		{"warnings", hostEvents("h01", 0, okSteps...), []*session.Result{warned}},
 		{"reboot", nil, []*session.Result{reboot}},
 		{"needs_recovery", nil, []*session.Result{needs}},
+		{"block", nil, []*session.Result{blockDone, blockCreated, blockRefused, unblocked}},
 	}
 }
 

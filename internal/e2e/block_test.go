@@ -346,7 +346,13 @@ func TestBlockForceRevertedAndBansSurviveRevert(t *testing.T) {
 		if a := armed(t, l, tc.h.Name); a != "" {
 			t.Fatalf("%s: not reverted: %s", tc.h.Name, a)
 		}
-		got := blockedOn(setElems(t, l, tc.h.Name), tc.h.Name)
+		sets := setElems(t, l, tc.h.Name)
+		if tc.h.Backend == "nft" {
+			if _, ok := sets[tc.h.Name]["inet f2b-table addr-set-sshd"]["192.0.2.77"]; !ok {
+				t.Fatalf("%s: sets does not list fail2ban's ban: %v", tc.h.Name, sets[tc.h.Name])
+			}
+		}
+		got := blockedOn(sets, tc.h.Name)
 		if _, ok := got["198.51.100.0/25"]; !ok || len(got) != 2 {
 			t.Fatalf("%s (%s): after the revert the set holds %v, want 192.0.2.0/24 and 198.51.100.0/25", tc.h.Name, tc.h.Backend, got)
 		}
