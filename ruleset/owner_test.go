@@ -33,6 +33,10 @@ func TestOwnerOf(t *testing.T) {
 		{SourceNft, "inet", "lifeline_trace", "", OwnerLifeline},
 		{SourceNft, "inet", "lifeline_trace", "trace_pre", OwnerLifeline},
 		{SourceIptablesNft, "ip", "filter", "LIFELINE-X", OwnerLifeline},
+		{SourceNft, "inet", BlockTable, "", OwnerLifeline},
+		{SourceNft, "inet", BlockTable, "input", OwnerLifeline},
+		{SourceIptablesLegacy, "ip", "filter", BlockChain, OwnerLifeline},
+		{SourceIp6tablesNft, "ip6", "filter", BlockChain, OwnerLifeline},
 		{SourceIptablesNft, "ip", "filter", "INPUT", ""},
 		{SourceIptablesNft, "ip", "filter", "", ""},
 		{SourceIptablesNft, "ip", "filter", "mychain", ""},
@@ -52,6 +56,8 @@ func TestRuleAndSetOwner(t *testing.T) {
 		comment, want string
 	}{
 		{"lifeline-guard tx-1", OwnerLifeline},
+		{"lifeline-block", OwnerLifeline},         // the jump from INPUT into LIFELINE-BLOCK
+		{"lifeline-block blocked", OwnerLifeline}, // the drop rules
 		{"ssh in", ""},
 		{"", ""},
 	} {
@@ -61,6 +67,7 @@ func TestRuleAndSetOwner(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, want string }{
 		{"lifeline_guard", OwnerLifeline}, {"lifeline_guard_arp", OwnerLifeline},
+		{"lifeline-blocked", OwnerLifeline}, {"lifeline-blocked-v6", OwnerLifeline},
 		{"f2b-sshd", OwnerFail2ban}, {"KUBE-CLUSTER-IP", OwnerKubeProxy}, {"crowdsec-blacklists", OwnerCrowdSec}, {"blocklist", ""},
 	} {
 		if got := (&Set{Name: tc.name}).Owner(); got != tc.want {
