@@ -240,6 +240,9 @@ func (f *hostFirewall) blockBatch(ctx context.Context, h *blockHost, name string
 		ns, is := n4, i4
 		if p.Addr().Is6() {
 			ns, is = n6, i6
+			if h.mode == wire.BlockModeIpset && !h.have6 && !remove {
+				return &Error{Code: CodeBackend, Message: fmt.Sprintf("cannot block the IPv6 range %s: the host has no ip6tables to hold the rule; install ip6tables or block IPv4 only", c)}
+			}
 		}
 		present := h.elems[c]
 		switch {
