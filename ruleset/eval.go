@@ -1,0 +1,1188 @@
+package ruleset
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Packet is one packet of the operator's SSH path as the host sees it.
+type Packet struct {
+	Family           string // "ip" or "ip6"
+	Iif, Oif         string // input / output interface names ("" = unknown)
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Proto            string // "tcp"
+	State            string // conntrack state: "new" or "established"
+}
+
+// Decision is how the ruleset treats one packet.
+type Decision struct {
+	Verdict string // "accept", "drop" (also reject), or "undecided"
+	Table   string // Table.ID() of the deciding table ("" when accepted by all)
+	Chain   string // deciding chain
+	Rule    *Rule  // deciding rule; nil when a policy decided (Policy true) or accepted by all
+	// Index is the deciding rule's 1-based position in Chain (0 without
+	// a Rule): nft rules have no line, this names them.
+	Index  int
+	Policy bool
+	Reason string   // for "undecided": exactly what could not be evaluated (the match and rule)
+	Path   []string // "table/chain" visited, for explanations
+}
+
+// Decision verdicts.
+const (
+	EvalAccept    = "accept"
+	EvalDrop      = "drop"
+	EvalUndecided = "undecided"
+)
+
+// String names the verdict and what decided it: the table, the chain, the
+// rule's text and its line (iptables) or position and handle (nft).
+func (d Decision) String() string {
+	switch {
+	case d.Verdict == EvalUndecided:
+		return "undecided: " + d.Reason
+	case d.Verdict == EvalAccept && d.Table == "":
+		return "accept: every base chain on the path lets it through"
+	case d.Policy:
+		return fmt.Sprintf("%s by the policy of %s chain %s", d.Verdict, d.Table, d.Chain)
+	case d.Rule != nil:
+		return fmt.Sprintf("%s by %s", d.Verdict, ruleRef(d.Table, d.Chain, d.Index, d.Rule))
+	}
+	return fmt.Sprintf("%s in %s chain %s", d.Verdict, d.Table, d.Chain)
+}
+
+// ruleRef names a rule for a person: `nft inet filter chain input rule 3
+// (handle 7): "tcp dport 22 drop"`, `iptables-legacy filter chain INPUT
+// rule 2 (line 9): "-p tcp --dport 22 -j DROP"`.
+func ruleRef(table, chain string, index int, r *Rule) string {
+	s := fmt.Sprintf("%s chain %s rule %d", table, chain, index)
+	switch {
+	case r.Line > 0:
+		s += fmt.Sprintf(" (line %d)", r.Line)
+	case r.Handle > 0:
+		s += fmt.Sprintf(" (handle %d)", r.Handle)
+	}
+	return s + fmt.Sprintf(": %q", r.Text)
+}
+
+// EvaluateSSH evaluates the SSH path both ways: the client's packet in
+// (Evaluate "input") and the server's reply out (src/dst and ports swapped,
+// "output"); the first non-accept decides.
+//
+// The reply is an established packet whatever p's state (conntrack has
+// seen the client's packet by then) and leaves through the interface p
+// came in on (symmetric routing).
+func EvaluateSSH(rs *Ruleset, p Packet) Decision {
+	in := Evaluate(rs, "input", p)
+	if in.Verdict != EvalAccept {
+		return in
+	}
+	reply := Packet{Family: p.Family, Oif: p.Iif, Src: p.Dst, Dst: p.Src, SrcPort: p.DstPort, DstPort: p.SrcPort, Proto: p.Proto, State: "established"}
+	out := Evaluate(rs, "output", reply)
+	out.Path = append(append([]string{}, in.Path...), out.Path...)
+	return out
+}
+
+// Evaluate follows p through every base chain of every table of rs on the
+// hooks it crosses (inbound to a local socket: prerouting then input, by
+// priority, across all tables and sources, as the kernel does: an accept ends
+// only that base chain; a drop/reject anywhere ends the packet), jumps/gotos/
+// returns into regular chains, policies. The first drop decides; "undecided"
+// when a rule that could decide has a match the model cannot evaluate for p
+// (Field "other", set lookups whose elements are not in rs, marks, limits
+// treated as may-match -> undecided only if the outcome depends on it).
+//
+// hook is "input" (ingress, prerouting, input) or "output" (output,
+// postrouting, egress); anything else is undecided. See docs/ruleset.md,
+// "Evaluating a path", for what the model knows and what it does not.
+func Evaluate(rs *Ruleset, hook string, p Packet) Decision {
+	hooks, ok := evalHooks[hook]
+	if !ok {
+		return Decision{Verdict: EvalUndecided, Reason: fmt.Sprintf("unknown hook %q (want input or output)", hook)}
+	}
+	if p.Family != "ip" && p.Family != "ip6" {
+		return Decision{Verdict: EvalUndecided, Reason: fmt.Sprintf("unknown packet family %q (want ip or ip6)", p.Family)}
+	}
+	e := &evaluator{rs: rs, p: p, inbound: hook == "input", budget: evalBudget}
+	e.p.Proto = strings.ToLower(e.p.Proto)
+	e.p.State = strings.ToLower(e.p.State)
+	if e.inbound {
+		e.p.Oif = "" // a packet on its way in has no output interface yet
+	} else {
+		e.p.Iif = ""
+	}
+	e.bases = baseChains(rs, hooks, p.Family)
+	return e.run(evalState{})
+}
+
+var evalHooks = map[string][]string{
+	"input":  {"ingress", "prerouting", "input"},
+	"output": {"output", "postrouting", "egress"},
+}
+
+// evalBudget bounds the rules one Evaluate visits over all the branches
+// uncertain matches open.
+const evalBudget = 200000
+
+// maxJumpDepth is deeper than the kernel allows (16 for nft): a deeper
+// path is a loop the kernel would have refused.
+const maxJumpDepth = 32
+
+type baseChain struct {
+	t    *Table
+	c    *Chain
+	hook int // index in the hook list
+}
+
+// baseChains lists the base chains p crosses, in the kernel's order: by
+// hook, then priority; equal priorities (whose order the kernel keeps by
+// registration) by table and chain name, so the result never depends on
+// the order of rs.Tables.
+func baseChains(rs *Ruleset, hooks []string, family string) []baseChain {
+	viaIpt := map[string]bool{}
+	for _, t := range rs.Tables {
+		if t.Source == SourceIptablesNft || t.Source == SourceIp6tablesNft {
+			viaIpt[t.Family+" "+t.Name] = true
+		}
+	}
+	var out []baseChain
+	for _, t := range rs.Tables {
+		if !tableSees(t, family) || t.Source == SourceNft && viaIpt[t.Family+" "+t.Name] {
+			continue
+		}
+		for _, c := range t.Chains {
+			for i, h := range hooks {
+				if c.Hook == h {
+					out = append(out, baseChain{t, c, i})
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.hook != b.hook {
+			return a.hook < b.hook
+		}
+		if a.c.Priority != b.c.Priority {
+			return a.c.Priority < b.c.Priority
+		}
+		if a.t.ID() != b.t.ID() {
+			return a.t.ID() < b.t.ID()
+		}
+		return a.c.Name < b.c.Name
+	})
+	return out
+}
+
+// tableSees: the table's base chains see packets of that family.
+func tableSees(t *Table, family string) bool {
+	switch t.Source {
+	case SourceNft:
+		return t.Family == "inet" || t.Family == "netdev" || t.Family == family
+	case SourceIptablesNft, SourceIptablesLegacy:
+		return family == "ip"
+	case SourceIp6tablesNft, SourceIp6tablesLegacy:
+		return family == "ip6"
+	}
+	return false
+}
+
+type evaluator struct {
+	rs      *Ruleset
+	p       Packet
+	inbound bool
+	bases   []baseChain
+	budget  int
+	cur     baseChain // the base chain whose rules are being matched
+}
+
+type frame struct {
+	t *Table
+	c *Chain
+	i int // next rule
+}
+
+// evalState is where one branch of the evaluation stands. It is copied
+// when an uncertain match forks the evaluation.
+type evalState struct {
+	base    int     // index in bases
+	stack   []frame // stack[0]: the base chain (or the chain it went to)
+	path    []string
+	entered bool // stack is live for bases[base]
+}
+
+func (s evalState) clone() evalState {
+	s.stack = append([]frame(nil), s.stack...)
+	s.path = append([]string(nil), s.path...)
+	return s
+}
+
+// action is one thing a rule may do with p.
+type action struct {
+	kind   string // a Verdict kind, or "" for: the rule does not apply
+	target string
+	nat    string // the nat target, for kind nat
+}
+
+var actContinue = action{}
+
+func undecided(s evalState, reason string) Decision {
+	return Decision{Verdict: EvalUndecided, Reason: reason, Path: s.path}
+}
+
+func (e *evaluator) run(s evalState) Decision {
+	for {
+		if e.budget--; e.budget < 0 {
+			return undecided(s, fmt.Sprintf("too many uncertain matches to follow (more than %d rule visits)", evalBudget))
+		}
+		if !s.entered {
+			if s.base == len(e.bases) {
+				return Decision{Verdict: EvalAccept, Path: s.path}
+			}
+			b := e.bases[s.base]
+			applies, why := e.chainApplies(b)
+			switch applies {
+			case triFalse:
+				s.base++
+				continue
+			case triUnknown:
+				skip := s.clone()
+				skip.base++
+				enter := s.clone()
+				enter.enter(b)
+				return e.fork(why, []evalState{skip, enter})
+			}
+			s.enter(b)
+		}
+		b := e.bases[s.base]
+		top := &s.stack[len(s.stack)-1]
+		if top.i >= len(top.c.Rules) {
+			if s.pop() {
+				if d, done := s.policy(b); done {
+					return d
+				}
+			}
+			continue
+		}
+		r := top.c.Rules[top.i]
+		top.i++
+		e.cur = b
+		acts, why := e.actions(top.t, r)
+		if len(acts) == 1 {
+			if d, done := e.apply(&s, acts[0], r); done {
+				return d
+			}
+			continue
+		}
+		reason := fmt.Sprintf("%s: %s", ruleRef(top.t.ID(), top.c.Name, top.i, r), why)
+		return e.forkActions(reason, s, acts, r)
+	}
+}
+
+// forkActions evaluates each possible action of an uncertain rule from
+// state s; the outcome is certain only if every branch gives the same
+// verdict.
+func (e *evaluator) forkActions(reason string, s evalState, acts []action, r *Rule) Decision {
+	ds := make([]Decision, len(acts))
+	for i, a := range acts {
+		b := s.clone()
+		if d, done := e.apply(&b, a, r); done {
+			ds[i] = d
+		} else {
+			ds[i] = e.run(b)
+		}
+	}
+	return merge(reason, ds)
+}
+
+// fork evaluates each branch state; see forkActions.
+func (e *evaluator) fork(reason string, states []evalState) Decision {
+	ds := make([]Decision, len(states))
+	for i, b := range states {
+		ds[i] = e.run(b)
+	}
+	return merge(reason, ds)
+}
+
+// merge: the branches' common verdict (the first branch, where the
+// uncertain rule does not apply, tells what decided), or undecided naming
+// the uncertain match.
+func merge(reason string, ds []Decision) Decision {
+	first := ds[0]
+	same := true
+	for _, d := range ds[1:] {
+		if d.Verdict != first.Verdict || d.Verdict == EvalUndecided && d.Reason != first.Reason {
+			same = false
+		}
+	}
+	if same {
+		return first
+	}
+	d := Decision{Verdict: EvalUndecided, Reason: reason, Path: first.Path}
+	for _, x := range ds {
+		if x.Verdict == EvalUndecided && x.Reason != reason && len(ds) > 0 {
+			// The outcome depends on this rule; a later uncertainty
+			// is worth naming too.
+			if !strings.Contains(d.Reason, x.Reason) {
+				d.Reason += "; and " + x.Reason
+			}
+			break
+		}
+	}
+	return d
+}
+
+func (s *evalState) enter(b baseChain) {
+	s.entered = true
+	s.stack = []frame{{t: b.t, c: b.c}}
+	s.path = append(s.path, b.t.ID()+"/"+b.c.Name)
+}
+
+// pop leaves the top chain; true when the base chain itself ended (its
+// policy decides).
+func (s *evalState) pop() bool {
+	s.stack = s.stack[:len(s.stack)-1]
+	return len(s.stack) == 0
+}
+
+// policy ends base chain b: a drop policy decides, accept moves on.
+func (s *evalState) policy(b baseChain) (Decision, bool) {
+	if b.c.Policy == VerdictDrop {
+		return Decision{Verdict: EvalDrop, Table: b.t.ID(), Chain: b.c.Name, Policy: true, Path: s.path}, true
+	}
+	s.next()
+	return Decision{}, false
+}
+
+func (s *evalState) next() {
+	s.entered = false
+	s.stack = nil
+	s.base++
+}
+
+// apply does a with the packet in state s; done when it decides.
+func (e *evaluator) apply(s *evalState, a action, r *Rule) (Decision, bool) {
+	b := e.bases[s.base]
+	top := s.stack[len(s.stack)-1]
+	decided := func(verdict string) Decision {
+		return Decision{Verdict: verdict, Table: top.t.ID(), Chain: top.c.Name, Rule: r, Index: top.i, Path: s.path}
+	}
+	switch a.kind {
+	case "":
+		return Decision{}, false
+	case VerdictAccept:
+		s.next()
+	case VerdictDrop, VerdictReject:
+		return decided(EvalDrop), true
+	case VerdictReturn:
+		if s.pop() {
+			return s.policy(b)
+		}
+	case VerdictJump, VerdictGoto:
+		sub := top.t.Chain(a.target)
+		if sub == nil {
+			return undecided(*s, fmt.Sprintf("%s: %s to chain %s, which is not in the ruleset", ruleRef(top.t.ID(), top.c.Name, top.i, r), a.kind, a.target)), true
+		}
+		if len(s.stack) >= maxJumpDepth {
+			return undecided(*s, fmt.Sprintf("%s: jumps nest deeper than %d (a loop?)", ruleRef(top.t.ID(), top.c.Name, top.i, r), maxJumpDepth)), true
+		}
+		if a.kind == VerdictGoto {
+			s.stack = s.stack[:len(s.stack)-1]
+		}
+		s.stack = append(s.stack, frame{t: top.t, c: sub})
+		s.path = append(s.path, top.t.ID()+"/"+sub.Name)
+	case VerdictNat:
+		switch strings.ToLower(a.nat) {
+		case "snat", "masquerade":
+			// Source NAT keeps the destination: for the filter it is an
+			// accept of this base chain.
+			s.next()
+		default:
+			return undecided(*s, fmt.Sprintf("%s: %s rewrites the destination of the path: the packet may no longer reach the local socket", ruleRef(top.t.ID(), top.c.Name, top.i, r), strings.ToUpper(a.nat))), true
+		}
+	case VerdictQueue:
+		return undecided(*s, fmt.Sprintf("%s: queues the packet to a userspace program, which decides", ruleRef(top.t.ID(), top.c.Name, top.i, r))), true
+	default:
+		return undecided(*s, fmt.Sprintf("%s: target %s is not part of the model", ruleRef(top.t.ID(), top.c.Name, top.i, r), a.target)), true
+	}
+	return Decision{}, false
+}
+
+// nonTerminalTargets are iptables targets (and nft xt targets) that change
+// the packet or its metadata and let it go on through the chain.
+var nonTerminalTargets = map[string]bool{
+	"MARK": true, "CONNMARK": true, "CT": true, "NOTRACK": true, "TRACE": true, "TCPMSS": true,
+	"CHECKSUM": true, "DSCP": true, "TOS": true, "ECN": true, "TTL": true, "HL": true, "CLASSIFY": true,
+	"SECMARK": true, "CONNSECMARK": true, "SET": true, "AUDIT": true, "LED": true, "IDLETIMER": true,
+	"RATEEST": true, "TEE": true, "HMARK": true, "LOG": true, "NFLOG": true, "ULOG": true, "TCPOPTSTRIP": true,
+}
+
+// ruleVerdict is the action of r when it applies.
+func ruleVerdict(t *Table, r *Rule) []action {
+	v := r.Verdict
+	switch v.Kind {
+	case VerdictNone, VerdictLog, VerdictContinue:
+		return []action{actContinue}
+	case VerdictOther:
+		if v.Target == "vmap" {
+			return vmapActions(t, r)
+		}
+		if nonTerminalTargets[strings.ToUpper(v.Target)] {
+			return []action{actContinue}
+		}
+		return []action{{kind: VerdictOther, target: v.Target}}
+	case VerdictNat:
+		return []action{{kind: VerdictNat, nat: v.Target}}
+	}
+	return []action{{kind: v.Kind, target: v.Target}}
+}
+
+// vmapActions: every verdict a verdict map may give (the key's value is
+// not modelled), and no verdict (the key is not in the map).
+func vmapActions(t *Table, r *Rule) []action {
+	acts := []action{actContinue}
+	var entries []string
+	_, after, ok := strings.Cut(r.Text, " vmap ")
+	switch {
+	case !ok:
+	case strings.HasPrefix(after, "@"):
+		name := strings.Fields(after)[0][1:]
+		for _, s := range t.Sets {
+			if s.Name == name {
+				entries = s.Elements
+			}
+		}
+	case strings.HasPrefix(after, "{"):
+		body, _, _ := strings.Cut(after[1:], "}")
+		entries = strings.Split(body, ",")
+	}
+	seen := map[action]bool{actContinue: true}
+	for _, en := range entries {
+		_, v, ok := strings.Cut(en, " : ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		a := action{kind: f[0]}
+		if len(f) > 1 {
+			a.target = f[1]
+		}
+		switch a.kind {
+		case VerdictAccept, VerdictDrop, VerdictReturn, VerdictJump, VerdictGoto, VerdictContinue:
+		default:
+			continue
+		}
+		if a.kind == VerdictContinue {
+			a = actContinue
+		}
+		if !seen[a] {
+			seen[a] = true
+			acts = append(acts, a)
+		}
+	}
+	if len(entries) == 0 {
+		acts = append(acts, action{kind: VerdictOther, target: "vmap"})
+	}
+	return acts
+}
+
+// actions: what r may do with p, and why when more than one.
+func (e *evaluator) actions(t *Table, r *Rule) ([]action, string) {
+	verdicts := ruleVerdict(t, r)
+	if len(verdicts) == 1 && verdicts[0] == actContinue {
+		return verdicts, "" // whether it matches changes nothing
+	}
+	m, why := e.ruleMatches(t, r)
+	switch m {
+	case triFalse:
+		return []action{actContinue}, ""
+	case triTrue:
+		if len(verdicts) > 1 {
+			return verdicts, "a verdict map decides by a key the model does not look up"
+		}
+		return verdicts, ""
+	}
+	if verdicts[0] != actContinue {
+		verdicts = append([]action{actContinue}, verdicts...)
+	}
+	return verdicts, why
+}
+
+type tri int
+
+const (
+	triFalse tri = iota
+	triTrue
+	triUnknown
+)
+
+func triOf(b bool) tri {
+	if b {
+		return triTrue
+	}
+	return triFalse
+}
+
+// ruleMatches: whether every match of r holds for p.
+func (e *evaluator) ruleMatches(t *Table, r *Rule) (tri, string) {
+	res, why := triTrue, ""
+	setIdx := 0
+	for _, m := range r.Matches {
+		var v tri
+		var w string
+		if m.Field == "set" {
+			v, w = e.setMatch(t, r, m, setIdx)
+			setIdx++
+		} else {
+			v, w = e.match(t, m)
+		}
+		switch v {
+		case triFalse:
+			return triFalse, ""
+		case triUnknown:
+			if res == triTrue {
+				res, why = triUnknown, w
+			}
+		}
+	}
+	if res == triTrue {
+		if w := unmodelledStatement(r); w != "" {
+			return triUnknown, w
+		}
+	}
+	return res, why
+}
+
+// unmodelledStatement: a statement of an nft rule that conditions it
+// without being a match (a quota), or one the parser kept as JSON.
+func unmodelledStatement(r *Rule) string {
+	text := r.Text
+	if r.Comment != "" {
+		text = strings.TrimSuffix(text, " comment "+quote(r.Comment))
+	}
+	for _, f := range strings.Fields(text) {
+		if f == "quota" {
+			return "a quota may or may not be used up"
+		}
+		if strings.HasPrefix(f, `{"`) {
+			return "statement " + f + " is not part of the model"
+		}
+	}
+	return ""
+}
+
+// negated applies a match's negation to a known result.
+func negated(v tri, neg bool) tri {
+	if v == triUnknown || !neg {
+		return v
+	}
+	return triOf(v == triFalse)
+}
+
+func (e *evaluator) match(t *Table, m Match) (tri, string) {
+	p := e.p
+	desc := matchText(m)
+	switch m.Field {
+	case "l4proto":
+		if p.Proto == "" {
+			return triUnknown, desc + ": the packet's protocol is unknown"
+		}
+		hit := false
+		for _, x := range items(m.Value) {
+			if x == "all" || protoNumber(x) == protoNumber(p.Proto) {
+				hit = true
+			}
+		}
+		return negated(triOf(hit), m.Negate), ""
+	case "saddr", "daddr":
+		a, which := p.Src, "source"
+		if m.Field == "daddr" {
+			a, which = p.Dst, "destination"
+		}
+		return addrMatch(m, a, which, p.Family)
+	case "sport", "dport":
+		port := p.SrcPort
+		if m.Field == "dport" {
+			port = p.DstPort
+		}
+		if p.Proto == "" {
+			return triUnknown, desc + ": the packet's protocol is unknown"
+		}
+		if !hasPorts(p.Proto) {
+			return triFalse, ""
+		}
+		vals := items(m.Value)
+		for _, x := range vals {
+			if _, _, ok := portRange(x); !ok {
+				return triUnknown, desc + ": port " + x + " is not a number"
+			}
+		}
+		return negated(triOf(portIn(m.Value, int(port))), m.Negate), ""
+	case "iif", "oif":
+		name := p.Iif
+		if m.Field == "oif" {
+			name = p.Oif
+		}
+		known := name != "" || m.Field == "iif" && !e.inbound || m.Field == "oif" && e.inbound
+		hit := false
+		for _, x := range items(m.Value) {
+			x = strings.Trim(x, `"`)
+			if !known {
+				// A packet from another host does not come in on
+				// loopback.
+				if x == "lo" && m.Field == "iif" && p.Src.IsValid() && !p.Src.IsLoopback() {
+					continue
+				}
+				return triUnknown, desc + ": the packet's " + map[string]string{"iif": "input", "oif": "output"}[m.Field] + " interface is unknown"
+			}
+			if ifaceMatch(x, name) {
+				hit = true
+			}
+		}
+		return negated(triOf(hit), m.Negate), ""
+	case "ct state":
+		if e.beforeConntrack() {
+			// No conntrack entry yet: nft and iptables see "invalid".
+			return negated(triOf(contains(items(m.Value), "invalid")), m.Negate), ""
+		}
+		if p.State == "" {
+			return triUnknown, desc + ": the packet's conntrack state is unknown"
+		}
+		vals := items(m.Value)
+		if contains(vals, p.State) {
+			return negated(triTrue, m.Negate), ""
+		}
+		if contains(vals, "snat") || contains(vals, "dnat") {
+			return triUnknown, desc + ": whether the connection is NATed is not part of the model"
+		}
+		return negated(triFalse, m.Negate), ""
+	case "icmp type":
+		if p.Proto != "" && protoNumber(p.Proto) != 1 && protoNumber(p.Proto) != 58 {
+			return triFalse, "" // an icmp type match implies the protocol
+		}
+		return triUnknown, desc + ": icmp types are not part of the packet"
+	case "limit":
+		return triUnknown, desc + ": a rate limit may or may not match"
+	case "mark":
+		return triUnknown, desc + ": the packet's mark is not part of the model (it may be set elsewhere)"
+	case "other":
+		return e.otherMatch(m)
+	}
+	return triUnknown, desc + ": this match is not part of the model"
+}
+
+func matchText(m Match) string {
+	s := m.Field
+	if m.Field == "other" || m.Field == "set" {
+		s = ""
+	}
+	if m.Negate {
+		s += " !"
+	}
+	return strings.TrimSpace(s + " " + m.Value)
+}
+
+// beforeConntrack: the chain runs before conntrack has looked at the
+// packet (raw priority, -300, on prerouting and output; ingress).
+func (e *evaluator) beforeConntrack() bool {
+	switch e.cur.c.Hook {
+	case "ingress":
+		return true
+	case "prerouting", "output":
+		return e.cur.c.Priority < -200
+	}
+	return false
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var protoNumbers = map[string]int{"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
+	"icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "udplite": 136, "dccp": 33}
+
+func protoNumber(s string) int {
+	if n, ok := protoNumbers[s]; ok {
+		return n
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return -1
+}
+
+func hasPorts(proto string) bool {
+	switch protoNumber(proto) {
+	case 6, 17, 132, 136, 33:
+		return true
+	}
+	return false
+}
+
+// ifaceMatch: an interface name pattern as written (iptables "eth+", nft
+// "eth*") matches name.
+func ifaceMatch(pat, name string) bool {
+	if strings.HasSuffix(pat, "+") || strings.HasSuffix(pat, "*") && !strings.HasSuffix(pat, `\*`) {
+		return strings.HasPrefix(name, pat[:len(pat)-1])
+	}
+	return strings.ReplaceAll(pat, `\*`, "*") == name
+}
+
+// addrMatch: an address match value (address, prefix, range, or a set of
+// them) holds for a. A value of the other family never matches, negated or
+// not (`ip saddr != x` implies IPv4).
+func addrMatch(m Match, a netip.Addr, which, family string) (tri, string) {
+	vals := items(m.Value)
+	if len(vals) == 0 {
+		return triUnknown, matchText(m) + ": no address"
+	}
+	hit := false
+	for _, x := range vals {
+		in, fam, ok := addrIn(x, a)
+		if !ok {
+			return triUnknown, matchText(m) + ": " + x + " is not an address"
+		}
+		if fam != family {
+			return triFalse, ""
+		}
+		if !a.IsValid() {
+			return triUnknown, matchText(m) + ": the packet's " + which + " address is unknown"
+		}
+		hit = hit || in
+	}
+	return negated(triOf(hit), m.Negate), ""
+}
+
+// addrIn: element x (address, prefix, "lo-hi" range) holds a; fam is x's
+// family ("ip"/"ip6").
+func addrIn(x string, a netip.Addr) (in bool, fam string, ok bool) {
+	famOf := func(b netip.Addr) string {
+		if b.Is4() {
+			return "ip"
+		}
+		return "ip6"
+	}
+	if lo, hi, isRange := strings.Cut(x, "-"); isRange {
+		l, err1 := netip.ParseAddr(lo)
+		h, err2 := netip.ParseAddr(hi)
+		if err1 != nil || err2 != nil || l.Is4() != h.Is4() {
+			return false, "", false
+		}
+		a = a.Unmap()
+		return a.IsValid() && a.Is4() == l.Is4() && l.Compare(a) <= 0 && a.Compare(h) <= 0, famOf(l), true
+	}
+	pfx, ok := prefixOf(x)
+	if !ok {
+		return false, "", false
+	}
+	a = a.Unmap()
+	return a.IsValid() && a.Is4() == pfx.Addr().Is4() && pfx.Contains(a), famOf(pfx.Addr()), true
+}
+
+// otherMatch interprets the few "other" matches whose answer follows from
+// what Evaluate models; anything else is unknown, with the reason.
+func (e *evaluator) otherMatch(m Match) (tri, string) {
+	p := e.p
+	v := strings.Join(strings.Fields(m.Value), " ")
+	desc := matchText(m)
+	switch {
+	case strings.HasPrefix(v, "meta nfproto "):
+		want := strings.TrimPrefix(v, "meta nfproto ")
+		neg := m.Negate
+		if w, ok := strings.CutPrefix(want, "!= "); ok {
+			want, neg = w, !neg
+		}
+		fam := map[string]string{"ipv4": "ip", "ipv6": "ip6"}[want]
+		if fam == "" {
+			break
+		}
+		return negated(triOf(fam == p.Family), neg), ""
+	case v == "tcp flags syn / fin,syn,rst,ack" || v == "tcp --syn" || v == "tcp ! --syn":
+		// The first packet of a TCP connection is a lone SYN, every
+		// later one carries ACK.
+		if protoNumber(p.Proto) != 6 {
+			return triFalse, ""
+		}
+		neg := m.Negate != (v == "tcp ! --syn")
+		switch p.State {
+		case "new":
+			return negated(triTrue, neg), ""
+		case "established":
+			return negated(triFalse, neg), ""
+		}
+	case strings.HasPrefix(v, "fib daddr type ") || strings.HasPrefix(v, "addrtype --dst-type ") || strings.HasPrefix(v, "addrtype ! --dst-type "):
+		// Inbound, the path ends at a local socket; outbound, it goes
+		// to the client's unicast address.
+		typ := "unicast"
+		if e.inbound {
+			typ = "local"
+		}
+		neg := m.Negate
+		rest := v[strings.LastIndex(v, "type ")+len("type "):]
+		if strings.HasPrefix(v, "addrtype ! ") {
+			neg = !neg
+		}
+		if r, ok := strings.CutPrefix(rest, "!= "); ok {
+			rest, neg = r, !neg
+		}
+		if strings.Contains(rest, "@") || strings.ContainsAny(rest, "/&|") {
+			break
+		}
+		hit := false
+		for _, x := range items(strings.ReplaceAll(rest, " ", "")) {
+			if strings.EqualFold(x, typ) {
+				hit = true
+			}
+		}
+		return negated(triOf(hit), neg), ""
+	case e.inbound && strings.HasPrefix(v, "fib saddr . ") && strings.HasSuffix(v, " oif missing"):
+		// Reverse path filter: the client's address routes back through
+		// the interface it came in on, as a working SSH session needs.
+		return negated(triFalse, m.Negate), ""
+	case strings.HasPrefix(v, "meta skuid") || strings.HasPrefix(v, "meta skgid") || strings.HasPrefix(v, "skuid") || strings.HasPrefix(v, "skgid") || strings.HasPrefix(v, "owner "):
+		return triUnknown, desc + ": the owner of the sending socket is not part of the model"
+	case strings.HasPrefix(v, "meta cgroup") || strings.HasPrefix(v, "socket cgroupv2") || strings.HasPrefix(v, "cgroup "):
+		return triUnknown, desc + ": the sending process's cgroup is not part of the model"
+	case strings.Contains(v, "ct mark") || strings.HasPrefix(v, "connmark ") || strings.Contains(v, "meta mark"):
+		return triUnknown, desc + ": the packet's mark is not part of the model (it may be set elsewhere)"
+	}
+	return triUnknown, desc + ": this match is not part of the model"
+}
+
+// setMatch: the idx-th set lookup of r (an nft "@name" in the rule's
+// table, an ipset "NAME src,dst" in rs.Sets) holds for p.
+func (e *evaluator) setMatch(t *Table, r *Rule, m Match, idx int) (tri, string) {
+	desc := matchText(m)
+	if strings.HasPrefix(m.Value, "@") {
+		name := m.Value[1:]
+		var set *Set
+		for _, s := range t.Sets {
+			if s.Name == name {
+				set = s
+			}
+		}
+		if set == nil {
+			return triUnknown, desc + ": set " + name + " is not in the ruleset"
+		}
+		if contains(set.Flags, "dynamic") || filledByRules(t, name) {
+			return triUnknown, desc + ": set " + name + " is filled by the packet path at run time"
+		}
+		key := nftSetKey(r.Text, m.Value, idx)
+		if key == nil {
+			return triUnknown, desc + ": the looked-up key is not part of the model"
+		}
+		v, why := e.nftSetLookup(set, key)
+		if v == triUnknown {
+			return v, desc + ": " + why
+		}
+		return negated(v, m.Negate), ""
+	}
+	f := strings.Fields(m.Value)
+	if len(f) != 2 {
+		return triUnknown, "ipset " + desc + ": not a set and direction"
+	}
+	var set *Set
+	for _, s := range e.rs.Sets {
+		if s.Name == f[0] && s.Source == SourceIpset {
+			set = s
+		}
+	}
+	if set == nil {
+		return triUnknown, "ipset " + desc + ": set " + f[0] + " is not in the ruleset (read ipset save too)"
+	}
+	v, why := e.ipsetLookup(set, strings.Split(f[1], ","))
+	if v == triUnknown {
+		return v, "ipset " + desc + ": " + why
+	}
+	return negated(v, m.Negate), ""
+}
+
+// nftKeys the model can look up, as nft prints them before a set
+// reference.
+var nftSetKeys = []string{"ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "tcp dport", "tcp sport", "udp dport", "udp sport",
+	"th dport", "th sport", "sctp dport", "sctp sport", "iifname", "oifname", "iif", "oif", "meta l4proto", "ip protocol", "ip6 nexthdr", "ct state"}
+
+// nftSetKey reads the key of the idx-th set lookup of an nft rule's text
+// ("ip saddr @blocked", "ip saddr . tcp dport != @allowed"): one key per
+// part of a concatenation, nil when a part is not one the model knows.
+func nftSetKey(text, ref string, idx int) []string {
+	pos := -1
+	for i, off := 0, 0; i <= idx; i++ {
+		j := strings.Index(text[off:], ref)
+		if j < 0 {
+			return nil
+		}
+		pos = off + j
+		off = pos + len(ref)
+		if off < len(text) && text[off] != ' ' {
+			i-- // a longer name with this prefix
+		}
+	}
+	before := strings.TrimSuffix(strings.TrimRight(text[:pos], " "), " !=")
+	var keys []string
+	for {
+		k := ""
+		for _, c := range nftSetKeys {
+			if strings.HasSuffix(before, c) && (len(before) == len(c) || before[len(before)-len(c)-1] == ' ') {
+				k = c
+				break
+			}
+		}
+		if k == "" {
+			return nil
+		}
+		keys = append([]string{k}, keys...)
+		before = strings.TrimSuffix(before, k)
+		rest, isConcat := strings.CutSuffix(before, " . ")
+		if !isConcat {
+			return keys
+		}
+		before = rest
+	}
+}
+
+// nftKeyValue: p's value for an nft key, its kind (addr, port, name,
+// proto, state), and false when p does not have the key at all (an IPv6
+// packet's ip saddr, a UDP packet's tcp dport).
+func (e *evaluator) nftKeyValue(k string) (val, kind string, ok bool) {
+	p := e.p
+	switch k {
+	case "ip saddr", "ip6 saddr", "ip daddr", "ip6 daddr":
+		if strings.HasPrefix(k, "ip6 ") != (p.Family == "ip6") {
+			return "", "", false
+		}
+		a := p.Src
+		if strings.HasSuffix(k, "daddr") {
+			a = p.Dst
+		}
+		if !a.IsValid() {
+			return "", "addr", true
+		}
+		return a.String(), "addr", true
+	case "iifname", "iif":
+		return p.Iif, "name", p.Iif != "" || e.inbound
+	case "oifname", "oif":
+		return p.Oif, "name", p.Oif != "" || !e.inbound
+	case "meta l4proto", "ip protocol", "ip6 nexthdr":
+		return p.Proto, "proto", true
+	case "ct state":
+		return p.State, "state", true
+	}
+	proto, f, _ := strings.Cut(k, " ")
+	if proto != "th" && protoNumber(proto) != protoNumber(p.Proto) || !hasPorts(p.Proto) {
+		return "", "", false
+	}
+	if f == "dport" {
+		return strconv.Itoa(int(p.DstPort)), "port", true
+	}
+	return strconv.Itoa(int(p.SrcPort)), "port", true
+}
+
+func (e *evaluator) nftSetLookup(s *Set, keys []string) (tri, string) {
+	vals := make([]string, len(keys))
+	kinds := make([]string, len(keys))
+	for i, k := range keys {
+		v, kind, ok := e.nftKeyValue(k)
+		if !ok {
+			return triFalse, ""
+		}
+		if v == "" {
+			return triUnknown, "the packet's " + k + " is unknown"
+		}
+		vals[i], kinds[i] = v, kind
+	}
+	for _, el := range s.Elements {
+		el, _, _ = strings.Cut(el, " comment ")
+		parts := strings.Split(el, " . ")
+		if len(parts) != len(vals) {
+			return triUnknown, fmt.Sprintf("set %s's elements (%q) do not fit the key %s", s.Name, el, strings.Join(keys, " . "))
+		}
+		all := true
+		for i, part := range parts {
+			in, ok := elemHolds(strings.TrimSpace(part), vals[i], kinds[i])
+			if !ok {
+				return triUnknown, fmt.Sprintf("set %s's element %q is not one the model reads", s.Name, el)
+			}
+			all = all && in
+		}
+		if all {
+			return triTrue, ""
+		}
+	}
+	return triFalse, ""
+}
+
+// elemHolds: one element (or one part of a concatenated element) holds
+// value v of that kind.
+func elemHolds(el, v, kind string) (in, ok bool) {
+	switch kind {
+	case "addr":
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return false, false
+		}
+		in, _, ok := addrIn(el, a)
+		return in, ok
+	case "port":
+		lo, hi, ok := portRange(el)
+		n, _ := strconv.Atoi(v)
+		return ok && lo <= n && n <= hi, ok
+	case "name":
+		return ifaceMatch(strings.Trim(el, `"`), v), true
+	case "proto":
+		return protoNumber(el) == protoNumber(v), true
+	case "state":
+		return el == v, true
+	}
+	return false, false
+}
+
+// ipsetLookup: the packet is in ipset s, looked up by dirs (src/dst per
+// dimension).
+func (e *evaluator) ipsetLookup(s *Set, dirs []string) (tri, string) {
+	p := e.p
+	if s.Family != p.Family {
+		return triFalse, "" // an ipset of the other family never matches
+	}
+	method, dims, ok := strings.Cut(s.Type, ":")
+	if !ok || method != "hash" && method != "bitmap" {
+		return triUnknown, "set type " + s.Type + " is not part of the model"
+	}
+	kinds := strings.Split(dims, ",")
+	if len(dirs) < len(kinds) {
+		return triUnknown, fmt.Sprintf("set type %s needs %d directions", s.Type, len(kinds))
+	}
+	vals := make([]string, len(kinds))
+	for i, k := range kinds {
+		src := dirs[i] == "src"
+		switch k {
+		case "ip", "net":
+			a := p.Dst
+			if src {
+				a = p.Src
+			}
+			if !a.IsValid() {
+				return triUnknown, "the packet's address is unknown"
+			}
+			vals[i] = a.String()
+		case "port":
+			if !hasPorts(p.Proto) {
+				return triFalse, ""
+			}
+			port := p.DstPort
+			if src {
+				port = p.SrcPort
+			}
+			vals[i] = p.Proto + ":" + strconv.Itoa(int(port))
+		case "iface":
+			name := p.Oif
+			if src {
+				name = p.Iif
+			}
+			if name == "" {
+				return triUnknown, "the packet's interface is unknown"
+			}
+			vals[i] = name
+		default:
+			return triUnknown, "set type " + s.Type + " is not part of the model"
+		}
+	}
+	// The most specific element decides (a "nomatch" one excludes).
+	best, bestBits, found := false, -1, false
+	for _, el := range s.Elements {
+		el, _, _ = strings.Cut(el, " comment ")
+		f := strings.Fields(el)
+		if len(f) == 0 {
+			continue
+		}
+		nomatch := contains(f[1:], "nomatch")
+		parts := strings.Split(f[0], ",")
+		if len(parts) != len(kinds) {
+			return triUnknown, fmt.Sprintf("element %q does not fit set type %s", el, s.Type)
+		}
+		all, bits := true, 0
+		for i, k := range kinds {
+			part := parts[i]
+			switch k {
+			case "ip", "net":
+				a, _ := netip.ParseAddr(vals[i])
+				in, _, ok := addrIn(part, a)
+				if !ok {
+					return triUnknown, fmt.Sprintf("element %q is not an address", el)
+				}
+				if pf, ok := prefixOf(part); ok {
+					bits += pf.Bits()
+				}
+				all = all && in
+			case "port":
+				proto, port, hasProto := strings.Cut(part, ":")
+				if !hasProto {
+					proto, port = "tcp", part
+				}
+				wantProto, wantPort, _ := strings.Cut(vals[i], ":")
+				lo, hi, ok := portRange(port)
+				if !ok {
+					return triUnknown, fmt.Sprintf("element %q: port %s is not a number", el, port)
+				}
+				n, _ := strconv.Atoi(wantPort)
+				all = all && protoNumber(proto) == protoNumber(wantProto) && lo <= n && n <= hi
+			case "iface":
+				all = all && ifaceMatch(part, vals[i])
+			}
+		}
+		if all && bits > bestBits {
+			best, bestBits, found = !nomatch, bits, true
+		}
+	}
+	return triOf(found && best), ""
+}
+
+// chainApplies: base chain b sees p at all (a netdev chain is bound to
+// devices; a nat chain sees only a connection's first packet).
+func (e *evaluator) chainApplies(b baseChain) (tri, string) {
+	if b.c.Type == "nat" && e.p.State != "" && e.p.State != "new" {
+		return triFalse, ""
+	}
+	if b.c.Device == "" || b.c.Hook != "ingress" && b.c.Hook != "egress" {
+		return triTrue, ""
+	}
+	name := e.p.Iif
+	if b.c.Hook == "egress" {
+		name = e.p.Oif
+	}
+	if name == "" {
+		return triUnknown, fmt.Sprintf("%s chain %s is bound to device %s and the packet's interface is unknown", b.t.ID(), b.c.Name, b.c.Device)
+	}
+	for _, d := range strings.Split(b.c.Device, ",") {
+		if strings.TrimSpace(d) == name {
+			return triTrue, ""
+		}
+	}
+	return triFalse, ""
+}
+
+// filledByRules: a rule of t adds to or updates set name (nft prints
+// `add @name { ... }`, `update @name { ... }`): its elements depend on the
+// packets seen so far.
+func filledByRules(t *Table, name string) bool {
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if strings.Contains(r.Text, "add @"+name+" ") || strings.Contains(r.Text, "update @"+name+" ") {
+				return true
+			}
+		}
+	}
+	return false
+}
