@@ -435,3 +435,21 @@ func FuzzEvaluate(f *testing.F) {
 		_ = d.String()
 	})
 }
+
+// An nft table named raw with a base chain iptables cannot show:
+// iptables-nft-save prints an empty *raw for it. Merging both reads must
+// keep nft's (which drops everything before conntrack), not the empty one.
+func TestEvaluateIncompatibleTable(t *testing.T) {
+	ipt, err := ParseIptablesSave(SourceIptablesNft, readFile(t, "testdata/eval/incompat-iptnft.save"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ipt.Tables) != 0 {
+		t.Fatalf("iptables-nft-save's view of an incompatible table was kept: %s", ipt.Tables[0].ID())
+	}
+	rs := Merge(evalNft(t, "incompat"), ipt)
+	d := EvaluateSSH(rs, sshIn("192.0.2.5", 22, "new", "eth0"))
+	if d.Verdict != EvalDrop || d.Table != "nft ip raw" || d.Chain != "pre" {
+		t.Fatalf("got %s, want a drop by nft ip raw chain pre", d)
+	}
+}

@@ -5,6 +5,7 @@
 #   NAME.rules  -> NAME.save   (iptables-nft-restore, iptables-nft-save)
 #   NAME.rules6 -> NAME.save6  (ip6tables-nft-restore, ip6tables-nft-save)
 #   NAME.ipset  -> NAME.ipset.save (ipset restore, ipset save; loaded first)
+#   incompat.nft -> incompat-iptnft.save (iptables-nft-save of an nft table)
 # Run as root from anywhere: ruleset/testdata/eval/gen.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +23,9 @@ for f in *.rules *.rules6; do
 	[ -e "$n.ipset" ] && sets="ipset restore <'$n.ipset'"
 	unshare --net sh -c "$sets && $v-nft-restore '$f' && $v-nft-save" | nodate >"$out"
 done
+# what iptables-nft-save prints for an nft table it cannot represent
+unshare --net sh -c "nft -f incompat.nft && iptables-nft-save" | nodate >incompat-iptnft.save
 for f in *.ipset; do
 	n=${f%.ipset}
-	unshare --net sh -c "ipset restore <'$f' && ipset save" >"$n.ipset.save"
+	unshare --net sh -c "ipset restore <'$f' && ipset save" | sed -E 's/ initval 0x[0-9a-f]+//' >"$n.ipset.save"
 done
