@@ -107,7 +107,7 @@ func Evaluate(rs *Ruleset, hook string, p Packet) Decision {
 	if p.Family != "ip" && p.Family != "ip6" {
 		return Decision{Verdict: EvalUndecided, Reason: fmt.Sprintf("unknown packet family %q (want ip or ip6)", p.Family)}
 	}
-	e := &evaluator{rs: rs, p: p, inbound: hook == "input", budget: evalBudget}
+	e := &evaluator{rs: rs, p: p, inbound: hook == "input", budget: evalBudget, memo: map[string]Decision{}}
 	e.p.Proto = strings.ToLower(e.p.Proto)
 	e.p.State = strings.ToLower(e.p.State)
 	if e.inbound {
@@ -198,6 +198,7 @@ type evaluator struct {
 	bases   []baseChain
 	budget  int
 	cur     baseChain // the base chain whose rules are being matched
+	memo    map[string]Decision
 }
 
 type frame struct {
@@ -234,7 +235,36 @@ func undecided(s evalState, reason string) Decision {
 	return Decision{Verdict: EvalUndecided, Reason: reason, Path: s.path}
 }
 
+// run evaluates from state s to the end. A state reached again by
+// another branch (both sides of an uncertain jump that returns meet again)
+// is evaluated once: the rest of the walk depends on nothing else.
 func (e *evaluator) run(s evalState) Decision {
+	key := s.key()
+	if d, ok := e.memo[key]; ok {
+		d.Path = append(append([]string(nil), s.path...), d.Path...)
+		return d
+	}
+	n := len(s.path)
+	d := e.walk(s)
+	m := d
+	if len(d.Path) >= n {
+		m.Path = append([]string(nil), d.Path[n:]...)
+	}
+	e.memo[key] = m
+	return d
+}
+
+// key identifies where s stands (not how it got there).
+func (s evalState) key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%t", s.base, s.entered)
+	for _, f := range s.stack {
+		fmt.Fprintf(&b, "/%p:%d", f.c, f.i)
+	}
+	return b.String()
+}
+
+func (e *evaluator) walk(s evalState) Decision {
 	for {
 		if e.budget--; e.budget < 0 {
 			return undecided(s, fmt.Sprintf("too many uncertain matches to follow (more than %d rule visits)", evalBudget))
@@ -324,17 +354,21 @@ func merge(reason string, ds []Decision) Decision {
 	}
 	d := Decision{Verdict: EvalUndecided, Reason: reason, Path: first.Path}
 	for _, x := range ds {
-		if x.Verdict == EvalUndecided && x.Reason != reason && len(ds) > 0 {
-			// The outcome depends on this rule; a later uncertainty
-			// is worth naming too.
-			if !strings.Contains(d.Reason, x.Reason) {
-				d.Reason += "; and " + x.Reason
+		// The outcome depends on this rule; the first later uncertainty
+		// on a branch is worth naming too (only its own clause).
+		if x.Verdict == EvalUndecided {
+			other, _, _ := strings.Cut(x.Reason, reasonSep)
+			if other != reason {
+				d.Reason += reasonSep + other
+				break
 			}
-			break
 		}
 	}
 	return d
 }
+
+// reasonSep joins the uncertain match that decides to the next one.
+const reasonSep = "; and "
 
 func (s *evalState) enter(b baseChain) {
 	s.entered = true
@@ -428,9 +462,6 @@ func ruleVerdict(t *Table, r *Rule) []action {
 	case VerdictNone, VerdictLog, VerdictContinue:
 		return []action{actContinue}
 	case VerdictOther:
-		if v.Target == "vmap" {
-			return vmapActions(t, r)
-		}
 		if nonTerminalTargets[strings.ToUpper(v.Target)] {
 			return []action{actContinue}
 		}
@@ -441,12 +472,15 @@ func ruleVerdict(t *Table, r *Rule) []action {
 	return []action{{kind: v.Kind, target: v.Target}}
 }
 
-// vmapActions: every verdict a verdict map may give (the key's value is
-// not modelled), and no verdict (the key is not in the map).
-func vmapActions(t *Table, r *Rule) []action {
-	acts := []action{actContinue}
+// vmapActions: what a verdict map does with p. When the map's key is one
+// the model reads and its elements are in rs, exact is true and acts holds
+// the one action (the entry the key finds, or none: the rule does not
+// apply). Otherwise acts holds every verdict the map may give and no
+// verdict (the key is not in the map).
+func (e *evaluator) vmapActions(t *Table, r *Rule) (acts []action, exact bool) {
 	var entries []string
-	_, after, ok := strings.Cut(r.Text, " vmap ")
+	before, after, ok := strings.Cut(r.Text, " vmap ")
+	dynamic := false
 	switch {
 	case !ok:
 	case strings.HasPrefix(after, "@"):
@@ -454,48 +488,90 @@ func vmapActions(t *Table, r *Rule) []action {
 		for _, s := range t.Sets {
 			if s.Name == name {
 				entries = s.Elements
+				dynamic = contains(s.Flags, "dynamic") || filledByRules(t, name)
 			}
+		}
+		if entries == nil && !dynamic {
+			// A map that is not in rs: nothing is known of it.
+			return []action{actContinue, {kind: VerdictOther, target: "vmap @" + name}}, false
 		}
 	case strings.HasPrefix(after, "{"):
 		body, _, _ := strings.Cut(after[1:], "}")
 		entries = strings.Split(body, ",")
 	}
-	seen := map[action]bool{actContinue: true}
+	parsed := make([][2]string, 0, len(entries))
 	for _, en := range entries {
-		_, v, ok := strings.Cut(en, " : ")
-		if !ok {
-			continue
+		en, _, _ = strings.Cut(en, " comment ")
+		k, v, ok := strings.Cut(en, " : ")
+		if ok {
+			parsed = append(parsed, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
 		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
+	}
+	if keys := keysBefore(before); keys != nil && !dynamic {
+		if a, ok := e.vmapLookup(keys, parsed); ok {
+			return []action{a}, true
 		}
-		a := action{kind: f[0]}
-		if len(f) > 1 {
-			a.target = f[1]
-		}
-		switch a.kind {
-		case VerdictAccept, VerdictDrop, VerdictReturn, VerdictJump, VerdictGoto, VerdictContinue:
-		default:
-			continue
-		}
-		if a.kind == VerdictContinue {
-			a = actContinue
-		}
+	}
+	acts = []action{actContinue}
+	seen := map[action]bool{actContinue: true}
+	for _, kv := range parsed {
+		a := vmapVerdict(kv[1])
 		if !seen[a] {
 			seen[a] = true
 			acts = append(acts, a)
 		}
 	}
-	if len(entries) == 0 {
-		acts = append(acts, action{kind: VerdictOther, target: "vmap"})
+	return acts, false
+}
+
+// vmapVerdict reads a verdict map's value ("accept", "goto chain").
+func vmapVerdict(v string) action {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return action{kind: VerdictOther, target: "vmap"}
 	}
-	return acts
+	a := action{kind: f[0]}
+	if len(f) > 1 {
+		a.target = f[1]
+	}
+	switch a.kind {
+	case VerdictContinue:
+		return actContinue
+	case VerdictAccept, VerdictDrop, VerdictReturn, VerdictJump, VerdictGoto:
+		return a
+	}
+	return action{kind: VerdictOther, target: "vmap " + v}
+}
+
+// vmapLookup finds p's key among a map's entries; false when p's key or an
+// entry is not one the model reads.
+func (e *evaluator) vmapLookup(keys []string, entries [][2]string) (action, bool) {
+	vals, kinds, miss, ok := e.keyValues(keys)
+	if !ok {
+		return action{}, false
+	}
+	if miss {
+		return actContinue, true
+	}
+	for _, kv := range entries {
+		in, ok := e.elemMatches(kv[0], vals, kinds)
+		if !ok {
+			return action{}, false
+		}
+		if in {
+			return vmapVerdict(kv[1]), true
+		}
+	}
+	return actContinue, true
 }
 
 // actions: what r may do with p, and why when more than one.
 func (e *evaluator) actions(t *Table, r *Rule) ([]action, string) {
 	verdicts := ruleVerdict(t, r)
+	vmapExact := true
+	if r.Verdict.Kind == VerdictOther && r.Verdict.Target == "vmap" {
+		verdicts, vmapExact = e.vmapActions(t, r)
+	}
 	if len(verdicts) == 1 && verdicts[0] == actContinue {
 		return verdicts, "" // whether it matches changes nothing
 	}
@@ -504,7 +580,7 @@ func (e *evaluator) actions(t *Table, r *Rule) ([]action, string) {
 	case triFalse:
 		return []action{actContinue}, ""
 	case triTrue:
-		if len(verdicts) > 1 {
+		if !vmapExact {
 			return verdicts, "a verdict map decides by a key the model does not look up"
 		}
 		return verdicts, ""
@@ -930,7 +1006,15 @@ func nftSetKey(text, ref string, idx int) []string {
 			i-- // a longer name with this prefix
 		}
 	}
-	before := strings.TrimSuffix(strings.TrimRight(text[:pos], " "), " !=")
+	return keysBefore(text[:pos])
+}
+
+// keysBefore reads the key an nft rule's text ends with ("ip saddr",
+// "ip daddr . meta l4proto . th dport", with a trailing "!=" allowed): one
+// key per part of a concatenation, nil when a part is not one the model
+// knows.
+func keysBefore(before string) []string {
+	before = strings.TrimSuffix(strings.TrimRight(before, " "), " !=")
 	var keys []string
 	for {
 		k := ""
@@ -990,34 +1074,57 @@ func (e *evaluator) nftKeyValue(k string) (val, kind string, ok bool) {
 	return strconv.Itoa(int(p.SrcPort)), "port", true
 }
 
-func (e *evaluator) nftSetLookup(s *Set, keys []string) (tri, string) {
-	vals := make([]string, len(keys))
-	kinds := make([]string, len(keys))
+// keyValues: p's values for keys; miss when p has no value for one of
+// them at all (the lookup cannot find it), ok false when one is unknown.
+func (e *evaluator) keyValues(keys []string) (vals, kinds []string, miss, ok bool) {
+	vals = make([]string, len(keys))
+	kinds = make([]string, len(keys))
 	for i, k := range keys {
-		v, kind, ok := e.nftKeyValue(k)
-		if !ok {
-			return triFalse, ""
+		v, kind, has := e.nftKeyValue(k)
+		if !has {
+			return nil, nil, true, true
 		}
 		if v == "" {
-			return triUnknown, "the packet's " + k + " is unknown"
+			return nil, nil, false, false
 		}
 		vals[i], kinds[i] = v, kind
 	}
+	return vals, kinds, false, true
+}
+
+// elemMatches: element el ("10.0.0.0/8", "10.0.0.1 . tcp . 22") holds
+// vals; ok false when el is not one the model reads.
+func (e *evaluator) elemMatches(el string, vals, kinds []string) (in, ok bool) {
+	el, _, _ = strings.Cut(el, " comment ")
+	parts := strings.Split(el, " . ")
+	if len(parts) != len(vals) {
+		return false, false
+	}
+	all := true
+	for i, part := range parts {
+		in, ok := elemHolds(strings.TrimSpace(part), vals[i], kinds[i])
+		if !ok {
+			return false, false
+		}
+		all = all && in
+	}
+	return all, true
+}
+
+func (e *evaluator) nftSetLookup(s *Set, keys []string) (tri, string) {
+	vals, kinds, miss, ok := e.keyValues(keys)
+	if !ok {
+		return triUnknown, "the packet's " + strings.Join(keys, " . ") + " is unknown"
+	}
+	if miss {
+		return triFalse, ""
+	}
 	for _, el := range s.Elements {
-		el, _, _ = strings.Cut(el, " comment ")
-		parts := strings.Split(el, " . ")
-		if len(parts) != len(vals) {
-			return triUnknown, fmt.Sprintf("set %s's elements (%q) do not fit the key %s", s.Name, el, strings.Join(keys, " . "))
+		in, ok := e.elemMatches(el, vals, kinds)
+		if !ok {
+			return triUnknown, fmt.Sprintf("set %s's element %q is not one the model reads (key %s)", s.Name, el, strings.Join(keys, " . "))
 		}
-		all := true
-		for i, part := range parts {
-			in, ok := elemHolds(strings.TrimSpace(part), vals[i], kinds[i])
-			if !ok {
-				return triUnknown, fmt.Sprintf("set %s's element %q is not one the model reads", s.Name, el)
-			}
-			all = all && in
-		}
-		if all {
+		if in {
 			return triTrue, ""
 		}
 	}

@@ -367,8 +367,12 @@ func TestEvaluateEdges(t *testing.T) {
 	}{
 		{"jump loop", base("accept", &Rule{Text: "jump loop", Verdict: Verdict{Kind: VerdictJump, Target: "loop"}}), p, "input", "undecided", "deeper"},
 		{"missing chain", base("accept", &Rule{Text: "jump nowhere", Verdict: Verdict{Kind: VerdictJump, Target: "nowhere"}}), p, "input", "undecided", "not in the ruleset"},
-		{"vmap with a drop", base("accept", &Rule{Text: "tcp dport vmap { 22 : drop, 80 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "undecided", "verdict map"},
-		{"vmap of accepts only", base("accept", &Rule{Text: "tcp dport vmap { 22 : accept, 80 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "accept", ""},
+		{"vmap finds the port", base("accept", &Rule{Text: "tcp dport vmap { 22 : drop, 80 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "drop", ""},
+		{"vmap without the port", base("accept", &Rule{Text: "tcp dport vmap { 2222 : drop, 80 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "accept", ""},
+		{"vmap by a concatenated key", base("accept", &Rule{Text: "ip saddr . tcp dport vmap { 192.0.2.0/24 . 22 : jump loop }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "undecided", "deeper"},
+		{"vmap keyed by numgen", base("accept", &Rule{Text: "numgen random mod 2 vmap { 0 : drop, 1 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "undecided", "verdict map"},
+		{"vmap keyed by numgen, accepts only", base("accept", &Rule{Text: "numgen random mod 2 vmap { 0 : accept, 1 : accept }", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "accept", ""},
+		{"named vmap not in the ruleset", base("accept", &Rule{Text: "tcp dport vmap @ports", Verdict: Verdict{Kind: VerdictOther, Target: "vmap"}}), p, "input", "undecided", "vmap @ports"},
 		{"queue", base("accept", &Rule{Text: "queue", Verdict: Verdict{Kind: VerdictQueue}}), p, "input", "undecided", "userspace"},
 		{"return from base: policy", base("drop", &Rule{Text: "return", Verdict: Verdict{Kind: VerdictReturn}}, &Rule{Text: "accept", Verdict: Verdict{Kind: VerdictAccept}}), p, "input", "drop", ""},
 		{"unknown hook", base("accept"), p, "forward", "undecided", "unknown hook"},
@@ -377,6 +381,22 @@ func TestEvaluateEdges(t *testing.T) {
 		{"other match", base("accept", &Rule{Text: "ip dscp cs1 drop", Matches: []Match{{Field: "other", Value: "ip dscp cs1"}}, Verdict: Verdict{Kind: VerdictDrop}}), p, "input", "undecided", "ip dscp cs1"},
 		{"iif lo from a remote client", base("drop", &Rule{Text: `iif "lo" accept`, Matches: []Match{{Field: "iif", Value: "lo"}}, Verdict: Verdict{Kind: VerdictAccept}}), sshIn("192.0.2.5", 22, "new", ""), "input", "drop", ""},
 	}
+	// 40 uncertain jumps into a chain that returns: 2^40 paths, one state
+	// after each.
+	many := base("drop")
+	many.Tables[0].Chains = append(many.Tables[0].Chains, &Chain{Name: "sub", Rules: []*Rule{{Text: "counter", Counter: true}}})
+	for i := 0; i < 40; i++ {
+		r := &Rule{Text: fmt.Sprintf(`iifname "x%d" jump sub`, i), Matches: []Match{{Field: "iif", Value: fmt.Sprintf("x%d", i)}}, Verdict: Verdict{Kind: VerdictJump, Target: "sub"}}
+		many.Tables[0].Chains[0].Rules = append(many.Tables[0].Chains[0].Rules, r)
+	}
+	cases = append(cases, struct {
+		name    string
+		rs      *Ruleset
+		p       Packet
+		hook    string
+		verdict string
+		reason  string
+	}{"uncertain jumps that return", many, sshIn("192.0.2.5", 22, "new", ""), "input", "drop", ""})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := Evaluate(c.rs, c.hook, c.p)
