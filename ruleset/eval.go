@@ -1160,14 +1160,14 @@ func elemHolds(el, v, kind string) (in, ok bool) {
 // dimension).
 func (e *evaluator) ipsetLookup(s *Set, dirs []string) (tri, string) {
 	p := e.p
-	if s.Family != p.Family {
-		return triFalse, "" // an ipset of the other family never matches
-	}
 	method, dims, ok := strings.Cut(s.Type, ":")
 	if !ok || method != "hash" && method != "bitmap" {
 		return triUnknown, "set type " + s.Type + " is not part of the model"
 	}
 	kinds := strings.Split(dims, ",")
+	if s.Family != p.Family && (contains(kinds, "ip") || contains(kinds, "net")) {
+		return triFalse, "" // an address set of the other family never matches
+	}
 	if len(dirs) < len(kinds) {
 		return triUnknown, fmt.Sprintf("set type %s needs %d directions", s.Type, len(kinds))
 	}
@@ -1234,6 +1234,8 @@ func (e *evaluator) ipsetLookup(s *Set, dirs []string) (tri, string) {
 				}
 				all = all && in
 			case "port":
+				// hash:*,port elements name the protocol (tcp when not
+				// written); bitmap:port ones are ports of any protocol.
 				proto, port, hasProto := strings.Cut(part, ":")
 				if !hasProto {
 					proto, port = "tcp", part
@@ -1244,7 +1246,7 @@ func (e *evaluator) ipsetLookup(s *Set, dirs []string) (tri, string) {
 					return triUnknown, fmt.Sprintf("element %q: port %s is not a number", el, port)
 				}
 				n, _ := strconv.Atoi(wantPort)
-				all = all && protoNumber(proto) == protoNumber(wantProto) && lo <= n && n <= hi
+				all = all && (method == "bitmap" || protoNumber(proto) == protoNumber(wantProto)) && lo <= n && n <= hi
 			case "iface":
 				all = all && ifaceMatch(part, vals[i])
 			}

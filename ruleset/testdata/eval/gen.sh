@@ -27,5 +27,5 @@ done
 unshare --net sh -c "nft -f incompat.nft && iptables-nft-save" | nodate >incompat-iptnft.save
 for f in *.ipset; do
 	n=${f%.ipset}
-	unshare --net sh -c "ipset restore <'$f' && ipset save" | sed -E 's/ initval 0x[0-9a-f]+//' >"$n.ipset.save"
+	unshare --net sh -c "ipset restore <'$f' && ipset -sorted save" | sed -E 's/ initval 0x[0-9a-f]+//' >"$n.ipset.save"
 done
