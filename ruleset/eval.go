@@ -21,9 +21,9 @@ type Packet struct {
 // Decision is how the ruleset treats one packet.
 type Decision struct {
 	Verdict string // "accept", "drop" (also reject), or "undecided"
-	Table   string // Table.ID() of the deciding table ("" when accepted by all)
-	Chain   string // deciding chain
-	Rule    *Rule  // deciding rule; nil when a policy decided (Policy true) or accepted by all
+	Table   string // Table.ID() of the deciding table ("" when accepted by all); undecided: the uncertain rule's
+	Chain   string // deciding chain (undecided: the uncertain rule's)
+	Rule    *Rule  // deciding rule; nil when a policy decided (Policy true) or accepted by all; undecided: the uncertain rule
 	// Index is the deciding rule's 1-based position in Chain (0 without
 	// a Rule): nft rules have no line, this names them.
 	Index  int
@@ -235,6 +235,12 @@ func undecided(s evalState, reason string) Decision {
 	return Decision{Verdict: EvalUndecided, Reason: reason, Path: s.path}
 }
 
+// undecidedBy: rule r (at top) makes the outcome unknown.
+func undecidedBy(s evalState, top frame, r *Rule, why string) Decision {
+	return Decision{Verdict: EvalUndecided, Table: top.t.ID(), Chain: top.c.Name, Rule: r, Index: top.i,
+		Reason: ruleRef(top.t.ID(), top.c.Name, top.i, r) + ": " + why, Path: s.path}
+}
+
 // run evaluates from state s to the end. A state reached again by
 // another branch (both sides of an uncertain jump that returns meet again)
 // is evaluated once: the rest of the walk depends on nothing else.
@@ -284,7 +290,7 @@ func (e *evaluator) walk(s evalState) Decision {
 				skip.base++
 				enter := s.clone()
 				enter.enter(b)
-				return e.fork(why, []evalState{skip, enter})
+				return e.fork(Decision{Verdict: EvalUndecided, Table: b.t.ID(), Chain: b.c.Name, Reason: why}, []evalState{skip, enter})
 			}
 			s.enter(b)
 		}
@@ -308,15 +314,16 @@ func (e *evaluator) walk(s evalState) Decision {
 			}
 			continue
 		}
-		reason := fmt.Sprintf("%s: %s", ruleRef(top.t.ID(), top.c.Name, top.i, r), why)
-		return e.forkActions(reason, s, acts, r)
+		who := Decision{Verdict: EvalUndecided, Table: top.t.ID(), Chain: top.c.Name, Rule: r, Index: top.i,
+			Reason: fmt.Sprintf("%s: %s", ruleRef(top.t.ID(), top.c.Name, top.i, r), why)}
+		return e.forkActions(who, s, acts, r)
 	}
 }
 
 // forkActions evaluates each possible action of an uncertain rule from
 // state s; the outcome is certain only if every branch gives the same
 // verdict.
-func (e *evaluator) forkActions(reason string, s evalState, acts []action, r *Rule) Decision {
+func (e *evaluator) forkActions(who Decision, s evalState, acts []action, r *Rule) Decision {
 	ds := make([]Decision, len(acts))
 	for i, a := range acts {
 		b := s.clone()
@@ -326,22 +333,22 @@ func (e *evaluator) forkActions(reason string, s evalState, acts []action, r *Ru
 			ds[i] = e.run(b)
 		}
 	}
-	return merge(reason, ds)
+	return merge(who, ds)
 }
 
 // fork evaluates each branch state; see forkActions.
-func (e *evaluator) fork(reason string, states []evalState) Decision {
+func (e *evaluator) fork(who Decision, states []evalState) Decision {
 	ds := make([]Decision, len(states))
 	for i, b := range states {
 		ds[i] = e.run(b)
 	}
-	return merge(reason, ds)
+	return merge(who, ds)
 }
 
 // merge: the branches' common verdict (the first branch, where the
-// uncertain rule does not apply, tells what decided), or undecided naming
-// the uncertain match.
-func merge(reason string, ds []Decision) Decision {
+// uncertain rule does not apply, tells what decided), or who: undecided,
+// naming the uncertain rule and match.
+func merge(who Decision, ds []Decision) Decision {
 	first := ds[0]
 	same := true
 	for _, d := range ds[1:] {
@@ -352,7 +359,9 @@ func merge(reason string, ds []Decision) Decision {
 	if same {
 		return first
 	}
-	d := Decision{Verdict: EvalUndecided, Reason: reason, Path: first.Path}
+	d := who
+	d.Path = first.Path
+	reason := who.Reason
 	for _, x := range ds {
 		// The outcome depends on this rule; the first later uncertainty
 		// on a branch is worth naming too (only its own clause).
@@ -419,10 +428,10 @@ func (e *evaluator) apply(s *evalState, a action, r *Rule) (Decision, bool) {
 	case VerdictJump, VerdictGoto:
 		sub := top.t.Chain(a.target)
 		if sub == nil {
-			return undecided(*s, fmt.Sprintf("%s: %s to chain %s, which is not in the ruleset", ruleRef(top.t.ID(), top.c.Name, top.i, r), a.kind, a.target)), true
+			return undecidedBy(*s, top, r, fmt.Sprintf("%s to chain %s, which is not in the ruleset", a.kind, a.target)), true
 		}
 		if len(s.stack) >= maxJumpDepth {
-			return undecided(*s, fmt.Sprintf("%s: jumps nest deeper than %d (a loop?)", ruleRef(top.t.ID(), top.c.Name, top.i, r), maxJumpDepth)), true
+			return undecidedBy(*s, top, r, fmt.Sprintf("jumps nest deeper than %d (a loop?)", maxJumpDepth)), true
 		}
 		if a.kind == VerdictGoto {
 			s.stack = s.stack[:len(s.stack)-1]
@@ -436,12 +445,12 @@ func (e *evaluator) apply(s *evalState, a action, r *Rule) (Decision, bool) {
 			// accept of this base chain.
 			s.next()
 		default:
-			return undecided(*s, fmt.Sprintf("%s: %s rewrites the destination of the path: the packet may no longer reach the local socket", ruleRef(top.t.ID(), top.c.Name, top.i, r), strings.ToUpper(a.nat))), true
+			return undecidedBy(*s, top, r, strings.ToUpper(a.nat)+" rewrites the destination of the path: the packet may no longer reach the local socket"), true
 		}
 	case VerdictQueue:
-		return undecided(*s, fmt.Sprintf("%s: queues the packet to a userspace program, which decides", ruleRef(top.t.ID(), top.c.Name, top.i, r))), true
+		return undecidedBy(*s, top, r, "queues the packet to a userspace program, which decides"), true
 	default:
-		return undecided(*s, fmt.Sprintf("%s: target %s is not part of the model", ruleRef(top.t.ID(), top.c.Name, top.i, r), a.target)), true
+		return undecidedBy(*s, top, r, "target "+a.target+" is not part of the model"), true
 	}
 	return Decision{}, false
 }
@@ -608,6 +617,14 @@ func triOf(b bool) tri {
 
 // ruleMatches: whether every match of r holds for p.
 func (e *evaluator) ruleMatches(t *Table, r *Rule) (tri, string) {
+	if t.Source == SourceNft && t.Family != "ip" && t.Family != "ip6" {
+		if fam := nftRuleFamily(r); fam != "" && fam != e.p.Family {
+			// nft adds "meta nfproto" before an ip or ip6 header match in
+			// an inet table: the rule does not apply to the other family,
+			// whatever its matches say (ip protocol tcp, ip dscp ...).
+			return triFalse, ""
+		}
+	}
 	res, why := triTrue, ""
 	setIdx := 0
 	for _, m := range r.Matches {
@@ -872,6 +889,12 @@ func addrIn(x string, a netip.Addr) (in bool, fam string, ok bool) {
 func (e *evaluator) otherMatch(m Match) (tri, string) {
 	p := e.p
 	v := strings.Join(strings.Fields(m.Value), " ")
+	if m.Negate {
+		// iptables keeps the "!" in the text of a match it does not
+		// interpret, and says it in Negate too; nft's "!=" is in the text
+		// only.
+		v = strings.Replace(v, " ! ", " ", 1)
+	}
 	desc := matchText(m)
 	switch {
 	case strings.HasPrefix(v, "meta nfproto "):
@@ -885,20 +908,20 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 			break
 		}
 		return negated(triOf(fam == p.Family), neg), ""
-	case v == "tcp flags syn / fin,syn,rst,ack" || v == "tcp --syn" || v == "tcp ! --syn":
+	case v == "tcp flags syn / fin,syn,rst,ack" || v == "tcp --syn" || strings.EqualFold(v, "tcp --tcp-flags FIN,SYN,RST,ACK SYN"):
 		// The first packet of a TCP connection is a lone SYN, every
 		// later one carries ACK.
 		if protoNumber(p.Proto) != 6 {
 			return triFalse, ""
 		}
-		neg := m.Negate != (v == "tcp ! --syn")
+		neg := m.Negate
 		switch p.State {
 		case "new":
 			return negated(triTrue, neg), ""
 		case "established":
 			return negated(triFalse, neg), ""
 		}
-	case strings.HasPrefix(v, "fib daddr type ") || strings.HasPrefix(v, "addrtype --dst-type ") || strings.HasPrefix(v, "addrtype ! --dst-type "):
+	case strings.HasPrefix(v, "fib daddr type ") || strings.HasPrefix(v, "addrtype --dst-type "):
 		// Inbound, the path ends at a local socket; outbound, it goes
 		// to the client's unicast address.
 		typ := "unicast"
@@ -907,9 +930,6 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 		}
 		neg := m.Negate
 		rest := v[strings.LastIndex(v, "type ")+len("type "):]
-		if strings.HasPrefix(v, "addrtype ! ") {
-			neg = !neg
-		}
 		if r, ok := strings.CutPrefix(rest, "!= "); ok {
 			rest, neg = r, !neg
 		}
@@ -927,6 +947,29 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 		// Reverse path filter: the client's address routes back through
 		// the interface it came in on, as a working SSH session needs.
 		return negated(triFalse, m.Negate), ""
+	case strings.HasPrefix(v, "iprange --src-range ") || strings.HasPrefix(v, "iprange --dst-range "):
+		a := p.Src
+		if strings.HasPrefix(v, "iprange --dst-range ") {
+			a = p.Dst
+		}
+		rng := strings.Fields(v)[2]
+		in, fam, ok := addrIn(rng, a)
+		if !ok || !a.IsValid() {
+			break
+		}
+		if fam != p.Family {
+			return triFalse, ""
+		}
+		return negated(triOf(in), m.Negate), ""
+	case strings.HasPrefix(v, "multiport --ports "):
+		if p.Proto == "" {
+			break
+		}
+		if !hasPorts(p.Proto) {
+			return triFalse, ""
+		}
+		ports := portValue(strings.Fields(v)[2])
+		return negated(triOf(portIn(ports, int(p.SrcPort)) || portIn(ports, int(p.DstPort))), m.Negate), ""
 	case strings.HasPrefix(v, "meta skuid") || strings.HasPrefix(v, "meta skgid") || strings.HasPrefix(v, "skuid") || strings.HasPrefix(v, "skgid") || strings.HasPrefix(v, "owner "):
 		return triUnknown, desc + ": the owner of the sending socket is not part of the model"
 	case strings.HasPrefix(v, "meta cgroup") || strings.HasPrefix(v, "socket cgroupv2") || strings.HasPrefix(v, "cgroup "):
@@ -1062,6 +1105,9 @@ func (e *evaluator) nftKeyValue(k string) (val, kind string, ok bool) {
 	case "meta l4proto", "ip protocol", "ip6 nexthdr":
 		return p.Proto, "proto", true
 	case "ct state":
+		if e.beforeConntrack() {
+			return "invalid", "state", true
+		}
 		return p.State, "state", true
 	}
 	proto, f, _ := strings.Cut(k, " ")
@@ -1294,4 +1340,45 @@ func filledByRules(t *Table, name string) bool {
 		}
 	}
 	return false
+}
+
+// nftHeaderFields are the fields of nft's ip and ip6 header expressions.
+var nftHeaderFields = map[string]bool{"saddr": true, "daddr": true, "protocol": true, "nexthdr": true, "dscp": true, "ecn": true,
+	"ttl": true, "hoplimit": true, "length": true, "id": true, "frag-off": true, "version": true, "hdrlength": true,
+	"checksum": true, "flowlabel": true}
+
+// nftRuleFamily: the family an nft rule's header matches imply ("ip" for
+// `ip protocol tcp`, "ip6" for `ip6 nexthdr tcp` or `icmpv6 type ...`),
+// "" when none; quoted strings (comments, log prefixes) are skipped.
+func nftRuleFamily(r *Rule) string {
+	f := strings.Fields(stripQuoted(r.Text))
+	for i, w := range f {
+		switch {
+		case (w == "ip" || w == "ip6") && i+1 < len(f) && nftHeaderFields[f[i+1]]:
+			return w
+		case w == "icmp" && i+1 < len(f) && f[i+1] == "type":
+			return "ip"
+		case w == "icmpv6" && i+1 < len(f) && f[i+1] == "type":
+			return "ip6"
+		}
+	}
+	return ""
+}
+
+func stripQuoted(s string) string {
+	if !strings.Contains(s, `"`) {
+		return s
+	}
+	var b strings.Builder
+	in := false
+	for _, c := range s {
+		if c == '"' {
+			in = !in
+			continue
+		}
+		if !in {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }

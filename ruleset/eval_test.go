@@ -198,6 +198,22 @@ var evalCases = []evalCase{
 	{name: "bitmap:port has no family", fixture: "ipsets", syntax: "ipt", p: sshIn("2001:db8::1", 2222, "new", "eth0"), verdict: "accept"},
 	{name: "inet6 hash:net, outside", fixture: "ipsets", syntax: "ipt", p: sshIn("2001:db8::1", 22, "new", "eth0"), verdict: "drop", policy: true},
 
+	// matches beyond the typed fields
+	{name: "a SYN to 22", fixture: "others", syntax: "both", p: sshIn("192.0.2.5", 22, "new", "eth0"), verdict: "accept"},
+	{name: "established is no SYN", fixture: "others", syntax: "both", p: sshIn("192.0.2.5", 22, "established", "eth0"), verdict: "accept"},
+	{name: "address range", fixture: "others", syntax: "both", p: sshIn("192.0.2.150", 22, "new", "eth0"),
+		verdict: "drop", rule: "192.0.2.100-192.0.2.200"},
+	{name: "ip protocol in an inet table", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2200, "new", "eth0"), verdict: "accept"},
+	{name: "ip protocol does not match IPv6", fixture: "others", syntax: "nft", p: sshIn("2001:db8::5", 2200, "new", "eth0"), verdict: "drop", policy: true},
+	{name: "meta nfproto ipv6", fixture: "others", syntax: "nft", p: sshIn("2001:db8:bad::5", 22, "new", "eth0"), verdict: "drop", rule: "2001:db8:bad::/48"},
+	{name: "multiport --ports", fixture: "others", syntax: "ipt", p: sshIn("192.0.2.5", 2300, "new", "eth0"), verdict: "accept"},
+	{name: "named verdict map by a concatenated key", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2300, "new", "eth0"), verdict: "accept"},
+	{name: "named verdict map misses", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2301, "new", "eth0"), verdict: "drop", policy: true},
+	{name: "ct state verdict map", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2301, "established", "eth0"), verdict: "accept"},
+	{name: "verdict map jumps", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2400, "new", "eth0"), verdict: "accept"},
+	{name: "verdict map jumps, chain falls through", fixture: "others", syntax: "nft", p: sshIn("198.51.100.5", 2400, "new", "eth0"), verdict: "drop", policy: true},
+	{name: "verdict map drops", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2500, "new", "eth0"), verdict: "drop", rule: "2500 : drop"},
+
 	// nat, raw, mangle, marks, owners, counters/log/limit
 	{name: "counter, log and limit do not decide", fixture: "special", syntax: "both", p: sshIn("192.0.2.5", 22, "new", "eth0"), verdict: "accept"},
 	{name: "DNAT of the SSH path", fixture: "special", syntax: "both", p: sshIn("192.0.2.50", 22, "new", "eth0"),
@@ -289,6 +305,11 @@ func checkDecision(t *testing.T, d Decision, c evalCase, syn string) {
 	case c.rule != "":
 		if d.Rule == nil || !strings.Contains(d.Rule.Text, pick(c.rule, syn)) {
 			t.Errorf("deciding rule %v, want one with %q: %s", d.Rule, pick(c.rule, syn), d)
+		}
+	case d.Verdict == "undecided":
+		// The rule that could not be evaluated, named in the reason.
+		if d.Rule == nil || d.Table == "" || d.Chain == "" || !strings.Contains(d.Reason, fmt.Sprintf("%q", d.Rule.Text)) {
+			t.Errorf("undecided without its rule: %+v", d)
 		}
 	case d.Verdict != "drop" || c.policy:
 		if d.Rule != nil {
@@ -419,7 +440,7 @@ func TestEvaluateEdges(t *testing.T) {
 	}
 }
 
-var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "special", "eqprio", "incompat"}
+var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "others", "special", "eqprio", "incompat"}
 
 func FuzzEvaluate(f *testing.F) {
 	var rss []*Ruleset

@@ -96,9 +96,29 @@ table ip b {
 		tcp dport 2222 accept
 	}
 }`},
+	{name: "verdict maps", want4: "accept", want6: "drop", rules: `table inet t {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state vmap { established : accept, related : accept, invalid : drop }
+		tcp dport vmap { 22 : jump ssh, 80 : accept }
+	}
+	chain ssh {
+		ip saddr {C24} accept
+	}
+}`},
+	{name: "ip protocol in an inet table implies IPv4", want4: "accept", want6: "drop", rules: `table inet t {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state established,related accept
+		ip protocol tcp accept
+	}
+}`},
 }
 
 var evalE2EIpt = []evalE2ECase{
+	{name: "a SYN to 22, established, drop", want4: "accept", want6: "accept",
+		rules:  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n-A INPUT -m addrtype ! --dst-type LOCAL -j DROP\n-A INPUT -p tcp --syn -m tcp --dport 22 -j ACCEPT\n-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n",
+		rules6: "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m multiport --ports 21,22 -j ACCEPT\nCOMMIT\n"},
 	{name: "only the machine may log in", want4: "accept", want6: "drop",
 		rules:  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -s {C}/32 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
 		rules6: "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n"},
