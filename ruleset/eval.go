@@ -290,7 +290,7 @@ func (e *evaluator) walk(s evalState) Decision {
 				skip.base++
 				enter := s.clone()
 				enter.enter(b)
-				return e.fork(Decision{Verdict: EvalUndecided, Table: b.t.ID(), Chain: b.c.Name, Reason: why}, []evalState{skip, enter})
+				return e.fork(Decision{Verdict: EvalUndecided, Table: b.t.ID(), Chain: b.c.Name, Reason: why}, []evalState{enter, skip})
 			}
 			s.enter(b)
 		}
@@ -1310,8 +1310,12 @@ func (e *evaluator) chainApplies(b baseChain) (tri, string) {
 	if b.c.Type == "nat" && e.p.State != "" && e.p.State != "new" {
 		return triFalse, ""
 	}
-	if b.c.Device == "" || b.c.Hook != "ingress" && b.c.Hook != "egress" {
+	if b.c.Hook != "ingress" && b.c.Hook != "egress" {
 		return triTrue, ""
+	}
+	if b.c.Device == "" {
+		// nft 1.0.6's JSON leaves the device out (its text has it).
+		return triUnknown, fmt.Sprintf("%s chain %s is bound to a device nft's JSON listing does not name", b.t.ID(), b.c.Name)
 	}
 	name := e.p.Iif
 	if b.c.Hook == "egress" {
