@@ -908,19 +908,54 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 			break
 		}
 		return negated(triOf(fam == p.Family), neg), ""
-	case v == "tcp flags syn / fin,syn,rst,ack" || v == "tcp --syn" || strings.EqualFold(v, "tcp --tcp-flags FIN,SYN,RST,ACK SYN"):
-		// The first packet of a TCP connection is a lone SYN, every
-		// later one carries ACK.
-		if protoNumber(p.Proto) != 6 {
+	case strings.HasPrefix(v, "tcp flags ") || strings.HasPrefix(v, "tcp --tcp-flags ") || v == "tcp --syn":
+		if protoNumber(p.Proto) != 6 && p.Proto != "" {
 			return triFalse, ""
 		}
-		neg := m.Negate
+		test, ok := tcpFlagsTest(v)
+		if !ok || p.Proto == "" {
+			break
+		}
+		// The first packet of a connection is a lone SYN; a later one
+		// carries ACK, with PSH when it holds data (the server's reply,
+		// the client's keystrokes).
+		var seen []tri
 		switch p.State {
 		case "new":
-			return negated(triTrue, neg), ""
+			seen = []tri{triOf(test(tcpSYN))}
 		case "established":
-			return negated(triFalse, neg), ""
+			seen = []tri{triOf(test(tcpACK)), triOf(test(tcpACK | tcpPSH))}
+		default:
+			break
 		}
+		if len(seen) == 0 || len(seen) == 2 && seen[0] != seen[1] {
+			break
+		}
+		return negated(seen[0], m.Negate), ""
+	case strings.HasPrefix(v, "meta pkttype ") || strings.HasPrefix(v, "pkttype --pkt-type "):
+		// Inbound, the path is unicast to this host.
+		if !e.inbound {
+			break
+		}
+		rest := v[strings.LastIndex(v, " ")+1:]
+		neg := m.Negate
+		if strings.HasPrefix(v, "meta pkttype ") {
+			rest = strings.TrimPrefix(v, "meta pkttype ")
+			if r, ok := strings.CutPrefix(rest, "!= "); ok {
+				rest, neg = r, !neg
+			}
+		}
+		hit := false
+		for _, x := range items(strings.ReplaceAll(rest, " ", "")) {
+			if x == "host" || x == "unicast" {
+				hit = true
+			}
+		}
+		return negated(triOf(hit), neg), ""
+	case v == "ct status dnat" && p.State == "new":
+		// A new connection is DNATed only by a nat rule on this path,
+		// which would have left the outcome undecided already.
+		return negated(triFalse, m.Negate), ""
 	case strings.HasPrefix(v, "fib daddr type ") || strings.HasPrefix(v, "addrtype --dst-type "):
 		// Inbound, the path ends at a local socket; outbound, it goes
 		// to the client's unicast address.
@@ -1385,4 +1420,87 @@ func stripQuoted(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// TCP flag bits as nft and iptables name them.
+const (
+	tcpFIN = 1 << iota
+	tcpSYN
+	tcpRST
+	tcpPSH
+	tcpACK
+	tcpURG
+	tcpECE
+	tcpCWR
+)
+
+var tcpFlagBits = map[string]int{"fin": tcpFIN, "syn": tcpSYN, "rst": tcpRST, "psh": tcpPSH, "ack": tcpACK, "urg": tcpURG,
+	"ecn": tcpECE, "ece": tcpECE, "cwr": tcpCWR, "all": 0x3f, "none": 0} // iptables' ALL: FIN..URG
+
+// tcpFlags reads a flag list ("fin,syn", "FIN,SYN,RST,ACK", "ALL",
+// "NONE", "0x0", "(fin|syn)").
+func tcpFlags(s string) (int, bool) {
+	s = strings.ToLower(strings.Trim(s, "()"))
+	if n, err := strconv.ParseUint(s, 0, 8); err == nil {
+		return int(n), true
+	}
+	bits := 0
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '|' }) {
+		b, ok := tcpFlagBits[f]
+		if !ok {
+			return 0, false
+		}
+		bits |= b
+	}
+	return bits, true
+}
+
+// tcpFlagsTest reads a TCP flags match as the model's Match.Value holds
+// it: nft "tcp flags syn / fin,syn,rst,ack" (masked equality), "tcp flags
+// != syn / fin,syn" and "tcp flags & fin,syn != syn", "tcp flags == syn" (exactly), "tcp flags syn" (any of),
+// "tcp flags ! fin,syn" (none of); iptables "tcp --tcp-flags MASK COMP"
+// and "tcp --syn". The negation in Match.Negate is the caller's.
+func tcpFlagsTest(v string) (func(flags int) bool, bool) {
+	if v == "tcp --syn" {
+		v = "tcp --tcp-flags FIN,SYN,RST,ACK SYN"
+	}
+	if rest, ok := strings.CutPrefix(v, "tcp --tcp-flags "); ok {
+		f := strings.Fields(rest)
+		if len(f) != 2 {
+			return nil, false
+		}
+		mask, ok1 := tcpFlags(f[0])
+		comp, ok2 := tcpFlags(f[1])
+		return func(x int) bool { return x&mask == comp }, ok1 && ok2
+	}
+	rest := strings.TrimPrefix(v, "tcp flags ")
+	f := strings.Fields(rest)
+	switch {
+	case len(f) == 3 && f[1] == "/":
+		comp, ok1 := tcpFlags(f[0])
+		mask, ok2 := tcpFlags(f[2])
+		return func(x int) bool { return x&mask == comp }, ok1 && ok2
+	case len(f) == 4 && f[0] == "!=" && f[2] == "/":
+		comp, ok1 := tcpFlags(f[1])
+		mask, ok2 := tcpFlags(f[3])
+		return func(x int) bool { return x&mask != comp }, ok1 && ok2
+	case len(f) == 4 && f[0] == "&" && (f[2] == "==" || f[2] == "!="):
+		mask, ok1 := tcpFlags(f[1])
+		comp, ok2 := tcpFlags(f[3])
+		eq := f[2] == "=="
+		return func(x int) bool { return (x&mask == comp) == eq }, ok1 && ok2
+	case len(f) == 2 && (f[0] == "==" || f[0] == "!=" || f[0] == "!"):
+		bits, ok := tcpFlags(f[1])
+		switch f[0] {
+		case "==":
+			return func(x int) bool { return x == bits }, ok
+		case "!=":
+			return func(x int) bool { return x != bits }, ok
+		}
+		return func(x int) bool { return x&bits == 0 }, ok
+	case len(f) == 1:
+		bits, ok := tcpFlags(f[0])
+		return func(x int) bool { return x&bits != 0 }, ok
+	}
+	return nil, false
 }

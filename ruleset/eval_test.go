@@ -214,6 +214,13 @@ var evalCases = []evalCase{
 	{name: "verdict map jumps, chain falls through", fixture: "others", syntax: "nft", p: sshIn("198.51.100.5", 2400, "new", "eth0"), verdict: "drop", policy: true},
 	{name: "verdict map drops", fixture: "others", syntax: "nft", p: sshIn("192.0.2.5", 2500, "new", "eth0"), verdict: "drop", rule: "2500 : drop"},
 
+	// TCP flags, packet type, ct status
+	{name: "a lone SYN", fixture: "flags", syntax: "both", p: sshIn("192.0.2.5", 22, "new", "eth0"), verdict: "accept"},
+	{name: "established ACK", fixture: "flags", syntax: "both", p: sshIn("192.0.2.5", 22, "established", "eth0"), verdict: "accept"},
+	{name: "ACK or PSH,ACK decides", fixture: "flags", syntax: "both", p: sshIn("192.0.2.5", 2222, "established", "eth0"),
+		verdict: "undecided", reason: "2222"},
+	{name: "a SYN is no lone ACK", fixture: "flags", syntax: "both", p: sshIn("192.0.2.5", 2222, "new", "eth0"), verdict: "drop", policy: true},
+
 	// nat, raw, mangle, marks, owners, counters/log/limit
 	{name: "counter, log and limit do not decide", fixture: "special", syntax: "both", p: sshIn("192.0.2.5", 22, "new", "eth0"), verdict: "accept"},
 	{name: "DNAT of the SSH path", fixture: "special", syntax: "both", p: sshIn("192.0.2.50", 22, "new", "eth0"),
@@ -463,7 +470,7 @@ func TestEvaluateEdges(t *testing.T) {
 	}
 }
 
-var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "others", "special", "eqprio", "incompat", "netdev"}
+var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "others", "special", "eqprio", "incompat", "netdev", "flags"}
 
 func FuzzEvaluate(f *testing.F) {
 	var rss []*Ruleset

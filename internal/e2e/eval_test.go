@@ -106,6 +106,19 @@ table ip b {
 		ip saddr {C24} accept
 	}
 }`},
+	{name: "hardened TCP flag and packet type rules", want4: "accept", want6: "accept", rules: `table inet f {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		tcp flags & (fin|syn) == fin|syn drop
+		tcp flags ! fin,syn,rst,psh,ack,urg drop
+		tcp flags & (fin|syn|rst|ack) != syn ct state new drop
+		meta pkttype { broadcast, multicast } drop
+		meta pkttype != host drop
+		ct status dnat accept
+		tcp flags syn tcp dport 22 accept
+		ct state established tcp dport 22 accept
+	}
+}`},
 	{name: "ip protocol in an inet table implies IPv4", want4: "accept", want6: "drop", rules: `table inet t {
 	chain input {
 		type filter hook input priority filter; policy drop;
@@ -116,6 +129,8 @@ table ip b {
 }
 
 var evalE2EIpt = []evalE2ECase{
+	{name: "hardened TCP flag and packet type rules", want4: "accept", want6: "accept",
+		rules: "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --tcp-flags ALL NONE -j DROP\n-A INPUT -p tcp --tcp-flags SYN,FIN SYN,FIN -j DROP\n-A INPUT -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n-A INPUT -m pkttype --pkt-type broadcast -j DROP\n-A INPUT -m pkttype ! --pkt-type unicast -j DROP\n-A INPUT -p tcp --syn --dport 22 -j ACCEPT\n-A INPUT -p tcp -m conntrack --ctstate ESTABLISHED --dport 22 -j ACCEPT\nCOMMIT\n"},
 	{name: "a SYN to 22, established, drop", want4: "accept", want6: "accept",
 		rules:  "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n-A INPUT -m addrtype ! --dst-type LOCAL -j DROP\n-A INPUT -p tcp --syn -m tcp --dport 22 -j ACCEPT\n-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n",
 		rules6: "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m multiport --ports 21,22 -j ACCEPT\nCOMMIT\n"},
