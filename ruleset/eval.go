@@ -928,8 +928,11 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 		default:
 			break
 		}
-		if len(seen) == 0 || len(seen) == 2 && seen[0] != seen[1] {
+		if len(seen) == 0 {
 			break
+		}
+		if len(seen) == 2 && seen[0] != seen[1] {
+			return triUnknown, desc + ": an established packet carries ACK, with or without PSH, and the model does not know which"
 		}
 		return negated(seen[0], m.Negate), ""
 	case strings.HasPrefix(v, "meta pkttype ") || strings.HasPrefix(v, "pkttype --pkt-type "):
@@ -952,9 +955,10 @@ func (e *evaluator) otherMatch(m Match) (tri, string) {
 			}
 		}
 		return negated(triOf(hit), neg), ""
-	case v == "ct status dnat" && p.State == "new":
+	case v == "ct status dnat" && (p.State == "new" || !e.hasDNAT()):
 		// A new connection is DNATed only by a nat rule on this path,
-		// which would have left the outcome undecided already.
+		// which would have left the outcome undecided already; an
+		// established one only if the ruleset DNATs at all.
 		return negated(triFalse, m.Negate), ""
 	case strings.HasPrefix(v, "fib daddr type ") || strings.HasPrefix(v, "addrtype --dst-type "):
 		// Inbound, the path ends at a local socket; outbound, it goes
@@ -1503,4 +1507,25 @@ func tcpFlagsTest(v string) (func(flags int) bool, bool) {
 		return func(x int) bool { return x&bits != 0 }, ok
 	}
 	return nil, false
+}
+
+// hasDNAT: a nat chain of p's family rewrites destinations (DNAT,
+// REDIRECT, NETMAP).
+func (e *evaluator) hasDNAT() bool {
+	for _, t := range e.rs.Tables {
+		if !tableSees(t, e.p.Family) {
+			continue
+		}
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if r.Verdict.Kind == VerdictNat {
+					switch strings.ToLower(r.Verdict.Target) {
+					case "dnat", "redirect", "netmap":
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
