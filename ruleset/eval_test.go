@@ -256,6 +256,12 @@ var evalCases = []evalCase{
 	{name: "ingress chain on an unnamed device", fixture: "netdev", syntax: "nft", p: sshIn("192.0.2.5", 22, "new", "eth0"),
 		verdict: "undecided", reason: "nft netdev lockout chain ing|device"},
 
+	// lifeline's guard rule: a set lookup by port, negated
+	{name: "armed guard does not accept yet", fixture: "guard", syntax: "nft", p: sshIn("192.0.2.5", 22, "new", "eth0"),
+		verdict: "drop", table: "nft inet armed", policy: true},
+	{name: "expired guard accepts", fixture: "guard", syntax: "nft", p: sshIn("192.0.2.6", 22, "new", "eth0"), verdict: "accept"},
+	{name: "expired guard, other port", fixture: "guard", syntax: "nft", p: sshIn("192.0.2.6", 2222, "new", "eth0"), verdict: "drop", table: "nft inet expired", rule: "192.0.2.6 drop"},
+
 	// equal priorities
 	{name: "equal priorities drop", fixture: "eqprio", syntax: "nft", p: sshIn("192.0.2.9", 22, "new", "eth0"),
 		verdict: "drop", table: "nft inet b", chain: "input", rule: "192.0.2.9"},
@@ -470,7 +476,7 @@ func TestEvaluateEdges(t *testing.T) {
 	}
 }
 
-var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "others", "special", "eqprio", "incompat", "netdev", "flags"}
+var evalFixtures = []string{"newdrop", "policyfrom", "twotables", "estab", "matches", "sets", "ipsets", "others", "special", "eqprio", "incompat", "netdev", "flags", "guard"}
 
 func FuzzEvaluate(f *testing.F) {
 	var rss []*Ruleset
