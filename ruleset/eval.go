@@ -97,7 +97,8 @@ func EvaluateSSH(rs *Ruleset, p Packet) Decision {
 // treated as may-match -> undecided only if the outcome depends on it).
 //
 // hook is "input" (ingress, prerouting, input) or "output" (output,
-// postrouting, egress); anything else is undecided. See docs/ruleset.md,
+// postrouting, egress); anything else is undecided. Evaluate only reads
+// rs: calls may run concurrently on one Ruleset. See docs/ruleset.md,
 // "Evaluating a path", for what the model knows and what it does not.
 func Evaluate(rs *Ruleset, hook string, p Packet) Decision {
 	hooks, ok := evalHooks[hook]
@@ -108,6 +109,9 @@ func Evaluate(rs *Ruleset, hook string, p Packet) Decision {
 		return Decision{Verdict: EvalUndecided, Reason: fmt.Sprintf("unknown packet family %q (want ip or ip6)", p.Family)}
 	}
 	e := &evaluator{rs: rs, p: p, inbound: hook == "input", budget: evalBudget, memo: map[string]Decision{}}
+	if p.Family == "ip" {
+		e.p.Src, e.p.Dst = p.Src.Unmap(), p.Dst.Unmap()
+	}
 	e.p.Proto = strings.ToLower(e.p.Proto)
 	e.p.State = strings.ToLower(e.p.State)
 	if e.inbound {
@@ -873,14 +877,12 @@ func addrIn(x string, a netip.Addr) (in bool, fam string, ok bool) {
 		if err1 != nil || err2 != nil || l.Is4() != h.Is4() {
 			return false, "", false
 		}
-		a = a.Unmap()
 		return a.IsValid() && a.Is4() == l.Is4() && l.Compare(a) <= 0 && a.Compare(h) <= 0, famOf(l), true
 	}
 	pfx, ok := prefixOf(x)
 	if !ok {
 		return false, "", false
 	}
-	a = a.Unmap()
 	return a.IsValid() && a.Is4() == pfx.Addr().Is4() && pfx.Contains(a), famOf(pfx.Addr()), true
 }
 

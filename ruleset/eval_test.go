@@ -544,3 +544,33 @@ func TestEvaluateIncompatibleTable(t *testing.T) {
 		t.Fatalf("got %s, want a drop by nft ip raw chain pre", d)
 	}
 }
+
+// Evaluate only reads the Ruleset: concurrent calls (go test -race).
+func TestEvaluateConcurrent(t *testing.T) {
+	rs := evalNft(t, "sets")
+	want := EvaluateSSH(rs, sshIn("10.1.2.5", 22, "new", "eth0")).String()
+	done := make(chan string)
+	for i := 0; i < 8; i++ {
+		go func() { done <- EvaluateSSH(rs, sshIn("10.1.2.5", 22, "new", "eth0")).String() }()
+	}
+	for i := 0; i < 8; i++ {
+		if got := <-done; got != want {
+			t.Errorf("concurrent: %s, want %s", got, want)
+		}
+	}
+}
+
+// A v4-mapped IPv6 address is the IPv4 address for an IPv4 packet, and
+// not for an IPv6 one.
+func TestEvaluateMappedAddress(t *testing.T) {
+	rs := evalNft(t, "policyfrom")
+	p := sshIn("192.0.2.10", 22, "new", "eth0")
+	p.Src = netip.MustParseAddr("::ffff:192.0.2.10")
+	if d := EvaluateSSH(rs, p); d.Verdict != EvalAccept {
+		t.Errorf("ip packet from ::ffff:192.0.2.10: %s", d)
+	}
+	p.Family = "ip6"
+	if d := EvaluateSSH(rs, p); d.Verdict != EvalDrop {
+		t.Errorf("ip6 packet from ::ffff:192.0.2.10: %s", d)
+	}
+}
