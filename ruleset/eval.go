@@ -469,7 +469,7 @@ var nonTerminalTargets = map[string]bool{
 }
 
 // ruleVerdict is the action of r when it applies.
-func ruleVerdict(t *Table, r *Rule) []action {
+func ruleVerdict(r *Rule) []action {
 	v := r.Verdict
 	switch v.Kind {
 	case VerdictNone, VerdictLog, VerdictContinue:
@@ -498,13 +498,14 @@ func (e *evaluator) vmapActions(t *Table, r *Rule) (acts []action, exact bool) {
 	case !ok:
 	case strings.HasPrefix(after, "@"):
 		name := strings.Fields(after)[0][1:]
+		found := false
 		for _, s := range t.Sets {
 			if s.Name == name {
-				entries = s.Elements
+				found, entries = true, s.Elements
 				dynamic = contains(s.Flags, "dynamic") || filledByRules(t, name)
 			}
 		}
-		if entries == nil && !dynamic {
+		if !found {
 			// A map that is not in rs: nothing is known of it.
 			return []action{actContinue, {kind: VerdictOther, target: "vmap @" + name}}, false
 		}
@@ -580,7 +581,7 @@ func (e *evaluator) vmapLookup(keys []string, entries [][2]string) (action, bool
 
 // actions: what r may do with p, and why when more than one.
 func (e *evaluator) actions(t *Table, r *Rule) ([]action, string) {
-	verdicts := ruleVerdict(t, r)
+	verdicts := ruleVerdict(r)
 	vmapExact := true
 	if r.Verdict.Kind == VerdictOther && r.Verdict.Target == "vmap" {
 		verdicts, vmapExact = e.vmapActions(t, r)
