@@ -143,7 +143,7 @@ func localExec(ctx context.Context, stdin []byte, name string, args ...string) (
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	err := runCounted(cmd)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		err = &ToolError{Tool: name, Args: args, ExitCode: ee.ExitCode(), Stderr: errb.String()}

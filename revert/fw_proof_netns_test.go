@@ -109,10 +109,19 @@ func TestListingMemo(t *testing.T) {
 	if err := fw.Validate(ctx, FormatNft, rules); err != nil {
 		t.Fatal(err)
 	}
+	// the guard plan's trial (what Apply leaves) is the validation's when
+	// the ruleset replaces every live native table
+	before := trials.Load()
+	if _, err := fw.GuardPlan(ctx, FormatNft, rules, Operator{Addr: "10.0.0.1", SSHPort: 22}); err != nil {
+		t.Fatal(err)
+	}
+	if n := trials.Load() - before; n != 0 {
+		t.Errorf("the guard plan ran %d trial loads, want none (the validation's listing)", n)
+	}
 	if err := fw.Apply(ctx, FormatNft, rules, nil); err != nil {
 		t.Fatal(err)
 	}
-	before := trials.Load()
+	before = trials.Load()
 	ok, diff, err := fw.Contains(ctx, FormatNft, rules)
 	if err != nil || !ok {
 		t.Fatalf("verify after apply: %v %v\n%s", ok, err, diff)

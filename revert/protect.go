@@ -150,7 +150,10 @@ func (e *engine) runOnRevert(ctx context.Context, id string, cmds []string) {
 		cmd := exec.CommandContext(cctx, "/bin/sh", "-c", c)
 		cmd.Dir = "/"
 		cmd.WaitDelay = 2 * time.Second
-		out, err := cmd.CombinedOutput()
+		var outb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &outb, &outb
+		err := runCounted(cmd)
+		out := outb.Bytes()
 		cancel()
 		level, status := "info", "ok"
 		if err != nil {

@@ -44,6 +44,7 @@ func (h *Tx) priv(c remote.Runner) remote.Runner {
 func (h *Tx) probe(ctx context.Context, c remote.Runner) error {
 	out, err := remote.Output(ctx, c, `printf '%s\n' "$SSH_CONNECTION"; id -u; uname -m`, nil)
 	h.res.RoundTrips++
+	h.res.HostProcesses += 3 // the shell, id, uname
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
@@ -99,6 +100,7 @@ func (h *Tx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wi
 	}
 	cmd := wire.HelperCommand(h.sha, verb)
 	h.res.RoundTrips++
+	h.res.HostProcesses++ // the shell, which execs the helper
 	out, err := remote.Output(ctx, r, cmd, in)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Status == wire.ExitHelperMissing {
@@ -144,6 +146,7 @@ func unstarted(ee *remote.ExitError) bool {
 // error stands).
 func (h *Tx) verifyHelper(ctx context.Context, r remote.Runner, callErr error) error {
 	h.res.RoundTrips++
+	h.res.HostProcesses += 3 // the shell, sha256sum, cut
 	_, err := remote.Output(ctx, r, wire.HelperVerifyCommand(h.sha), nil)
 	var ee *remote.ExitError
 	switch {
@@ -169,7 +172,8 @@ func (h *Tx) upload(ctx context.Context, r remote.Runner) error {
 	if _, err := remote.Output(ctx, r, `umask 077; mkdir -p `+wire.HelperDir+` && chmod 0700 /var/lib/lifeline `+wire.HelperDir, nil); err != nil {
 		return fmt.Errorf("create %s: %w", wire.HelperDir, err)
 	}
-	h.res.RoundTrips += 2 // write + verify
+	h.res.RoundTrips += 2            // write + verify
+	h.res.HostProcesses += 3 + 1 + 2 // shell, mkdir, chmod; sftp-server; shell, sha256sum
 	h.res.Uploaded += int64(len(h.data))
 	if err := remote.Upload(ctx, r, h.data, h.helper, 0o700); err != nil {
 		return fmt.Errorf("upload helper: %w", err)
@@ -179,6 +183,7 @@ func (h *Tx) upload(ctx context.Context, r remote.Runner) error {
 
 func (h *Tx) absorb(rep *wire.Report) {
 	h.res.HostPhases = append(h.res.HostPhases, rep.Phases...)
+	h.res.HostProcesses += rep.Spawned
 	if rep.Begin != nil && rep.Begin.Detect != nil {
 		h.res.Backends = rep.Begin.Detect.Active
 	}

@@ -293,7 +293,10 @@ type Report struct {
 	Verified  *bool    `json:"verified,omitempty"`
 	Persisted []string `json:"persisted,omitempty"` // confirm (and status after it): files written
 	Phases    []Phase  `json:"phases,omitempty"`    // host-side timings
-	Error     *Error   `json:"error,omitempty"`
+	// Spawned counts the processes the helper started for this verb
+	// (tools, timers, on-revert commands; not the login shell that ran it).
+	Spawned int    `json:"spawned,omitempty"`
+	Error   *Error `json:"error,omitempty"`
 	// Origin is who began the tx (user@workstation run ID).
 	Origin string `json:"origin,omitempty"`
 	// Reboot: the tx was reverted by a reboot (the persisted boot config
