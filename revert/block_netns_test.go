@@ -2,7 +2,9 @@ package revert
 
 import (
 	"context"
+	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,4 +106,30 @@ func mustRead(ctx context.Context, t *testing.T, fw *hostFirewall) *blockHost {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestBlockIpsetBatchFailsWhole: ipset restore applies line by line; a
+// batch that fails part-way (the set is full) takes out again what it
+// added, so the set is as it was, and says so.
+func TestBlockIpsetBatchFailsWhole(t *testing.T) {
+	requireTools(t)
+	ns := testNetns(t)
+	nsRun(t, ns, "", "sh", "-c", "printf '*filter\\n:INPUT ACCEPT [0:0]\\n-A INPUT -p tcp --dport 22 -j ACCEPT\\nCOMMIT\\n' | iptables-legacy-restore; printf '*filter\\n:INPUT ACCEPT [0:0]\\nCOMMIT\\n' | ip6tables-legacy-restore; ipset create lifeline-blocked hash:net family inet timeout 0 maxelem 2")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fw := newTestFirewall(t, ns).(*hostFirewall)
+	if err := fw.blockEnsure(ctx, mustRead(ctx, t, fw), "blocked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.blockBatch(ctx, mustRead(ctx, t, fw), "blocked", []string{"10.0.0.0/24"}, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	err := fw.blockBatch(ctx, mustRead(ctx, t, fw), "blocked", []string{"10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"}, 0, false)
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeApplyFailed || !strings.Contains(pe.Message, "as it was") {
+		t.Fatalf("a batch into a full set: %v, want apply-failed saying the set is as it was", err)
+	}
+	if got := mustRead(ctx, t, fw).elems; len(got) != 1 || !got["10.0.0.0/24"] {
+		t.Fatalf("after the failed batch the set holds %v, want only 10.0.0.0/24", got)
+	}
 }

@@ -186,12 +186,16 @@ func (f *hostFirewall) blockEnsure(ctx context.Context, h *blockHost, name strin
 		return b.load(ctx, lf, CodeApplyFailed)
 	}
 	var sets strings.Builder
-	fmt.Fprintf(&sets, "create %s hash:net family inet timeout 0\n", i4)
-	if h.have6 {
+	if !h.ipset4 {
+		fmt.Fprintf(&sets, "create %s hash:net family inet timeout 0\n", i4)
+	}
+	if h.have6 && !h.ipset6 {
 		fmt.Fprintf(&sets, "create %s hash:net family inet6 timeout 0\n", i6)
 	}
-	if _, err := f.run(ctx, []byte(sets.String()), "ipset", "restore", "-exist"); err != nil {
-		return fmt.Errorf("create ipsets %s: %w", i4, err)
+	if sets.Len() > 0 {
+		if _, err := f.run(ctx, []byte(sets.String()), "ipset", "restore", "-exist"); err != nil {
+			return fmt.Errorf("create ipsets %s: %w", i4, err)
+		}
 	}
 	bs, err := f.blockIPT(ctx)
 	if err != nil {
@@ -279,7 +283,31 @@ func (f *hostFirewall) blockBatch(ctx context.Context, h *blockHost, name string
 		return nil
 	}
 	if _, err := f.run(ctx, []byte(strings.Join(ipsetLines, "\n")+"\n"), "ipset", "restore", "-exist"); err != nil {
-		return fmt.Errorf("ipset restore: %w", err)
+		// ipset restore applies line by line: take out again what this
+		// batch added before the failing line, so that a failed batch
+		// leaves the set as it was (an unblock's removals stay removed)
+		if !remove {
+			var undo []string
+			for _, c := range cidrs {
+				if !h.elems[c] {
+					is := i4
+					if strings.Contains(c, ":") {
+						is = i6
+					}
+					undo = append(undo, fmt.Sprintf("del %s %s", is, c))
+				}
+			}
+			if len(undo) > 0 {
+				if _, uerr := f.run(ctx, []byte(strings.Join(undo, "\n")+"\n"), "ipset", "restore", "-exist"); uerr != nil {
+					return fmt.Errorf("ipset restore: %w; and taking the batch's elements out again failed: %v", err, uerr)
+				}
+			}
+		}
+		what := "the set is as it was"
+		if remove {
+			what = "the elements before the failing one are removed"
+		}
+		return &Error{Code: CodeApplyFailed, Message: fmt.Sprintf("ipset restore: %v; %s", err, what)}
 	}
 	return nil
 }
