@@ -103,7 +103,9 @@ func TestBlockSession(t *testing.T) {
 		return s.Block(context.Background(), Target{Name: "fake"}, spec)
 	}
 	expires := regexp.MustCompile(` expires [0-9hms.]+`)
-	set := func() string { return expires.ReplaceAllString(in("nft", "list", "set", "inet", "lifeline", "blocked"), "") }
+	set := func() string {
+		return expires.ReplaceAllString(in("nft", "list", "set", "inet", "lifeline", "blocked"), "")
+	}
 
 	r := run(BlockSpec{CIDRs: []string{"203.0.113.0/24"}})
 	if r.Outcome != Confirmed || !r.Block.Guarded || !r.Block.Created {
