@@ -81,7 +81,7 @@ func newBlockCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.set, "set", wire.DefaultBlockSet, "the block set (`NAME`: 1-16 of a-z, 0-9, _)")
 	f.DurationVar(&o.ttl, "ttl", 0, "each element expires by itself after this (whole seconds; 0: until unblocked)")
-	f.BoolVar(&o.force, "force", false, "block even what the preflight refuses, inside a guarded transaction that reverts unless a fresh connection gets in")
+	f.BoolVar(&o.force, "force", false, "block even what the preflight refuses, inside a guarded transaction that reverts unless a fresh connection gets in (also accepts base chains the kernel guard cannot cover, like exec --force)")
 	f.DurationVar(&o.window, "window", 60*time.Second, "revert deadline of the guarded transaction (first creation, --force), on the host's clock (5s to 24h)")
 	o.rolloutFlags.add(f, "the block")
 	return cmd
