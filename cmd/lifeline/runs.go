@@ -160,13 +160,13 @@ func runRunsList(g *globals) error {
 func retentionText(keep int, older time.Duration) string {
 	var parts []string
 	if keep > 0 {
-		parts = append(parts, fmt.Sprintf("the newest %d runs", keep))
+		parts = append(parts, fmt.Sprintf("the newest %d run%s", keep, map[bool]string{true: "s"}[keep != 1]))
 	}
 	if older > 0 {
 		parts = append(parts, "none older than "+runstore.FormatAge(older))
 	}
 	if len(parts) == 0 {
-		return "off (LIFELINE_RUNS_KEEP=0, LIFELINE_RUNS_OLDER_THAN=0)"
+		return "no limit (0 runs to keep, age 0): nothing is removed"
 	}
 	return "keep " + strings.Join(parts, ", ")
 }
@@ -191,10 +191,14 @@ type runsPruneOptions struct {
 	keep      int
 	olderThan string
 	dryRun    bool
+	// keepSet, olderSet: the flag was given; without either, the
+	// automatic retention applies.
+	keepSet, olderSet bool
 }
 
 // runsPruneDoc is `lifeline runs prune`'s result.
 type runsPruneDoc struct {
+	Policy runsRetentionDoc `json:"policy"`
 	*runstore.Report
 	Left runstore.Usage `json:"left"`
 }
@@ -206,7 +210,10 @@ func newRunsPruneCmd(g *globals) *cobra.Command {
 		Short: "Remove old run folders and the snapshot objects no run refers to",
 		Long: `prune removes every run that is not among the newest --keep or that
 started more than --older-than ago, then the snapshot objects no remaining
-run refers to, and prints what it freed. It never removes a run another
+run refers to, and prints what it freed. Without either flag it applies the
+retention that runs after every apply (the newest 50 runs, none older than
+30 days, or LIFELINE_RUNS_KEEP / LIFELINE_RUNS_OLDER_THAN); with one of
+them, only that limit applies. It never removes a run another
 lifeline process is writing, or one that keeps an armed transaction's
 token (apply or exec --no-confirm) until a day past its deadline: those are
 listed with why. Folders that are not runs are never touched.
@@ -216,13 +223,17 @@ objects are swept only after every remaining run's references were read.
 The next prune finishes what an interrupted one left.`,
 		Example: `  lifeline runs prune --dry-run
   lifeline runs prune --keep 1
-  lifeline runs prune --keep 0 --older-than 7d`,
+  lifeline runs prune --older-than 7d
+  lifeline runs prune --keep 20 --older-than 90d`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runRunsPrune(g, o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.keepSet, o.olderSet = cmd.Flags().Changed("keep"), cmd.Flags().Changed("older-than")
+			return runRunsPrune(g, o)
+		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.keep, "keep", runstore.DefaultKeep, "keep the newest N runs (0: no count limit)")
-	f.StringVar(&o.olderThan, "older-than", runstore.FormatAge(runstore.DefaultOlderThan), "remove runs that started longer ago: days (30d) or a duration (12h); 0: no age limit")
+	f.IntVar(&o.keep, "keep", runstore.DefaultKeep, "keep the newest N runs (0: no count limit); alone, no age limit")
+	f.StringVar(&o.olderThan, "older-than", runstore.FormatAge(runstore.DefaultOlderThan), "remove runs that started longer ago: days (30d) or a duration (12h); 0: no age limit; alone, no count limit")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would be removed and freed; remove nothing")
 	return cmd
 }
@@ -235,11 +246,24 @@ func runRunsPrune(g *globals, o *runsPruneOptions) error {
 	if err != nil {
 		return usagef("--older-than: %v", err)
 	}
+	p := runstore.Policy{Keep: o.keep, OlderThan: age, Now: time.Now()}
+	switch {
+	case !o.keepSet && !o.olderSet:
+		auto, err := runstore.AutoPolicy("", p.Now)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		p.Keep, p.OlderThan = auto.Keep, auto.OlderThan
+	case !o.keepSet:
+		p.Keep = 0
+	case !o.olderSet:
+		p.OlderThan = 0
+	}
 	root, err := runstore.Root()
 	if err != nil {
 		return err
 	}
-	rep, err := runstore.Prune(root, runstore.Policy{Keep: o.keep, OlderThan: age, Now: time.Now()}, o.dryRun, 10*time.Second)
+	rep, err := runstore.Prune(root, p, o.dryRun, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("runs prune: %w", err)
 	}
@@ -247,8 +271,9 @@ func runRunsPrune(g *globals, o *runsPruneOptions) error {
 	for i := range left {
 		_ = runstore.Inspect(&left[i], time.Now(), false, false)
 	}
-	doc := runsPruneDoc{Report: rep, Left: runstore.Measure(root, left)}
+	doc := runsPruneDoc{Policy: runsRetentionDoc{Keep: p.Keep, OlderThan: runstore.FormatAge(p.OlderThan)}, Report: rep, Left: runstore.Measure(root, left)}
 	return g.printer().Result(doc, func(w io.Writer) error {
+		fmt.Fprintf(w, "policy: %s\n", retentionText(p.Keep, p.OlderThan))
 		verb, freed := "removed", "freed"
 		if rep.DryRun {
 			verb, freed = "would remove", "would free"

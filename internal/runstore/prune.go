@@ -248,6 +248,9 @@ func Select(runs []Run, p Policy) []Decision {
 
 // FormatAge prints an age as ParseAge reads it.
 func FormatAge(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
 	if d > 0 && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
@@ -303,12 +306,12 @@ func Prune(root string, p Policy, dry bool, wait time.Duration) (*Report, error)
 		}
 	}
 	removing := map[string]bool{}
-	for _, d := range Select(runs, p) {
+	for i, d := range Select(runs, p) { // in the order of runs, as pre
 		switch {
 		case d.Remove:
 			rep.Removed = append(rep.Removed, d)
 			removing[d.ID] = true
-		case pre[indexOf(runs, d.ID)].Remove:
+		case pre[i].Remove:
 			rep.Protected = append(rep.Protected, d)
 		}
 	}
@@ -357,15 +360,6 @@ func Prune(root string, p Policy, dry bool, wait time.Duration) (*Report, error)
 		rep.SweepSkipped, err = err.Error(), nil
 	}
 	return rep, err
-}
-
-func indexOf(runs []Run, id string) int {
-	for i := range runs {
-		if runs[i].ID == id {
-			return i
-		}
-	}
-	return -1
 }
 
 // remove takes the run's lock alone (false: another process holds it),
