@@ -213,10 +213,10 @@ started more than --older-than ago, then the snapshot objects no remaining
 run refers to, and prints what it freed. Without either flag it applies the
 retention that runs after every apply (the newest 50 runs, none older than
 30 days, or LIFELINE_RUNS_KEEP / LIFELINE_RUNS_OLDER_THAN); with one of
-them, only that limit applies. It never removes a run another
-lifeline process is writing, or one that keeps an armed transaction's
-token (apply or exec --no-confirm) until a day past its deadline: those are
-listed with why. Folders that are not runs are never touched.
+them, only that limit applies. It never removes a run another lifeline
+process is writing, or one that keeps an armed transaction's token (apply
+or exec --no-confirm) until a day past its deadline: those are listed with
+why. Folders that are not runs are never touched.
 
 It is safe to interrupt: a run is renamed away before it is removed, and
 objects are swept only after every remaining run's references were read.
@@ -246,7 +246,7 @@ func runRunsPrune(g *globals, o *runsPruneOptions) error {
 	if err != nil {
 		return usagef("--older-than: %v", err)
 	}
-	p := runstore.Policy{Keep: o.keep, OlderThan: age, Now: time.Now()}
+	p := runstore.Policy{Keep: o.keep, OlderThan: age, Now: time.Now(), Sweep: true}
 	switch {
 	case !o.keepSet && !o.olderSet:
 		auto, err := runstore.AutoPolicy("", p.Now)

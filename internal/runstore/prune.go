@@ -154,6 +154,10 @@ type Policy struct {
 	MinAge    time.Duration // runs that started less than this ago stay
 	Except    string        // the run being written: stays
 	Now       time.Time
+	// Sweep: sweep the objects even when no run was removed (orphans of
+	// a crashed writer). Without it a prune that removed nothing reads
+	// no refs: the automatic prune is one directory read then.
+	Sweep bool
 }
 
 // AutoPolicy is the retention applied after every run: DefaultKeep and
@@ -354,6 +358,9 @@ func Prune(root string, p Policy, dry bool, wait time.Duration) (*Report, error)
 		kept = append(kept, d)
 	}
 	rep.Removed = kept
+	if len(rep.Removed) == 0 && len(trash) == 0 && !p.Sweep {
+		return rep, nil
+	}
 	n, b, err := sweep(root, nil, false, wait)
 	rep.Objects, rep.ObjectBytes, rep.Freed = n, b, rep.Freed+b
 	if errors.Is(err, errObjectsBusy) {

@@ -44,8 +44,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/lifeline-dev/lifeline/wire"
 )
 
@@ -220,7 +218,7 @@ func PutSnapshot(runDir, hostFile string, s *wire.Snapshot) (Ref, error) {
 	defer l.Close()
 	p := filepath.Join(objs, sha+".json")
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-		if err := renameio.WriteFile(p, b, 0o600); err != nil {
+		if err := writeAtomic(p, b, true); err != nil {
 			return Ref{}, fmt.Errorf("snapshot of %s: %w", hostFile, err)
 		}
 	} else if err != nil {
@@ -231,10 +229,38 @@ func PutSnapshot(runDir, hostFile string, s *wire.Snapshot) (Ref, error) {
 	if err != nil {
 		return Ref{}, err
 	}
-	if err := renameio.WriteFile(filepath.Join(hosts, hostFile+refSuffix), append(rb, '\n'), 0o600); err != nil {
+	// Written in place, still under the lock: a sweep never reads it half
+	// written; a crash mid-write leaves a damaged ref, which stops the
+	// sweep rather than misleading it.
+	if err := os.WriteFile(filepath.Join(hosts, hostFile+refSuffix), append(rb, '\n'), 0o600); err != nil {
 		return Ref{}, fmt.Errorf("snapshot of %s: %w", hostFile, err)
 	}
 	return ref, nil
+}
+
+// writeAtomic writes b to path through a temporary file in its folder
+// (mode 0600) and a rename: a reader sees no file or the whole one. sync:
+// fsync before the rename.
+func writeAtomic(path string, b []byte, sync bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename: no such file
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // Snapshot reads the host's snapshot from the run folder, by its ref (the

@@ -293,7 +293,8 @@ func TestPruneInterrupted(t *testing.T) {
 				}
 			}
 			check()
-			if _, err := Prune(root, Policy{Keep: 2, Now: t0.Add(4 * time.Hour)}, false, time.Second); err != nil {
+			// The next explicit prune (lifeline runs prune sweeps always).
+			if _, err := Prune(root, Policy{Keep: 2, Now: t0.Add(4 * time.Hour), Sweep: true}, false, time.Second); err != nil {
 				t.Fatal(err)
 			}
 			check()
@@ -330,8 +331,57 @@ func TestSweepSkipsWhileWriting(t *testing.T) {
 		t.Fatalf("objects %v", got)
 	}
 	rep, err = Prune(root, Policy{Keep: 1, Now: t0.Add(2 * time.Hour)}, false, time.Second)
+	if err != nil || rep.Objects != 0 {
+		t.Fatalf("automatic prune with nothing to remove: %+v, %v: want no sweep", rep, err)
+	}
+	rep, err = Prune(root, Policy{Keep: 1, Now: t0.Add(2 * time.Hour), Sweep: true}, false, time.Second)
 	if err != nil || rep.Objects != 1 {
 		t.Fatalf("next prune: %+v, %v: want the orphan swept", rep, err)
+	}
+}
+
+// TestSweepStopsAtADamagedRef: a ref that cannot be read stops the sweep
+// before it removes anything: the sweep cannot know what it refers to.
+func TestSweepStopsAtADamagedRef(t *testing.T) {
+	root := t.TempDir()
+	makeRun(t, root, runID(t0, 1), map[string]string{"h01": "a\n"})
+	keep := makeRun(t, root, runID(t0.Add(time.Hour), 2), map[string]string{"h01": "b\n", "h02": "c\n"})
+	if err := os.WriteFile(filepath.Join(keep, "hosts", "h02.snapshot.ref"), []byte("{trunc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Prune(root, Policy{Keep: 1, Now: t0.Add(2 * time.Hour)}, false, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "nothing swept") {
+		t.Fatalf("prune: %v, want the damaged ref named", err)
+	}
+	if got := objectNames(t, root); len(got) != 3 {
+		t.Fatalf("objects %v: want all 3 kept", got)
+	}
+}
+
+// BenchmarkAutoPrune: the prune after a run, with 50 runs of 200 hosts
+// kept, one removed: the mark reads every kept ref.
+func BenchmarkAutoPrune(b *testing.B) {
+	root := b.TempDir()
+	mk := func(i int) {
+		dir := filepath.Join(root, runID(t0.Add(time.Duration(i)*time.Minute), i))
+		for h := 0; h < 200; h++ {
+			if _, err := PutSnapshot(dir, fmt.Sprintf("h%03d", h), snap(fmt.Sprintf("host %d\n", h), t0)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for i := 0; i < 50; i++ {
+		mk(i)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		mk(50 + i)
+		b.StartTimer()
+		rep, err := Prune(root, Policy{Keep: 50, Now: t0.Add(24 * time.Hour)}, false, time.Second)
+		if err != nil || len(rep.Removed) != 1 {
+			b.Fatalf("%+v %v", rep, err)
+		}
 	}
 }
 
