@@ -435,9 +435,16 @@ func sweep(root string, skip map[string]bool, dry bool, wait time.Duration) (int
 	n, bytes := 0, int64(0)
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			// No writer holds the lock now: a crashed writer's leftover.
+			if info, err := e.Info(); err == nil && !dry && os.Remove(filepath.Join(objs, name)) == nil {
+				bytes += info.Size()
+			}
+			continue
+		}
 		sha, ok := strings.CutSuffix(name, ".json")
 		if !ok || len(sha) != 64 || marked[sha] {
-			continue // the lock, a writer's temporary file, or referenced
+			continue // the lock, or referenced
 		}
 		info, err := e.Info()
 		if err != nil {

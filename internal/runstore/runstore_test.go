@@ -334,9 +334,15 @@ func TestSweepSkipsWhileWriting(t *testing.T) {
 	if err != nil || rep.Objects != 0 {
 		t.Fatalf("automatic prune with nothing to remove: %+v, %v: want no sweep", rep, err)
 	}
+	if err := os.WriteFile(filepath.Join(root, ObjectsDir, ".tmp-123"), []byte("half an object"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, err = Prune(root, Policy{Keep: 1, Now: t0.Add(2 * time.Hour), Sweep: true}, false, time.Second)
 	if err != nil || rep.Objects != 1 {
 		t.Fatalf("next prune: %+v, %v: want the orphan swept", rep, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ObjectsDir, ".tmp-123")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a crashed writer's temporary file is left: %v", err)
 	}
 }
 
