@@ -204,6 +204,63 @@ func TestRunsRetention(t *testing.T) {
 	}
 }
 
+// TestRunsKeepArmedToken: a run whose host was left armed (apply
+// --no-confirm) keeps its token through a prune that removes every other
+// old run, so lifeline confirm still finds it; once confirmed, the next
+// prune removes it.
+func TestRunsKeepArmedToken(t *testing.T) {
+	t.Parallel()
+	l := labtest.Start(t, labtest.Options{Hosts: 2, InitExe: lifelineBin})
+	inv := hostRulesetInventory(t, l)
+	state := t.TempDir()
+	h1, h2 := l.Hosts[0].Name, l.Hosts[1].Name
+	applyRun := func(args ...string) (string, result) {
+		t.Helper()
+		stdout, stderr, code := cliState(t, state, append([]string{"-i", inv, "--json", "apply"}, args...)...)
+		var doc struct {
+			applyDoc
+			RunDir string `json:"run_dir"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil || code != 0 || len(doc.Results) != 1 {
+			t.Fatalf("apply %v: exit %d (%v)\n%s\n%s", args, code, err, stdout, stderr)
+		}
+		return doc.RunDir, doc.Results[0]
+	}
+	first, _ := applyRun(h2)
+	armed, r := applyRun(h1, "--no-confirm", "--confirm-timeout", "2m")
+	if r.Outcome != "armed" {
+		t.Fatalf("--no-confirm: %s: %s", r.Outcome, r.Error)
+	}
+	if _, err := os.Stat(filepath.Join(armed, "hosts", h1+".tx.json")); err != nil {
+		t.Fatalf("the armed run keeps no token: %v", err)
+	}
+	newest, _ := applyRun(h2)
+
+	stdout, stderr, code := cliState(t, state, "runs", "prune", "--keep", "1")
+	if code != 0 || !strings.Contains(stdout, "kept     "+filepath.Base(armed)) || !strings.Contains(stdout, "transaction "+r.TxID+" armed until") {
+		t.Fatalf("prune --keep 1: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for dir, want := range map[string]bool{first: false, armed: true, newest: true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(dir), err == nil, want)
+		}
+	}
+	stdout, stderr, code = cliState(t, state, "-i", inv, "--json", "confirm", h1)
+	var doc applyDoc
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || code != 0 || doc.Results[0].Outcome != "confirmed" {
+		t.Fatalf("confirm %s after the prune: exit %d (%v)\n%s\n%s", h1, code, err, stdout, stderr)
+	}
+	if _, _, code := cliState(t, state, "runs", "prune", "--keep", "1"); code != 0 {
+		t.Fatalf("second prune: exit %d", code)
+	}
+	if _, err := os.Stat(armed); !os.IsNotExist(err) {
+		t.Errorf("the confirmed run %s is still there (%v)", filepath.Base(armed), err)
+	}
+	if _, _, code := cliState(t, state, "report", newest); code != 0 {
+		t.Errorf("report of the newest run: exit %d", code)
+	}
+}
+
 // firstRule is a line of a ruleset file that its backend prints back as
 // written: iptables' first -A line, nft's first "table" line.
 func firstRule(text string) string {

@@ -46,15 +46,30 @@ func ListRuns(root string) ([]Run, error) {
 		return nil, fmt.Errorf("runs: %w", err)
 	}
 	var out []Run
+	mtime := map[string]time.Time{}
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
 		if t, ok := runTime(e.Name()); ok {
 			out = append(out, Run{ID: e.Name(), Dir: filepath.Join(root, e.Name()), Start: t})
+			if info, err := e.Info(); err == nil {
+				mtime[e.Name()] = info.ModTime()
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	// The id has the start to the second, then a random part: runs of one
+	// second are ordered by their folder's mtime (set at their start).
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.Start.Equal(b.Start) {
+			return a.Start.After(b.Start)
+		}
+		if ma, mb := mtime[a.ID], mtime[b.ID]; !ma.Equal(mb) {
+			return ma.After(mb)
+		}
+		return a.ID > b.ID
+	})
 	return out, nil
 }
 
@@ -137,7 +152,10 @@ func openWhy(txFile string, now time.Time) string {
 
 // isBusy: another process holds the run's lock.
 func isBusy(runDir string) bool {
-	l, err := flock(filepath.Join(runDir, lockFile), syscall.LOCK_EX|syscall.LOCK_NB)
+	l, err := lockFileAt(filepath.Join(runDir, lockFile), syscall.LOCK_EX|syscall.LOCK_NB, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false // nobody ever held it (a run of an older lifeline)
+	}
 	if err != nil {
 		return errors.Is(err, syscall.EWOULDBLOCK)
 	}

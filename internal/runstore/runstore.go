@@ -165,8 +165,16 @@ func (l *Lock) Close() error {
 	return l.f.Close() // closing the only fd releases the flock
 }
 
-func flock(path string, how int) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func flock(path string, how int) (*Lock, error) { return lockFileAt(path, how, true) }
+
+// lockFileAt is flock; create false: fs.ErrNotExist when there is no lock
+// file (no process ever held it).
+func lockFileAt(path string, how int, create bool) (*Lock, error) {
+	mode := os.O_RDWR
+	if create {
+		mode |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, mode, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +188,9 @@ func flock(path string, how int) (*Lock, error) {
 // Hold creates the run folder (0700) and holds its lock shared until
 // Close: while it is held, no prune removes the run.
 func Hold(runDir string) (*Lock, error) {
-	if err := os.MkdirAll(runDir, 0o700); err != nil {
+	// hosts/ now, with the lock: nothing changes the run folder's own
+	// entries after its start, so its mtime orders runs of one second.
+	if err := os.MkdirAll(filepath.Join(runDir, "hosts"), 0o700); err != nil {
 		return nil, fmt.Errorf("run folder: %w", err)
 	}
 	l, err := flock(filepath.Join(runDir, lockFile), syscall.LOCK_SH)

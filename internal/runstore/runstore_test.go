@@ -459,3 +459,42 @@ func TestStable(t *testing.T) {
 		})
 	}
 }
+
+// TestListRunsSameSecond: of two runs started in one second, the one
+// started last is the newest, whatever their ids' random parts.
+func TestListRunsSameSecond(t *testing.T) {
+	root := t.TempDir()
+	later, earlier := runID(t0, 0x0000aaaa), runID(t0, 0xffff0000) // the later one sorts first by id
+	for i, id := range []string{earlier, later} {
+		if id == later {
+			l, err := Hold(filepath.Join(root, id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+		} else if err := os.MkdirAll(filepath.Join(root, id, "hosts"), 0o700); err != nil { // an older lifeline's: no lock file
+			t.Fatal(err)
+		}
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		if err := os.Chtimes(filepath.Join(root, id), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs, err := ListRuns(root)
+	if err != nil || len(runs) != 2 || runs[0].ID != later {
+		t.Fatalf("ListRuns = %+v, %v: want %s first", runs, err, later)
+	}
+	// Inspecting (as list and prune do) must not reorder them.
+	for i := range runs {
+		if err := Inspect(&runs[i], t0, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again, _ := ListRuns(root); again[0].ID != later {
+		t.Fatalf("after Inspect: %s first", again[0].ID)
+	}
+	d := Select(runs, Policy{Keep: 1, Now: t0})
+	if d[0].Remove || !d[1].Remove {
+		t.Fatalf("keep 1 removes %+v", d)
+	}
+}
