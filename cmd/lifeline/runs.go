@@ -214,9 +214,9 @@ run refers to, and prints what it freed. Without either flag it applies the
 retention that runs after every apply (the newest 50 runs, none older than
 30 days, or LIFELINE_RUNS_KEEP / LIFELINE_RUNS_OLDER_THAN); with one of
 them, only that limit applies. It never removes a run another lifeline
-process is writing, or one that keeps an armed transaction's token (apply
-or exec --no-confirm) until a day past its deadline: those are listed with
-why. Folders that are not runs are never touched.
+process is writing, or one that keeps a transaction's token (a host left
+armed by --no-confirm, or whose outcome is unknown) until a day past its
+deadline: those are listed with why. Folders that are not runs are never touched.
 
 It is safe to interrupt: a run is renamed away before it is removed, and
 objects are swept only after every remaining run's references were read.
