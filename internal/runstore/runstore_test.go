@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -496,5 +497,81 @@ func TestListRunsSameSecond(t *testing.T) {
 	d := Select(runs, Policy{Keep: 1, Now: t0})
 	if d[0].Remove || !d[1].Remove {
 		t.Fatalf("keep 1 removes %+v", d)
+	}
+}
+
+// TestConcurrentPutAndPrune: runs written while prunes sweep (as parallel
+// lifeline processes do; flock locks open files, so goroutines contend as
+// processes would) never leave a ref whose object is gone.
+func TestConcurrentPutAndPrune(t *testing.T) {
+	root := t.TempDir()
+	const writers, runsEach = 4, 6
+	done := make(chan struct{})
+	errs := make(chan error, writers*runsEach*5+1) // never blocks a sender
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < runsEach; i++ {
+				dir := filepath.Join(root, runID(t0.Add(time.Duration(w*runsEach+i)*time.Second), w*runsEach+i))
+				l, err := Hold(dir)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for h := 0; h < 5; h++ { // two contents shared by every run, three of this run only
+					text := fmt.Sprintf("shared %d\n", h%2)
+					if h >= 2 {
+						text = fmt.Sprintf("%s host %d\n", filepath.Base(dir), h)
+					}
+					if _, err := PutSnapshot(dir, fmt.Sprintf("h%d", h), snap(text, t0)); err != nil {
+						errs <- err
+						l.Close()
+						return
+					}
+				}
+				l.Close()
+			}
+		}(w)
+	}
+	go func() {
+		defer close(done)
+		for {
+			time.Sleep(time.Millisecond)
+			if _, err := Prune(root, Policy{Keep: 3, Now: t0.Add(time.Hour), Sweep: true}, false, 5*time.Second); err != nil {
+				errs <- err
+				return
+			}
+			if finished(&wg) {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	<-done
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	runs, _ := ListRuns(root)
+	for _, r := range runs {
+		for h := 0; h < 5; h++ {
+			if _, err := Snapshot(r.Dir, fmt.Sprintf("h%d", h)); err != nil {
+				t.Errorf("%s: %v", r.ID, err)
+			}
+		}
+	}
+}
+
+// finished reports whether wg is done, without blocking.
+func finished(wg *sync.WaitGroup) bool {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	select {
+	case <-c:
+		return true
+	case <-time.After(time.Millisecond):
+		return false
 	}
 }
