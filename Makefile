@@ -30,7 +30,7 @@ bin/lifeline: $(HELPERS) $(GOFILES) go.mod go.sum
 man: bin/lifeline
 	rm -rf docs/man && SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) bin/lifeline man --dir docs/man
 
-WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin ./internal/fanout ./internal/shquote
+WORKSTATION_PKGS := ./cmd/lifeline ./session ./remote/... ./inventory ./wire ./internal/textsafe ./internal/helperbin ./internal/fanout ./internal/shquote ./internal/runstore
 PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64
 
 ## cross: the workstation binary builds, and go vet passes, for every platform in PLATFORMS

@@ -109,7 +109,7 @@ func (f *hostFirewall) trialKey(ctx context.Context, kind string, load, list []s
 const maxMemos = 4
 
 func (f *hostFirewall) memo(key string) (string, bool) {
-	data, err := os.ReadFile(filepath.Join(f.opts.ProofDir, "list-"+key))
+	data, err := readTrusted(filepath.Join(f.opts.ProofDir, "list-"+key))
 	if err != nil {
 		return "", false
 	}
@@ -134,7 +134,8 @@ func (f *hostFirewall) keepMemo(key, out string) {
 
 // proven reports whether a good proof named key exists.
 func (f *hostFirewall) proven(key string) bool {
-	data, err := os.ReadFile(filepath.Join(f.opts.ProofDir, key))
+	// a proof that another user could have written is no proof
+	data, err := readTrusted(filepath.Join(f.opts.ProofDir, key))
 	return err == nil && strings.TrimSpace(string(data)) == key
 }
 

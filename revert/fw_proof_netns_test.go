@@ -151,3 +151,42 @@ func TestListingMemo(t *testing.T) {
 		t.Fatalf("verify of a live ruleset that differs: ok %v, %v; want a difference", ok, err)
 	}
 }
+
+// TestProofsUntrusted: a proof or listing memo in a folder (or a file)
+// that another user could write is no proof: the trial load runs.
+func TestProofsUntrusted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "proofs")
+	f := &hostFirewall{opts: FirewallOptions{ProofDir: dir, Log: t.Logf}}
+	f.prove("abc")
+	f.keepMemo("def", "listing\n")
+	if !f.proven("abc") {
+		t.Fatal("a proof the helper wrote is not trusted")
+	}
+	if out, ok := f.memo("def"); !ok || out != "listing\n" {
+		t.Fatalf("memo: %q %v", out, ok)
+	}
+	if err := os.Chmod(filepath.Join(dir, "abc"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if f.proven("abc") {
+		t.Error("a world-writable proof counts")
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.memo("def"); ok {
+		t.Error("a memo in a world-writable folder counts")
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "list-def")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "abc"), filepath.Join(dir, "list-def")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.memo("def"); ok {
+		t.Error("a symlinked memo counts")
+	}
+}

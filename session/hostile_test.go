@@ -11,7 +11,8 @@ import (
 )
 
 // TestRunStoreStaysInRunDir: whatever a host is called, save writes its
-// result and snapshot inside RUNDIR/hosts and nowhere else.
+// result and snapshot ref inside RUNDIR/hosts, the snapshot's object in
+// RUNDIR/../objects, and nowhere else.
 func TestRunStoreStaysInRunDir(t *testing.T) {
 	names := []string{
 		"h01",
@@ -36,22 +37,26 @@ func TestRunStoreStaysInRunDir(t *testing.T) {
 			s := New(nil, Options{RunDir: runDir})
 			s.save(&Result{Host: name, Outcome: Confirmed, Snapshot: &wire.Snapshot{}})
 			hosts := filepath.Join(runDir, "hosts")
+			objects := filepath.Join(filepath.Dir(runDir), "objects") // named by sha256
 			var inside []string
 			err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 				if err != nil || d.IsDir() {
 					return err
 				}
-				if filepath.Dir(p) != hosts {
+				switch filepath.Dir(p) {
+				case hosts:
+					inside = append(inside, filepath.Base(p))
+				case objects:
+				default:
 					t.Errorf("host %q: wrote %s, outside %s", name, p, hosts)
 				}
-				inside = append(inside, filepath.Base(p))
 				return nil
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(inside) != 2 {
-				t.Errorf("host %q: files %q, want its result and its snapshot", name, inside)
+				t.Errorf("host %q: files %q, want its result and its snapshot ref", name, inside)
 			}
 			for _, f := range inside {
 				if len(f) > 255 {

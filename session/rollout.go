@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/lifeline-dev/lifeline/internal/fanout"
+	"github.com/lifeline-dev/lifeline/internal/runstore"
 )
 
 // Plan shapes a rollout over many hosts (Ansible's serial/max_fail_percentage).
@@ -159,7 +160,8 @@ func (s *Session) skip(t Target, why string) *Result {
 	return r
 }
 
-// save writes a host's result (and the snapshot it took) into the run folder.
+// save writes a host's result (and a ref to the snapshot it took) into the
+// run folder.
 // The files are named after the host through [hostFile], so that no name
 // can write outside the folder.
 func (s *Session) save(r *Result) {
@@ -182,7 +184,9 @@ func (s *Session) save(r *Result) {
 	}
 	write(base+".json", r)
 	if r.Snapshot != nil {
-		write(base+".snapshot.json", r.Snapshot)
+		// Stored by content under runs/objects (runstore): a host whose
+		// firewall did not change since an earlier run is kept once.
+		_, _ = runstore.PutSnapshot(s.opts.RunDir, base, r.Snapshot)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dev/lifeline/internal/runstore"
 	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/session"
@@ -53,7 +54,9 @@ TARGET is a host, a group, a pattern (web:&prod, web:!web03, web*) or all,
 from the inventory (-i); a bare ssh_config alias works without one. RULESET is
 an nft file or an iptables-save file; without it each host's own ruleset from
 the inventory (host, then group, then defaults) is used. The format is taken
-from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
+from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.
+
+` + runsRetentionHelp,
 		Example: `  # one host, 60 s to confirm, persisted only after the confirm
   lifeline -i lab/inventory.yaml apply h01 rules.nft --persist
 
@@ -193,16 +196,13 @@ func detectFormat(flag, path, text string) (wire.Format, error) {
 	return "", usagef("cannot tell the format of %s: pass --format nft|iptables|ip6tables", path)
 }
 
+// runFolder is the run's folder under runstore.Root ("" without a home).
 func runFolder(runID string) string {
-	base := os.Getenv("XDG_STATE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		base = filepath.Join(home, ".local", "state")
+	root, err := runstore.Root()
+	if err != nil {
+		return ""
 	}
-	return filepath.Join(base, "lifeline", "runs", runID)
+	return filepath.Join(root, runID)
 }
 
 func origin(runID string) string {

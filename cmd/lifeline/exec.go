@@ -51,7 +51,9 @@ iptables, legacy and nft) as it was at begin, with Docker/kube-proxy chains
 kept live as with apply. It does not undo anything else the command did
 (packages, services, routes), except the files named with --protect: those
 it puts back too (content, mode, owner; a file that did not exist is
-removed), then it runs each --on-revert command, in that order.`,
+removed), then it runs each --on-revert command, in that order.
+
+` + runsRetentionHelp,
 		Example: `  # a rule typed by hand, guarded: a mistake reverts within 60 s
   lifeline exec web01 -- iptables -I INPUT -p tcp --dport 8080 -j ACCEPT
 

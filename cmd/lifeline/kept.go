@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeline-dev/lifeline/internal/fanout"
+	"github.com/lifeline-dev/lifeline/internal/runstore"
 	"github.com/lifeline-dev/lifeline/session"
 )
 
@@ -93,6 +95,11 @@ func runKept(ctx context.Context, g *globals, o *keptOptions, op, pattern string
 					Hint: "no run of this workstation left " + h.Name + " armed; lifeline status " + h.Name + " shows what the host holds"}
 			}
 			dir = d
+		}
+		if _, err := os.Stat(dir); err == nil {
+			if l, err := runstore.Hold(dir); err == nil { // no prune removes it meanwhile
+				defer l.Close()
+			}
 		}
 		s := session.New(dialer, session.Options{Origin: origin(runID), RunID: runID, RunDir: dir, Events: pr.event, History: historyHook(g)})
 		return s.Finish(ctx, session.Target{Name: h.Name, SSH: targetOf(h)}, op, o.tx, o.by)

@@ -117,8 +117,8 @@ func runRecover(ctx context.Context, g *globals, o *recoverOptions, pattern stri
 	if err != nil {
 		return err
 	}
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
+	runID, runDir, endRun := startRun(g)
+	defer endRun()
 	pr := newProgress(g, g.jsonStream, len(hosts))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.window, RevertGrace: o.revertGrace,

@@ -80,8 +80,8 @@ func (r *rolloutFlags) plan() (session.Plan, error) {
 // new run folder, and prints the report. opts holds what the command
 // decides (timeouts, the change); tool names it in the origin hosts see.
 func runRollout(ctx context.Context, g *globals, inv *inventory.Inventory, targets []session.Target, r *rolloutFlags, plan session.Plan, tool string, opts session.Options) error {
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
+	runID, runDir, endRun := startRun(g)
+	defer endRun()
 	pr := newProgress(g, g.jsonStream, len(targets))
 	opts.Origin, opts.RunID, opts.RunDir, opts.Events = origin(runID)+tool, runID, runDir, pr.event
 	opts.RevertGrace, opts.Checks, opts.NoConfirm = r.revertGrace, r.checks, r.noConfirm

@@ -145,8 +145,8 @@ func runShell(ctx context.Context, g *globals, o *shellOptions, pattern string) 
 			return a == "y" || a == "yes"
 		},
 	}
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
+	runID, runDir, endRun := startRun(g)
+	defer endRun()
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
 		ConfirmTimeout: o.window, RevertGrace: o.revertGrace,
 		Origin: origin(runID) + " shell", RunID: runID, RunDir: runDir, History: historyHook(g),

@@ -122,8 +122,8 @@ func runTrace(ctx context.Context, g *globals, o *traceOptions, pattern string) 
 		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
 		width = max(width, len(h.Name))
 	}
-	runID := session.NewTxID(time.Now())
-	runDir := runFolder(runID)
+	runID, runDir, endRun := startRun(g)
+	defer endRun()
 	p := g.printer()
 	p.Begin(len(targets))
 	s := session.New(sessionDialer{newDialer(g, inv)}, session.Options{
