@@ -44,3 +44,31 @@ func TestCheckRulesetText(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckRuleset: the workstation's and the helper's first look at a
+// ruleset (size, empty, binary, mixed formats) never panics, and a refusal
+// is always an invalid-ruleset error with a line inside the text.
+func FuzzCheckRuleset(f *testing.F) {
+	f.Add("table inet filter {\n}\n", false)
+	f.Add("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", true)
+	f.Add("table inet f {\n}\n*filter\nCOMMIT\n", false)
+	f.Add("\x00\xff\xfe", true)
+	f.Add("# only a comment\n", false)
+	f.Fuzz(func(t *testing.T, text string, ipt bool) {
+		format := FormatNft
+		if ipt {
+			format = FormatIPTables
+		}
+		err := CheckRuleset(format, text, 1<<16)
+		if err == nil {
+			return
+		}
+		e, ok := err.(*Error)
+		if !ok || e.Code != CodeInvalidRuleset {
+			t.Fatalf("%q: %v, want an invalid-ruleset *Error", text, err)
+		}
+		if e.Line < 0 || e.Line > strings.Count(text, "\n")+1 {
+			t.Fatalf("%q: line %d outside the text", text, e.Line)
+		}
+	})
+}

@@ -42,3 +42,24 @@ func TestApplyTargetsRefusesEmptyAndOversized(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDetectFormat: the format detector takes any file name and content
+// without a panic, and answers one of the three formats or an error.
+func FuzzDetectFormat(f *testing.F) {
+	f.Add("", "r.nft", "table inet f {}\n")
+	f.Add("", "rules", "*filter\nCOMMIT\n")
+	f.Add("", "rules", "*filter\n-A INPUT -s ::/0 -j ACCEPT\nCOMMIT\n")
+	f.Add("ip6tables", "x", "")
+	f.Add("", "x", "\x00\x01")
+	f.Fuzz(func(t *testing.T, flag, path, text string) {
+		got, err := detectFormat(flag, path, text)
+		if err != nil {
+			return
+		}
+		switch got {
+		case "nft", "iptables", "ip6tables":
+		default:
+			t.Fatalf("detectFormat(%q, %q, %q) = %q", flag, path, text, got)
+		}
+	})
+}
