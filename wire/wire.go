@@ -76,6 +76,11 @@ func (s State) Terminal() bool {
 type Operator struct {
 	Addr    string `json:"addr"`     // source address as the host sees it (the last jump host when jumping)
 	SSHPort int    `json:"ssh_port"` // the host's sshd port the connection came in on
+	// HostAddr is the host's own address the connection came in on
+	// (SSH_CONNECTION field 3), where the preflight's sandbox listens;
+	// SrcPort the connection's source port (field 2).
+	HostAddr string `json:"host_addr,omitempty"`
+	SrcPort  int    `json:"src_port,omitempty"`
 }
 
 // Request is what the workstation sends to the helper: a small envelope
@@ -102,8 +107,9 @@ type Request struct {
 	Conntrack *ConntrackArgs `json:"conntrack,omitempty"`
 	// Read: state's payload; on confirm, a request for the state after
 	// it (Report.Live).
-	Trace *TraceArgs `json:"trace,omitempty"`
-	Read  *StateArgs `json:"read,omitempty"`
+	Trace     *TraceArgs     `json:"trace,omitempty"`
+	Read      *StateArgs     `json:"read,omitempty"`
+	Preflight *PreflightArgs `json:"preflight,omitempty"`
 }
 
 // BeginArgs is begin's payload: how long the host waits for the confirm,
@@ -114,6 +120,11 @@ type BeginArgs struct {
 	ConfirmTimeout Duration `json:"confirm_timeout"`
 	Operator       Operator `json:"operator"`
 	Change         Change   `json:"change"`
+	// Preflight, when set, makes begin evaluate a ruleset change against
+	// these paths (none: the Operator's) in the trial load's sandbox and
+	// refuse a certain lockout (CodePreflightLockout) unless
+	// Change.ForceLockout; Report.Preflight carries the verdicts.
+	Preflight *PreflightArgs `json:"preflight,omitempty"`
 }
 
 // ExtendArgs is extend's payload: the new deadline is the host's now plus
@@ -151,6 +162,10 @@ type Change struct {
 	// (CodeUnguarded without it): the operator accepts that only the
 	// revert timer protects those chains.
 	Force bool `json:"force,omitempty"`
+	// ForceLockout goes on with a change the preflight found certain to
+	// lock the operator out (CodePreflightLockout without it): the revert
+	// timer and the kernel guard still protect it.
+	ForceLockout bool `json:"force_lockout,omitempty"`
 	// Protect names files (absolute paths) that begin snapshots with the
 	// firewall (content, mode, owner; or that they do not exist) and every
 	// revert restores, each atomically (one that did not exist is
@@ -301,7 +316,8 @@ type Report struct {
 	Diff      *DiffReport      `json:"diff,omitempty"`
 	Status    *StatusReport    `json:"status,omitempty"`
 	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
-	Live      *StateReport     `json:"live,omitempty"` // state (and a confirm asked for it)
+	Live      *StateReport     `json:"live,omitempty"`      // state (and a confirm asked for it)
+	Preflight *PreflightReport `json:"preflight,omitempty"` // preflight, and begin when asked
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever
