@@ -150,7 +150,7 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 		err = e.conntrack(ctx, req, rep) // read-only: needs neither firewall nor timer
 	case env.Firewall == nil:
 		err = &Error{Code: CodeInternal, Message: "no firewall backend configured"}
-	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState:
+	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState && verb != VerbPreflight:
 		err = &Error{Code: CodeInternal, Message: "no revert timer configured"}
 	default:
 		err = e.run(ctx, verb, req, rep)
@@ -190,6 +190,8 @@ func (e *engine) run(ctx context.Context, verb string, req *Request, rep *Report
 		return e.watchdog(ctx, req, rep)
 	case VerbState:
 		return e.state(ctx, req, rep)
+	case VerbPreflight:
+		return e.preflight(ctx, req, rep)
 	}
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown verb %q", verb)}
 }

@@ -340,7 +340,7 @@ func (f *hostFirewall) decide(ctx context.Context, sb *pfSandbox, fl *pfFlow, fl
 		}
 		after := sb.save(ctx, f, l.ipt)
 		if d, ok := iptDecider(before[i], after, l.lines); ok {
-			v.Table, v.Chain, v.Rule, v.Line, v.Policy = l.ipt.family()+" "+d.table, d.chain, d.rule, d.line, d.policy
+			v.Table, v.Chain, v.Rule, v.Line, v.Policy, v.Reason = l.ipt.family()+" "+d.table, d.chain, d.rule, d.line, d.policy, d.reason
 			return v
 		}
 		i++
@@ -812,6 +812,7 @@ type iptDecision struct {
 	table, chain, rule string
 	line               int
 	policy             bool
+	reason             string
 }
 
 var iptCountRE = regexp.MustCompile(`^\[(\d+):\d+\] (.*)$`)
@@ -864,14 +865,16 @@ func iptDecider(before, after string, lines map[string]int) (iptDecision, bool) 
 	if len(a) != len(b) {
 		return iptDecision{}, false
 	}
-	var rules, policies []int
+	var rules, policies, nat []int
 	for i := range a {
 		if a[i].pkts <= b[i].pkts {
 			continue
 		}
-		switch {
-		case a[i].k > 0 && (ruleTarget(a[i].text) == "DROP" || ruleTarget(a[i].text) == "REJECT"):
+		switch tgt := ruleTarget(a[i].text); {
+		case a[i].k > 0 && (tgt == "DROP" || tgt == "REJECT"):
 			rules = append(rules, i)
+		case a[i].k > 0 && (tgt == "DNAT" || tgt == "REDIRECT"):
+			nat = append(nat, i)
 		case a[i].k == 0 && a[i].policy == "DROP":
 			policies = append(policies, i)
 		}
@@ -888,6 +891,11 @@ func iptDecider(before, after string, lines map[string]int) (iptDecision, bool) 
 	if len(policies) > 0 {
 		c := a[policies[0]]
 		return iptDecision{table: c.table, chain: c.chain, policy: true}, true
+	}
+	if len(nat) > 0 {
+		c := a[nat[0]]
+		return iptDecision{table: c.table, chain: c.chain, rule: c.text, line: lines[c.table+"/"+c.chain+"/"+strconv.Itoa(c.k)],
+			reason: "the rule redirects the connection away from sshd"}, true
 	}
 	return iptDecision{}, false
 }

@@ -38,8 +38,13 @@ func newApplyCmd(g *globals) *cobra.Command {
 		Long: `apply changes the firewall of every targeted host as one guarded transaction:
 
   connect → upload helper (once per version) → begin (lock, validate by a trial
-  load in a private netns, snapshot, arm the revert timer) → apply (kernel
-  guard + atomic swap) → confirm from a NEW ssh connection
+  load in a private netns, preflight, snapshot, arm the revert timer) → apply
+  (kernel guard + atomic swap) → confirm from a NEW ssh connection
+
+The preflight sends your SSH path (as the host sees it) through the new
+ruleset in that private netns: a ruleset that would certainly lock you out is
+refused before anything changes, naming the rule that drops you (--force
+applies it anyway, still guarded); see lifeline preflight.
 
 Each host ends as exactly one of:
   confirmed        the new ruleset is live and a fresh connection proved access
@@ -80,7 +85,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
 	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
 	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
-	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
+	f.BoolVar(&o.force, "force", false, "apply even when the preflight finds that the ruleset would lock you out, or when it has base chains the kernel guard cannot cover (the host names them); the revert timer still protects the change")
 	o.rolloutFlags.add(f, "the apply")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd

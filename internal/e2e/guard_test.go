@@ -29,7 +29,7 @@ func TestGuardCoversEveryHook(t *testing.T) {
 			defer wg.Done()
 			for _, tc := range cases {
 				t.Run(h.Name+"/"+tc.ruleset, func(t *testing.T) {
-					cmd, _ := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s")
+					cmd, _ := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s", "--force")
 					applied := time.Now()
 					// the workstation and the host's revert timer both die
 					// right after the apply: nothing but the kernel guard is left
