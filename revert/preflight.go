@@ -214,6 +214,10 @@ func iptRuleLines(lf *loadFile) map[string]int {
 			table = name
 			continue
 		}
+		if rest, ok := strings.CutPrefix(t, ":"); ok && l.origin > 0 {
+			m[table+"/"+strings.Fields(rest)[0]+"/0"] = l.origin // the chain's policy
+			continue
+		}
 		if rest, ok := strings.CutPrefix(t, "-A "); ok {
 			chain := strings.Fields(rest)[0]
 			key := table + "/" + chain
@@ -352,6 +356,7 @@ func (f *hostFirewall) decide(ctx context.Context, sb *pfSandbox, fl *pfFlow, fl
 		v.Table, v.Chain = ev.Family+" "+ev.Table, ev.Chain
 		if ev.Kind == "policy" {
 			v.Policy = true
+			v.Line = nftPolicyLine(loads, ev)
 		} else {
 			v.Rule = ev.Rule
 			v.Line = nftRuleLine(loads, ev)
@@ -401,6 +406,30 @@ func nftRuleLine(loads []pfLoad, ev TraceEvent) int {
 			}
 		}
 		return any
+	}
+	return 0
+}
+
+// nftPolicyLine finds the operator's line that sets the traced chain's
+// policy (0: the chain is not the file's, or its policy is the default).
+func nftPolicyLine(loads []pfLoad, ev TraceEvent) int {
+	for _, l := range loads {
+		if l.what != "candidate" || l.src == "" {
+			continue
+		}
+		table, chain := "", ""
+		for i, line := range strings.Split(l.src, "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 3 && f[0] == "table":
+				table, chain = f[1]+" "+strings.Trim(f[2], `"{`), ""
+			case len(f) >= 2 && f[0] == "chain":
+				chain = strings.Trim(f[1], `"{`)
+			}
+			if table == ev.Family+" "+ev.Table && chain == ev.Chain && strings.Contains(line, "policy ") {
+				return i + 1
+			}
+		}
 	}
 	return 0
 }
@@ -890,7 +919,7 @@ func iptDecider(before, after string, lines map[string]int) (iptDecision, bool) 
 	}
 	if len(policies) > 0 {
 		c := a[policies[0]]
-		return iptDecision{table: c.table, chain: c.chain, policy: true}, true
+		return iptDecision{table: c.table, chain: c.chain, policy: true, line: lines[c.table+"/"+c.chain+"/0"]}, true
 	}
 	if len(nat) > 0 {
 		c := a[nat[0]]

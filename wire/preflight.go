@@ -44,9 +44,9 @@ type SSHPath struct {
 	Port    int    `json:"port"`
 }
 
-// PreflightArgs is the preflight verb's payload (and what begin evaluates
-// when BeginArgs.Preflight is set): the change and the paths to check;
-// no paths means the one path of the request's Operator.
+// PreflightArgs is the preflight verb's payload (the change and the paths
+// to check), and, in BeginArgs.Preflight, the paths begin checks its own
+// change against (Change unused; no paths: BeginArgs.Operator's path).
 type PreflightArgs struct {
 	Change Change    `json:"change"`
 	Paths  []SSHPath `json:"paths,omitempty"`
@@ -98,6 +98,8 @@ func (v PathVerdict) Decider() string {
 	switch {
 	case v.Chain == "":
 		return ""
+	case v.Policy && v.Line > 0:
+		return fmt.Sprintf("table %s chain %s policy (line %d)", v.Table, v.Chain, v.Line)
 	case v.Policy:
 		return fmt.Sprintf("table %s chain %s policy", v.Table, v.Chain)
 	case v.Line > 0:

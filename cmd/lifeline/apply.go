@@ -230,6 +230,10 @@ func (s sessionDialer) Dial(ctx context.Context, t remote.Target) (remote.Runner
 	return c, nil
 }
 
+// Resolve is the dialer's ssh_config resolution (how session names a
+// host's path: direct or via its jump host).
+func (s sessionDialer) Resolve(t remote.Target) (*remote.HostConfig, error) { return s.d.Resolve(t) }
+
 // jsonResults is apply's --json document.
 type jsonResults struct {
 	RunID   string            `json:"run_id"`
