@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-preflight clean
 
 all: build
 
@@ -81,6 +81,10 @@ vet:
 ## bench: lifeline vs Ansible on 1..100 lab hosts (see docs/benchmarks.md)
 bench: deps build
 	bench/run.sh
+
+## bench-preflight: what the preflight adds to a begin on idle lab hosts (bench/preflight.sh)
+bench-preflight: build
+	bench/preflight.sh
 
 clean:
 	rm -rf bin dist $(HELPERS)

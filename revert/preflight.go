@@ -34,6 +34,13 @@ type Preflighter interface {
 	// flow that failed. Changes nothing live. An error means the sandbox
 	// could not load the candidate at all.
 	Preflight(ctx context.Context, format Format, ruleset string, paths []SSHPath) (*PreflightReport, error)
+	// ValidatePreflight is Validate and Preflight in one sandbox: the
+	// candidate's load into the sandbox is its trial load (an *Error with
+	// CodeInvalidRuleset when it does not load, as Validate's). When the
+	// sandbox cannot be built, it validates as Validate does and the paths
+	// are undecided. The report's Took leaves out the candidate's load,
+	// which validation needs anyway.
+	ValidatePreflight(ctx context.Context, format Format, ruleset string, paths []SSHPath) (*PreflightReport, error)
 }
 
 var _ Preflighter = (*hostFirewall)(nil)
@@ -44,8 +51,8 @@ var _ Preflighter = (*hostFirewall)(nil)
 // a busy host cannot turn a slow answer into a refusal.
 const (
 	probeTimeout   = 150 * time.Millisecond
-	confirmTimeout = 600 * time.Millisecond
-	traceSettle    = 60 * time.Millisecond
+	confirmTimeout = 400 * time.Millisecond
+	traceSettle    = 40 * time.Millisecond
 )
 
 // Names inside the sandbox: the bootstrap table that switches conntrack on
@@ -78,9 +85,18 @@ type pfLoad struct {
 	// src: the operator's nft ruleset (candidate only), to find a traced
 	// rule's line in
 	src string
+	lf  *loadFile // the candidate's load file (its trial load's)
 }
 
 func (f *hostFirewall) Preflight(ctx context.Context, format Format, ruleset string, paths []SSHPath) (*PreflightReport, error) {
+	return f.evaluate(ctx, format, ruleset, paths, false)
+}
+
+func (f *hostFirewall) ValidatePreflight(ctx context.Context, format Format, ruleset string, paths []SSHPath) (*PreflightReport, error) {
+	return f.evaluate(ctx, format, ruleset, paths, true)
+}
+
+func (f *hostFirewall) evaluate(ctx context.Context, format Format, ruleset string, paths []SSHPath, validate bool) (*PreflightReport, error) {
 	start := time.Now()
 	b, err := f.backendFor(ctx, format)
 	if err != nil {
@@ -99,8 +115,11 @@ func (f *hostFirewall) Preflight(ctx context.Context, format Format, ruleset str
 		}
 		ok = append(ok, p)
 	}
+	loaded := false
+	var candLoad time.Duration
 	if len(ok) > 0 {
-		vs, err := f.sandboxProbe(ctx, ok, loads)
+		var vs []PathVerdict
+		vs, loaded, candLoad, err = f.sandboxProbe(ctx, ok, loads, b)
 		if err != nil {
 			return nil, err
 		}
@@ -119,6 +138,13 @@ func (f *hostFirewall) Preflight(ctx context.Context, format Format, ruleset str
 		}
 		rep.Paths = append(rep.Paths, vs...)
 	}
+	if validate && !loaded {
+		v0 := time.Now()
+		if err := f.Validate(ctx, format, ruleset); err != nil {
+			return nil, err
+		}
+		candLoad = time.Since(v0)
+	}
 	var all []string
 	for _, v := range rep.Paths {
 		all = append(all, v.Verdict)
@@ -128,7 +154,7 @@ func (f *hostFirewall) Preflight(ctx context.Context, format Format, ruleset str
 		rep.Verdict = PreflightUndecided
 		rep.Paths = append(rep.Paths, PathVerdict{Flow: FlowNew, Verdict: PreflightUndecided, Reason: "no SSH path to evaluate (the operator's connection named no host address)"})
 	}
-	rep.Took = Duration(time.Since(start))
+	rep.Took = Duration(time.Since(start) - candLoad)
 	return rep, nil
 }
 
@@ -195,9 +221,14 @@ func (f *hostFirewall) preflightLoads(ctx context.Context, cand backend, ruleset
 		for _, blk := range blocks {
 			pre.WriteString(blk.text)
 		}
-		loads = append(loads, pfLoad{what: "candidate", cmd: x.loadCmd(), text: pre.String() + lf.String(), src: ruleset})
+		if pre.Len() > 0 {
+			// the live native tables, then the candidate on top (its
+			// declared tables replace theirs), as Apply leaves them
+			loads = append(loads, pfLoad{what: "live nft", cmd: x.loadCmd(), text: pre.String()})
+		}
+		loads = append(loads, pfLoad{what: "candidate", cmd: x.loadCmd(), text: lf.String(), src: ruleset, lf: lf})
 	case *iptBackend:
-		loads = append(loads, pfLoad{what: "candidate", cmd: x.loadCmd(false), text: lf.String(), ipt: x, lines: iptRuleLines(lf)})
+		loads = append(loads, pfLoad{what: "candidate", cmd: x.loadCmd(false), text: lf.String(), ipt: x, lines: iptRuleLines(lf), lf: lf})
 	}
 	return loads, nil
 }
@@ -241,7 +272,7 @@ type pfFlow struct {
 // sandboxProbe builds the sandbox, loads the candidate and probes every
 // path. Setup failures make the paths undecided (with what failed); a
 // candidate that does not load is an error.
-func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads []pfLoad) ([]PathVerdict, error) {
+func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads []pfLoad, cand backend) (vs []PathVerdict, loaded bool, candLoad time.Duration, err error) {
 	allUndecided := func(why string) []PathVerdict {
 		var vs []PathVerdict
 		for _, p := range paths {
@@ -251,10 +282,9 @@ func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads 
 	}
 	hostIfs, err := f.hostInterfaces()
 	if err != nil {
-		return allUndecided("read the host's interfaces: " + err.Error()), nil
+		return allUndecided("read the host's interfaces: " + err.Error()), false, 0, nil
 	}
 	flows := make([]*pfFlow, 0, len(paths))
-	var vs []PathVerdict
 	for _, p := range paths {
 		fl := &pfFlow{path: p, src: netip.MustParseAddr(p.Src).Unmap(), dst: netip.MustParseAddr(p.Dst).Unmap()}
 		for _, hi := range hostIfs {
@@ -272,35 +302,50 @@ func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads 
 		flows = append(flows, fl)
 	}
 	if len(flows) == 0 {
-		return vs, nil
+		return vs, false, 0, nil
 	}
 	sb, err := newPFSandbox()
 	if err != nil {
-		return append(vs, allUndecided("build the sandbox: "+err.Error())...), nil
+		return append(vs, allUndecided("build the sandbox: "+err.Error())...), false, 0, nil
 	}
 	defer sb.close()
 	if err := sb.links(hostIfs, flows); err != nil {
-		return append(vs, allUndecided("build the sandbox's links: "+err.Error())...), nil
+		return append(vs, allUndecided("build the sandbox's links: "+err.Error())...), false, 0, nil
 	}
 	if err := sb.listen(flows); err != nil {
-		return append(vs, allUndecided("listen in the sandbox: "+err.Error())...), nil
+		return append(vs, allUndecided("listen in the sandbox: "+err.Error())...), false, 0, nil
 	}
 	if err := sb.bootstrap(); err != nil {
-		return append(vs, allUndecided("switch conntrack on in the sandbox: "+err.Error())...), nil
+		return append(vs, allUndecided("switch conntrack on in the sandbox: "+err.Error())...), false, 0, nil
 	}
 	for _, fl := range flows {
 		if err := sb.open(fl); err != nil {
-			return append(vs, allUndecided("open the existing flow in the sandbox before the candidate: "+err.Error())...), nil
+			return append(vs, allUndecided("open the existing flow in the sandbox before the candidate: "+err.Error())...), false, 0, nil
 		}
 	}
 	for _, l := range loads {
-		if err := sb.s.do(func() error {
+		t0 := time.Now()
+		klog := func() []string { return nil }
+		if l.lf != nil {
+			klog = kernelLog()
+		}
+		err := sb.s.do(func() error {
 			_, _, err := localExec(ctx, []byte(l.text), f.tool(l.cmd[0]), l.cmd[1:]...)
 			return err
-		}); err != nil {
-			return nil, fmt.Errorf("preflight: load the %s ruleset into the sandbox: %w", l.what, err)
+		})
+		kl := klog()
+		if l.lf != nil {
+			candLoad = time.Since(t0)
+		}
+		switch {
+		case err != nil && l.lf != nil:
+			// the candidate's trial load failed: the ruleset is invalid
+			return nil, false, 0, cand.explain(ctx, CodeInvalidRuleset, l.lf, err, kl)
+		case err != nil:
+			return append(vs, allUndecided(fmt.Sprintf("the %s ruleset does not load into the sandbox: %v", l.what, err))...), false, 0, nil
 		}
 	}
+	loaded = true
 	for _, fl := range flows {
 		for _, flow := range []string{FlowEstablished, FlowNew} {
 			v := PathVerdict{Path: fl.path, Flow: flow, Verdict: PreflightPass, Method: PreflightKernel}
@@ -310,7 +355,7 @@ func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads 
 			vs = append(vs, v)
 		}
 	}
-	return vs, nil
+	return vs, loaded, candLoad, nil
 }
 
 // decide probes a failed flow again (on the spare connection, with a

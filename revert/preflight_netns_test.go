@@ -132,3 +132,34 @@ func TestPreflightNetns(t *testing.T) {
 		})
 	}
 }
+
+// TestValidatePreflightRefusesInvalid: the candidate's load into the
+// preflight's sandbox is its trial load: an invalid ruleset is refused as
+// Validate refuses it, pointing at the operator's line.
+func TestValidatePreflightRefusesInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		format  Format
+		ruleset string
+		line    int
+	}{
+		{FormatNft, "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 acept\n\t}\n}\n", 4},
+		{FormatIPTables, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j NOSUCHCHAIN\nCOMMIT\n", 5},
+	} {
+		t.Run(string(tc.format), func(t *testing.T) {
+			ns := preflightHost(t)
+			fw := newTestFirewall(t, ns).(*hostFirewall)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := fw.ValidatePreflight(ctx, tc.format, tc.ruleset, []SSHPath{pathV4})
+			pe, ok := err.(*Error)
+			if !ok || pe.Code != CodeInvalidRuleset || pe.Line != tc.line {
+				t.Fatalf("got %v (%T), want %s at line %d", err, err, CodeInvalidRuleset, tc.line)
+			}
+			t.Logf("%v", pe)
+			rep, err := fw.ValidatePreflight(ctx, tc.format, strings.Replace(strings.Replace(tc.ruleset, "acept", "accept", 1), "NOSUCHCHAIN", "ACCEPT", 1), []SSHPath{pathV4})
+			if err != nil || rep.Verdict != PreflightPass {
+				t.Fatalf("fixed ruleset: %v %+v", err, rep)
+			}
+		})
+	}
+}

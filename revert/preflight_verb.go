@@ -92,15 +92,13 @@ func lockoutError(host string, rc *RulesetChange, pf *PreflightReport) *Error {
 // validation and guard plan, before the snapshot): a certain lockout is
 // refused unless forced (then logged); an undecided verdict proceeds.
 func (e *engine) preflightBegin(ctx context.Context, txID string, c *rulesetChange, a *BeginArgs, rep *Report) *Error {
-	paths := a.Preflight.Paths
-	if len(paths) == 0 {
-		paths = PathsOf(a.Operator)
+	pf := c.preflight
+	if pf == nil { // the firewall validated on its own: evaluate now
+		_ = e.phase(rep, "preflight", func() (err error) {
+			pf, err = e.runPreflight(ctx, &c.RulesetChange, preflightPaths(a))
+			return err
+		})
 	}
-	var pf *PreflightReport
-	_ = e.phase(rep, "preflight", func() (err error) {
-		pf, err = e.runPreflight(ctx, &c.RulesetChange, paths)
-		return err
-	})
 	rep.Preflight = pf
 	if pf.Verdict != PreflightLockout {
 		return nil
@@ -111,4 +109,13 @@ func (e *engine) preflightBegin(ctx context.Context, txID string, c *rulesetChan
 	}
 	e.logf(txID, "warning", "forced past the preflight's lockout verdict: %s", pe.Message)
 	return nil
+}
+
+// preflightPaths are the paths begin evaluates: those asked for, else the
+// operator's.
+func preflightPaths(a *BeginArgs) []SSHPath {
+	if len(a.Preflight.Paths) > 0 {
+		return a.Preflight.Paths
+	}
+	return PathsOf(a.Operator)
 }
