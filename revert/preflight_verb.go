@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // preflight runs the preflight verb: check the change, validate it, and
@@ -31,6 +32,19 @@ func (e *engine) preflight(ctx context.Context, req *Request, rep *Report) error
 	}
 	if pe := formatFits(rc.Format, rc.FormatExplicit, det); pe != nil {
 		return pe
+	}
+	if pfw, ok := e.fw.(Preflighter); ok {
+		// one sandbox: the candidate's load there is its trial load
+		start := e.clock.Now()
+		pf, err := pfw.ValidatePreflight(ctx, rc.Format, rc.Text, a.Paths)
+		took := e.clock.Now().Sub(start)
+		if err != nil {
+			rep.Phases = append(rep.Phases, Phase{Name: "validate", Took: took})
+			return refusal(err, CodeInvalidRuleset, "")
+		}
+		rep.Phases = append(rep.Phases, Phase{Name: "validate", Took: took - time.Duration(pf.Took)}, Phase{Name: "preflight", Took: time.Duration(pf.Took)})
+		rep.Preflight = pf
+		return nil
 	}
 	if err := e.phase(rep, "validate", func() error { return e.fw.Validate(ctx, rc.Format, rc.Text) }); err != nil {
 		return refusal(err, CodeInvalidRuleset, "")

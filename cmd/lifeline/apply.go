@@ -26,6 +26,7 @@ type applyOptions struct {
 	dryRun         bool
 	maxRulesetSize int64
 	force          bool
+	noPreflight    bool
 }
 
 func init() { subcommands = append(subcommands, newApplyCmd) }
@@ -86,6 +87,7 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
 	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
 	f.BoolVar(&o.force, "force", false, "apply even when the preflight finds that the ruleset would lock you out, or when it has base chains the kernel guard cannot cover (the host names them); the revert timer still protects the change")
+	f.BoolVar(&o.noPreflight, "no-preflight", false, "skip the preflight at begin (the sandbox check of your SSH path through the new ruleset); the change is still guarded by the revert")
 	o.rolloutFlags.add(f, "the apply")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
@@ -115,6 +117,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 		Persist:        o.persist,
 		MaxRulesetSize: o.maxRulesetSize,
 		Force:          o.force,
+		NoPreflight:    o.noPreflight,
 		DryRun:         o.dryRun,
 	})
 }
