@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-preflight clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-cpu bench-preflight clean
 
 all: build
 
@@ -85,6 +85,10 @@ bench: deps build
 ## bench-preflight: what the preflight adds to a begin on idle lab hosts (bench/preflight.sh)
 bench-preflight: build
 	bench/preflight.sh
+
+## bench-cpu: CPU per host of a warm guarded apply against `run -- true` (the SSH floor), pids, 1/12/50-host wall times; see docs/benchmarks.md
+bench-cpu: deps build
+	bench/cpu.sh
 
 clean:
 	rm -rf bin dist $(HELPERS)

@@ -35,8 +35,13 @@ func (s *sudoRunner) Run(ctx context.Context, cmd Cmd) error {
 		return err
 	}
 	if msg, ok := sudoRefusal(ee); ok {
-		return &HostError{Host: s.r.Host(), Phase: "exec", Err: &causeError{kind: ErrNoSudo, cause: errors.New(msg)},
-			Hint: "allow the login user passwordless sudo (NOPASSWD in sudoers) or log in as root"}
+		hint := "allow the login user passwordless sudo (NOPASSWD in sudoers) or log in as root"
+		if strings.Contains(msg, "tty") {
+			// requiretty: lifeline never asks for a tty (it would mix the
+			// helper's report with terminal output)
+			hint = "sudo on the host wants a tty (Defaults requiretty): allow the login user sudo without one (Defaults:USER !requiretty) with NOPASSWD in sudoers, or log in as root"
+		}
+		return &HostError{Host: s.r.Host(), Phase: "exec", Err: &causeError{kind: ErrNoSudo, cause: errors.New(msg)}, Hint: hint}
 	}
 	ee.Command = cmd.Command
 	return ee
@@ -52,7 +57,7 @@ func sudoRefusal(ee *ExitError) (string, bool) {
 	if !strings.HasPrefix(first, "sudo: ") {
 		return "", false
 	}
-	for _, s := range []string{"password is required", "sudoers", "not allowed", "terminal is required", "may not run sudo"} {
+	for _, s := range []string{"password is required", "sudoers", "not allowed", "terminal is required", "may not run sudo", "must have a tty"} {
 		if strings.Contains(first, s) {
 			return first, true
 		}

@@ -45,6 +45,7 @@ func TestSudo(t *testing.T) {
 		{"ok", remotetest.Reply{Stdout: "0\n"}, nil, 0},
 		{"password required", remotetest.Reply{Status: 1, Stderr: "sudo: a password is required\n"}, remote.ErrNoSudo, 0},
 		{"not in sudoers", remotetest.Reply{Status: 1, Stderr: "sudo: alice is not in the sudoers file.\n"}, remote.ErrNoSudo, 0},
+		{"requiretty", remotetest.Reply{Status: 1, Stderr: "sudo: sorry, you must have a tty to run sudo\n"}, remote.ErrNoSudo, 0},
 		{"command fails", remotetest.Reply{Status: 1, Stderr: "grep: nothing\n"}, nil, 1},
 	}
 	for _, tc := range tests {

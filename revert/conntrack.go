@@ -199,7 +199,7 @@ func (p ConntrackProbe) run(ctx context.Context, tool string, args []string, rea
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startCounted(cmd); err != nil {
 		return err
 	}
 	rerr := read(out)

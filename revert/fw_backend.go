@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -216,6 +217,20 @@ func (f *hostFirewall) pickIPT(ctx context.Context, format Format, base string, 
 func (f *hostFirewall) defaultMode(ctx context.Context, base string) string {
 	if !f.has(base) {
 		return ""
+	}
+	if f.local && f.opts.Tools[base] == "" {
+		// Debian's alternatives: iptables -> xtables-nft-multi or
+		// xtables-legacy-multi; the name says the mode without a process
+		if p, err := f.opts.LookPath(base); err == nil {
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				switch filepath.Base(real) {
+				case "xtables-nft-multi", base + "-nft":
+					return "nft"
+				case "xtables-legacy-multi", base + "-legacy":
+					return "legacy"
+				}
+			}
+		}
 	}
 	out, err := f.run(ctx, nil, base, "--version")
 	if err != nil {

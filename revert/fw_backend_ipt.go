@@ -28,6 +28,44 @@ func (b *iptBackend) format() Format  { return b.fmt }
 func (b *iptBackend) save() string    { return b.tool + "-save" }
 func (b *iptBackend) restore() string { return b.tool + "-restore" }
 
+// certainlyEmpty reports, without running a tool, that the backend has no
+// table at all in this network namespace, so that its save prints
+// nothing: for legacy, the kernel's list of its tables
+// (/proc/net/ip_tables_names, ip6_tables_names) exists and is empty; for
+// nft, netlink lists no table of the family with an iptables table name.
+// False whenever it cannot tell (tools run elsewhere, a read fails): the
+// save runs then, as it always did. Every read-only save on a host with one
+// backend in use is two or three processes fewer per helper run (#12).
+func (b *iptBackend) certainlyEmpty() bool {
+	if !b.f.local || b.f.opts.Tools[b.save()] != "" {
+		return false
+	}
+	if strings.HasSuffix(b.tool, "-legacy") {
+		// thread-self: this thread's namespace, whatever another thread of
+		// the helper unshared for a trial load
+		name := "/proc/thread-self/net/ip_tables_names"
+		if b.v6 {
+			name = "/proc/thread-self/net/ip6_tables_names"
+		}
+		data, err := os.ReadFile(name)
+		return err == nil && len(strings.TrimSpace(string(data))) == 0
+	}
+	tables, _, err := b.f.nftInventory()
+	if err != nil {
+		return false
+	}
+	fam := "ip"
+	if b.v6 {
+		fam = "ip6"
+	}
+	for _, t := range tables {
+		if t.family == fam && xtablesNames[t.name] {
+			return false
+		}
+	}
+	return true
+}
+
 // family is the GuardChain family of the backend's chains.
 func (b *iptBackend) family() string { return string(b.fmt) }
 
@@ -53,6 +91,9 @@ func iptInUse(ts []*iptTable) bool {
 }
 
 func (b *iptBackend) saveText(ctx context.Context) (string, error) {
+	if b.certainlyEmpty() {
+		return "", nil // what the save prints with no table: no process for it
+	}
 	out, err := b.f.run(ctx, nil, b.save())
 	if err != nil {
 		return "", fmt.Errorf("save %s: %w", b.tool, err)

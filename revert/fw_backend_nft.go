@@ -210,10 +210,15 @@ func (b *nftBackend) applied(ctx context.Context, ruleset string, onTop bool) (g
 		return nil, nil, nil, err
 	}
 	var pre strings.Builder
+	replaced := nftReplaced(ruleset)
 	for _, blk := range blocks {
 		live[blk.id.String()] = normNft([]nftBlock{blk})
 		order = append(order, blk.id.String())
-		if onTop {
+		// a live table the ruleset deletes first (it declares it, or
+		// flushes its family) leaves nothing of itself: loading it into
+		// the trial too would change nothing but the cost, and keep the
+		// trial from being the validation's (its listing memo)
+		if onTop && !replaced(blk.id) {
 			pre.WriteString(blk.text)
 		}
 	}
@@ -431,4 +436,22 @@ func (b *nftBackend) caveats() []caveat {
 		{`\bnumgen\s+random\b`, "a random number"},
 		{`\bosf\b|\bipsec\b`, "the operating system fingerprint or IPsec state"},
 	}
+}
+
+// nftReplaced reports which live tables the load file of ruleset deletes
+// before it declares anything (buildNft): every table the ruleset declares
+// as a block, and every table of a family it flushes (`flush ruleset`,
+// `flush ruleset FAMILY`).
+func nftReplaced(ruleset string) func(nftTableID) bool {
+	declared := nftDeclaredTables(ruleset)
+	all, fams := false, map[string]bool{}
+	for _, line := range strings.Split(ruleset, "\n") {
+		if m := flushRulesetRE.FindStringSubmatch(line); m != nil {
+			if m[1] == "" {
+				all = true
+			}
+			fams[m[1]] = true
+		}
+	}
+	return func(t nftTableID) bool { return all || fams[t.family] || slices.Contains(declared, t) }
 }

@@ -65,6 +65,9 @@ type FirewallOptions struct {
 	Log func(format string, args ...any)
 	// Timeout bounds each tool run (0: 30s).
 	Timeout time.Duration
+	// ProofDir keeps proofs that a snapshot's load file trial-loaded (see
+	// fw_proof.go); "" keeps none and trial-loads every snapshot.
+	ProofDir string
 }
 
 // NewFirewall returns the Firewall that drives the host's nft and iptables
@@ -82,6 +85,9 @@ func NewFirewall(opts FirewallOptions) Firewall {
 	}
 	if f.opts.Exec == nil {
 		f.opts.Exec = localExec
+		// the tools run here, on the kernel whose /proc and netlink the
+		// helper reads: read-only shortcuts may stand in for them
+		f.local = f.opts.NetNS == ""
 	}
 	return f
 }
@@ -90,6 +96,9 @@ var _ Firewall = (*hostFirewall)(nil)
 
 type hostFirewall struct {
 	opts FirewallOptions
+	// local: the tools run in the helper's own network namespace (no Exec
+	// or NetNS of a test), so /proc/net and symlinks describe what they see.
+	local bool
 
 	// reads caches the output of read-only tool runs (saves, nft list,
 	// ip link show, --version) for readTTL: one begin reads the same tables
@@ -132,7 +141,7 @@ func localExec(ctx context.Context, stdin []byte, name string, args ...string) (
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	err := runCounted(cmd)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		err = &ToolError{Tool: name, Args: args, ExitCode: ee.ExitCode(), Stderr: errb.String()}
@@ -260,7 +269,12 @@ func (f *hostFirewall) Validate(ctx context.Context, format Format, ruleset stri
 		return err
 	}
 	klog := kernelLog()
-	if err := b.trialLoad(ctx, lf); err != nil {
+	trial := func() error { return b.trialLoad(ctx, lf) }
+	if load, list := f.trialCmds(b); f.opts.ProofDir != "" && load != nil {
+		// list too: the listing memo spares stage's verify a trial load
+		trial = func() error { _, err := f.scratch(ctx, []byte(lf.String()), load, list); return err }
+	}
+	if err := trial(); err != nil {
 		return b.explain(ctx, CodeInvalidRuleset, lf, err, klog())
 	}
 	klog()
@@ -277,7 +291,7 @@ func (f *hostFirewall) ValidateSnapshot(ctx context.Context, s *Snapshot) error 
 		if err != nil {
 			return err
 		}
-		if err := b.trialLoad(ctx, lf); err != nil {
+		if err := f.trialLoadProven(ctx, b, lf); err != nil {
 			e := loadError(CodeSnapshot, p.Format, lf, err)
 			e.Message = p.Backend + " snapshot does not load: " + e.Message
 			return e

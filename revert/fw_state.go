@@ -2,7 +2,9 @@ package revert
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -27,7 +29,7 @@ func (f *hostFirewall) ReadState(ctx context.Context, candidate *RulesetChange, 
 			rep.Parts = append(rep.Parts, p)
 		}
 	}
-	if f.has("ipset") {
+	if f.has("ipset") && !f.noIpsets() {
 		out, err := f.run(ctx, nil, "ipset", "save")
 		if err != nil {
 			rep.Facts.Notes = append(rep.Facts.Notes, "ipset save failed: "+firstLine(err.Error()))
@@ -93,6 +95,9 @@ func (b *nftBackend) candidateState(ctx context.Context, ruleset string) (StateP
 // listState is an iptables backend's part of ReadState: its tables with
 // counters, when it lists any.
 func (b *iptBackend) listState(ctx context.Context) (StatePart, bool, error) {
+	if b.certainlyEmpty() {
+		return StatePart{}, false, nil
+	}
 	out, err := b.f.run(ctx, nil, b.save(), "-c")
 	if err != nil {
 		return StatePart{}, false, fmt.Errorf("save %s: %w", b.tool, err)
@@ -148,4 +153,15 @@ func (b *iptBackend) zeroCounters(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// noIpsets reports, without running ipset, that the kernel has no ipset
+// subsystem loaded (no /sys/module/ip_set, which a built-in ip_set has too,
+// for its parameters), so that no set exists and ipset save prints nothing.
+func (f *hostFirewall) noIpsets() bool {
+	if !f.local {
+		return false
+	}
+	_, err := os.Stat("/sys/module/ip_set")
+	return errors.Is(err, os.ErrNotExist)
 }

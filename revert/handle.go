@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -141,9 +143,14 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 		req = &Request{}
 	}
 	e := &engine{env: env, st: store{dir: env.StateDir}, fw: env.Firewall, armer: env.Armer, clock: env.Clock}
+	spawned0 := spawned.Load()
 	rep := &Report{Version: ProtocolVersion, Verb: verb, Hostname: env.Hostname, TxID: req.TxID, State: StateNone}
 	var err error
+	fixed, serr := e.st.secure() // before anything in it is read
+	rep.Warnings = append(rep.Warnings, fixed...)
 	switch {
+	case serr != nil:
+		err = serr
 	case req.Version != 0 && req.Version != ProtocolVersion:
 		err = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("protocol version %d, this helper speaks %d: upload the helper that matches the workstation", req.Version, ProtocolVersion)}
 	case verb == VerbConntrack:
@@ -163,6 +170,7 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 		rep.Error = pe
 	}
 	rep.Now = env.Clock.Now().UTC().Round(0)
+	rep.Spawned = int(spawned.Load() - spawned0)
 	return rep
 }
 
@@ -230,4 +238,25 @@ func (e *engine) phase(rep *Report, name string, fn func() error) error {
 	err := fn()
 	rep.Phases = append(rep.Phases, Phase{Name: name, Took: e.clock.Now().Sub(start)})
 	return err
+}
+
+// spawned counts every process the helper starts (see startCounted): the
+// report of each verb says how many it took (#12).
+var spawned atomic.Int64
+
+// startCounted starts cmd and counts it.
+func startCounted(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	spawned.Add(1)
+	return nil
+}
+
+// runCounted runs cmd (Start then Wait) and counts it.
+func runCounted(cmd *exec.Cmd) error {
+	if err := startCounted(cmd); err != nil {
+		return err
+	}
+	return cmd.Wait()
 }

@@ -21,7 +21,7 @@ type hostLock struct{ f *os.File }
 
 // lockHost takes the lock, polling until wait has passed or ctx ends.
 func lockHost(ctx context.Context, path string, wait time.Duration) (*hostLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}

@@ -169,21 +169,32 @@ func (f *hostFirewall) hostInterfaces() ([]hostIf, error) {
 		err error
 	}
 	ch := make(chan res, 1)
-	go func() {
+	var list func(out chan res)
+	list = func(out chan res) {
 		runtime.LockOSThread() // never unlocked: the thread leaves the namespace with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			// never the main thread, which the runtime cannot end (see nsThread)
+			inner := make(chan res, 1)
+			go list(inner)
+			r := <-inner
+			runtime.UnlockOSThread() // the main thread never left its namespace
+			out <- r
+			return
+		}
 		fd, err := unix.Open(f.opts.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			ch <- res{err: err}
+			out <- res{err: err}
 			return
 		}
 		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- res{err: err}
+			out <- res{err: err}
 			return
 		}
 		ifs, err := listInterfaces()
-		ch <- res{ifs, err}
-	}()
+		out <- res{ifs, err}
+	}
+	go list(ch)
 	r := <-ch
 	return r.ifs, r.err
 }
@@ -481,7 +492,7 @@ func (sb *pfSandbox) traced(ctx context.Context, f *hostFirewall, fl *pfFlow, pr
 		if err != nil {
 			return err
 		}
-		if err := mon.Start(); err != nil {
+		if err := startCounted(mon); err != nil {
 			return err
 		}
 		go func() {

@@ -104,15 +104,16 @@ func lockoutError(host string, rc *RulesetChange, pf *PreflightReport) *Error {
 
 // preflightBegin is begin's preflight of a ruleset change (after its
 // validation and guard plan, before the snapshot): a certain lockout is
-// refused unless forced (then logged); an undecided verdict proceeds.
+// refused unless forced (then logged); an undecided verdict proceeds. The
+// validation stays the firewall's own (its trial's listing is a memo that
+// spares the guard plan and stage's verify a load, and a proven ruleset
+// needs no trial at all); the preflight's sandbox adds one candidate load.
 func (e *engine) preflightBegin(ctx context.Context, txID string, c *rulesetChange, a *BeginArgs, rep *Report) *Error {
-	pf := c.preflight
-	if pf == nil { // the firewall validated on its own: evaluate now
-		_ = e.phase(rep, "preflight", func() (err error) {
-			pf, err = e.runPreflight(ctx, &c.RulesetChange, preflightPaths(a))
-			return err
-		})
-	}
+	var pf *PreflightReport
+	_ = e.phase(rep, "preflight", func() (err error) {
+		pf, err = e.runPreflight(ctx, &c.RulesetChange, preflightPaths(a))
+		return err
+	})
 	rep.Preflight = pf
 	if pf.Verdict != PreflightLockout {
 		return nil

@@ -98,7 +98,7 @@ func (s *store) saveProtect(id string, p *protectSet) error {
 
 // loadProtect is the tx's protect set; nil when it has none.
 func (s *store) loadProtect(id string) (*protectSet, error) {
-	b, err := os.ReadFile(s.path(id, protectFile))
+	b, err := readTrusted(s.path(id, protectFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -150,7 +150,10 @@ func (e *engine) runOnRevert(ctx context.Context, id string, cmds []string) {
 		cmd := exec.CommandContext(cctx, "/bin/sh", "-c", c)
 		cmd.Dir = "/"
 		cmd.WaitDelay = 2 * time.Second
-		out, err := cmd.CombinedOutput()
+		var outb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &outb, &outb
+		err := runCounted(cmd)
+		out := outb.Bytes()
 		cancel()
 		level, status := "info", "ok"
 		if err != nil {

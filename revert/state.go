@@ -146,18 +146,16 @@ func (s store) txRoot() string           { return filepath.Join(s.dir, txDirName
 func (s store) txDir(id string) string   { return filepath.Join(s.dir, txDirName, id) }
 func (s store) path(id, f string) string { return filepath.Join(s.dir, txDirName, id, f) }
 
-// init creates the state dir and tx root with mode 0700 (tightening an
-// existing dir's mode too).
+// init creates the state dir and tx root with mode 0700, and checks them
+// by the trust rule (trust.go), tightening a too-open mode.
 func (s store) init() error {
 	for _, d := range []string{s.dir, s.txRoot()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir %s: %w", d, err)
 		}
-		if err := os.Chmod(d, 0o700); err != nil {
-			return fmt.Errorf("chmod state dir %s: %w", d, err)
-		}
 	}
-	return nil
+	_, err := s.secure()
+	return err
 }
 
 func (s store) createTx(id string) error {
@@ -171,7 +169,7 @@ func (s store) createTx(id string) error {
 }
 
 func (s store) load(id string) (*txRecord, error) {
-	b, err := os.ReadFile(s.path(id, recordFile))
+	b, err := readTrusted(s.path(id, recordFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load tx %s: %w", id, errNoTx)
 	}
@@ -267,7 +265,7 @@ func (s store) loadSnapshot(id string) (*Snapshot, error) {
 }
 
 func (s store) loadSnapshotAs(id, file string) (*Snapshot, error) {
-	b, err := os.ReadFile(s.path(id, file))
+	b, err := readTrusted(s.path(id, file))
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot of tx %s: %w", id, err)
 	}
@@ -279,7 +277,7 @@ func (s store) loadSnapshotAs(id, file string) (*Snapshot, error) {
 }
 
 func (s store) loadRuleset(id string) (string, error) {
-	b, err := os.ReadFile(s.path(id, rulesetFile))
+	b, err := readTrusted(s.path(id, rulesetFile))
 	if err != nil {
 		return "", fmt.Errorf("load ruleset of tx %s: %w", id, err)
 	}
@@ -288,7 +286,7 @@ func (s store) loadRuleset(id string) (string, error) {
 
 // current names the latest begun transaction, "" when there is none.
 func (s store) current() (string, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, currentFile))
+	b, err := readTrusted(filepath.Join(s.dir, currentFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -332,6 +330,10 @@ func (s store) prune(keep int, keepID string) error {
 			continue
 		}
 		r, err := s.load(e.Name())
+		var pe *Error
+		if errors.As(err, &pe) && pe.Code == CodeUnsafePath {
+			continue // not ours to judge: left for the operator
+		}
 		if err != nil {
 			// a folder without a readable record: age by mtime
 			fi, ierr := e.Info()
@@ -368,7 +370,7 @@ func (s store) prune(keep int, keepID string) error {
 
 // appendLog adds one line to the tx log (0600).
 func (s store) appendLog(id, line string) error {
-	f, err := os.OpenFile(s.path(id, logFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.path(id, logFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ func runArmerCommand(ctx context.Context, name string, args ...string) (string, 
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	err := cmd.Run()
+	err := runCounted(cmd)
 	if err != nil {
 		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
@@ -183,7 +183,7 @@ func (a *watchdogArmer) Arm(ctx context.Context, txID string, gen int, d time.Du
 	cmd.Env = a.opts.Env
 	// nil Stdin/Stdout/Stderr: os/exec connects them to /dev/null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startCounted(cmd); err != nil {
 		return Timer{}, fmt.Errorf("start watchdog for tx %s: %w", txID, err)
 	}
 	pid := cmd.Process.Pid

@@ -221,7 +221,7 @@ func (e *engine) runTrace(ctx context.Context, txID string, tr *tracer, d time.D
 	if err != nil {
 		return fmt.Errorf("trace: %w", err)
 	}
-	if err := mon.Start(); err != nil {
+	if err := startCounted(mon); err != nil {
 		return &Error{Code: CodeBackend, Message: fmt.Sprintf("start %s: %v", tr.start.Monitor, err)}
 	}
 	events := make(chan struct{})

@@ -104,7 +104,6 @@ type rulesetChange struct {
 	RulesetChange
 	force        bool
 	forceLockout bool
-	preflight    *PreflightReport // begin: what check's sandbox found (nil: none ran)
 }
 
 func (c *rulesetChange) kind() ChangeKind { return ChangeRuleset }
@@ -118,22 +117,7 @@ func (c *rulesetChange) check(ctx context.Context, e *engine, a *BeginArgs, det 
 		return nil, pe
 	}
 	loadStart := time.Now()
-	if pfw, ok := e.fw.(Preflighter); ok && a.Preflight != nil {
-		// one sandbox: the candidate's load there is its trial load, then
-		// the preflight's probes (judged after the guard plan, in begin)
-		pf, err := pfw.ValidatePreflight(ctx, c.Format, c.Text, preflightPaths(a))
-		took := time.Since(loadStart)
-		if pf != nil {
-			rep.Phases = append(rep.Phases, Phase{Name: "validate", Took: took - time.Duration(pf.Took)}, Phase{Name: "preflight", Took: time.Duration(pf.Took)})
-		} else {
-			rep.Phases = append(rep.Phases, Phase{Name: "validate", Took: took})
-		}
-		if err != nil {
-			return nil, refusal(err, CodeInvalidRuleset, "")
-		}
-		c.preflight = pf
-		loadStart = loadStart.Add(time.Duration(pf.Took)) // the probes are no load
-	} else if err := e.phase(rep, "validate", func() error { return e.fw.Validate(ctx, c.Format, c.Text) }); err != nil {
+	if err := e.phase(rep, "validate", func() error { return e.fw.Validate(ctx, c.Format, c.Text) }); err != nil {
 		return nil, refusal(err, CodeInvalidRuleset, "")
 	}
 	// The deadline counts from the arm: stage loads the ruleset (about as

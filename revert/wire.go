@@ -98,6 +98,8 @@ const (
 	CodeUnguarded         = wire.CodeUnguarded
 	CodeStateWrite        = wire.CodeStateWrite
 	CodeNeedsRecovery     = wire.CodeNeedsRecovery
+	CodeUnsafePath        = wire.CodeUnsafePath
+	ExitHelperTampered    = wire.ExitHelperTampered
 	ProtocolVersion       = wire.ProtocolVersion
 	RestoreLastGood       = wire.RestoreLastGood
 	DefaultMaxRulesetSize = wire.DefaultMaxRulesetSize

@@ -13,6 +13,11 @@ import (
 // ones. Rule.Text is the rule after "-A CHAIN " without its counters;
 // Matches and the Verdict are read from its options. Malformed input
 // gives an error naming the line.
+//
+// A table iptables-nft-save warns about ("# Table `raw' contains
+// incompatible base-chains, use 'nft' tool to list them.") is left out:
+// iptables-nft-save prints it as built-in chains with ACCEPT policies that
+// are not there, and only nft's own listing shows what it holds.
 func ParseIptablesSave(src Source, data []byte) (*Ruleset, error) {
 	fam := "ip"
 	if strings.HasPrefix(string(src), "ip6") {
@@ -21,6 +26,7 @@ func ParseIptablesSave(src Source, data []byte) (*Ruleset, error) {
 	rs := &Ruleset{}
 	var t *Table
 	declared := map[string]*Chain{}
+	incompatible := map[string]bool{}
 	text := string(data)
 	lineNo := 0
 	for len(text) > 0 {
@@ -32,6 +38,11 @@ func ParseIptablesSave(src Source, data []byte) (*Ruleset, error) {
 			line, text = text, ""
 		}
 		line = strings.TrimRight(line, " \t\r")
+		if rest, ok := strings.CutPrefix(line, "# Table `"); ok {
+			if name, warn, ok := strings.Cut(rest, "' "); ok && strings.Contains(warn, "incompatible") {
+				incompatible[name] = true
+			}
+		}
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -50,7 +61,9 @@ func ParseIptablesSave(src Source, data []byte) (*Ruleset, error) {
 			if t == nil {
 				return nil, fmt.Errorf("line %d: COMMIT outside a table", lineNo)
 			}
-			rs.Tables = append(rs.Tables, t)
+			if !incompatible[t.Name] {
+				rs.Tables = append(rs.Tables, t)
+			}
 			t = nil
 		case line[0] == ':':
 			if t == nil {

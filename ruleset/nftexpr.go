@@ -237,6 +237,11 @@ func nftNat(k string, o jobj) string {
 
 var nftOps = map[string]bool{"!=": true, "<": true, ">": true, "<=": true, ">=": true}
 
+// bitmaskKeys: nft prints an explicit "==" for them ("tcp flags == syn":
+// exactly syn), as their implicit form means "any of" ("tcp flags syn").
+// "!" ("tcp flags ! fin,syn": none of) is printed for any key.
+var bitmaskKeys = map[string]bool{"tcp flags": true, "ct state": true, "ct status": true}
+
 func nftMatch(r *Rule, o jobj) string {
 	op, _ := o.get("op").(string)
 	left, right := o.get("left"), o.get("right")
@@ -245,17 +250,22 @@ func nftMatch(r *Rule, o jobj) string {
 	rs := renderValue(right, key)
 	var s string
 	lm, _ := left.(jobj)
-	if bin, ok := lm.lookup("&"); ok && (op == "==" || op == "in") {
-		// nft prints `tcp flags & (fin|syn) == syn` as `tcp flags syn / fin,syn`.
+	if bin, ok := lm.lookup("&"); ok && (op == "==" || op == "in" || op == "!=") {
+		// nft prints `tcp flags & (fin|syn) == syn` as `tcp flags syn / fin,syn`,
+		// and `!=` as `tcp flags != syn / fin,syn`.
 		if args, ok := bin.([]any); ok && len(args) == 2 {
 			if _, isList := args[1].([]any); isList {
-				s = renderValue(args[0], "") + " " + rs + " / " + listString(args[1], ",")
+				neq := ""
+				if op == "!=" {
+					neq = "!= "
+				}
+				s = renderValue(args[0], "") + " " + neq + rs + " / " + listString(args[1], ",")
 			}
 		}
 	}
 	if s == "" {
 		s = ls
-		if nftOps[op] || op == "==" && isBinop(lm) {
+		if nftOps[op] || op == "==" && (isBinop(lm) || bitmaskKeys[key]) || op == "!" {
 			s += " " + op
 		}
 		s += " " + rs

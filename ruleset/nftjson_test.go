@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,16 +46,25 @@ func nftTextRules(t *testing.T, path string) map[string][]string {
 }
 
 func TestParseNftJSONTextMatchesNft(t *testing.T) {
-	for _, tc := range []struct {
+	type textCase struct {
 		json, text string
 		// rules nft itself prints differently from its JSON (iptables-nft
 		// tables print translated xt matches; our text keeps the xt name).
 		skipXt bool
-	}{
-		{"testdata/sample1.json", "testdata/sample1.txt", false},
-		{"testdata/ipt1-nft.json", "testdata/ipt1-nft.txt", true},
-		{"testdata/kp20-nft.json", "testdata/kp20-nft.txt", false},
-	} {
+		small  bool // a small fixture: counted in the total only
+	}
+	cases := []textCase{
+		{"testdata/sample1.json", "testdata/sample1.txt", false, false},
+		{"testdata/ipt1-nft.json", "testdata/ipt1-nft.txt", true, false},
+		{"testdata/kp20-nft.json", "testdata/kp20-nft.txt", false, false},
+	}
+	// The evaluator's fixtures (testdata/eval/gen.sh saves both listings).
+	evalTexts, _ := filepath.Glob("testdata/eval/*.txt")
+	for _, txt := range evalTexts {
+		cases = append(cases, textCase{strings.TrimSuffix(txt, ".txt") + ".json", txt, false, true})
+	}
+	total := 0
+	for _, tc := range cases {
 		data, err := os.ReadFile(tc.json)
 		if err != nil {
 			t.Fatal(err)
@@ -84,8 +94,12 @@ func TestParseNftJSONTextMatchesNft(t *testing.T) {
 				}
 			}
 		}
-		if n < 10 {
+		total += n
+		if n < 10 && !tc.small {
 			t.Errorf("%s: only %d rules compared", tc.json, n)
 		}
+	}
+	if len(evalTexts) < 10 || total < 100 {
+		t.Errorf("%d eval fixtures, %d rules compared in all", len(evalTexts), total)
 	}
 }

@@ -16,8 +16,10 @@ import (
 // errHelperMissing means the host has no (intact) helper of that hash.
 var errHelperMissing = errors.New("helper missing or corrupt on host")
 
-// tamperedError: the helper on the host did not match its hash.
-type tamperedError struct{ path string }
+// tamperedError: the helper file on the host was not the one its name
+// promises (see wire.ExitHelperTampered); why is the first line the
+// wrapper or the helper wrote about it.
+type tamperedError struct{ path, why string }
 
 func (e *tamperedError) Error() string {
 	return "the helper " + e.path + " on the host does not match its sha256"
@@ -42,6 +44,7 @@ func (h *Tx) priv(c remote.Runner) remote.Runner {
 func (h *Tx) probe(ctx context.Context, c remote.Runner) error {
 	out, err := remote.Output(ctx, c, `printf '%s\n' "$SSH_CONNECTION"; id -u; uname -m`, nil)
 	h.res.RoundTrips++
+	h.res.HostProcesses += 3 // the shell, id, uname
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
@@ -76,6 +79,9 @@ func (h *Tx) call(ctx context.Context, r remote.Runner, verb string, req *wire.R
 	var te *tamperedError
 	if errors.As(err, &te) {
 		w := fmt.Sprintf("%s was modified on the host (it may be an attack or a corrupt disk): kept as %s.tampered-* for inspection, and replaced by a fresh upload", te.path, te.path)
+		if te.why != "" {
+			w += " (" + te.why + ")"
+		}
 		h.res.Warnings = append(h.res.Warnings, w)
 		h.event(h.res.Phase, "info", "WARNING: "+w)
 	}
@@ -95,13 +101,23 @@ func (h *Tx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wi
 	}
 	cmd := wire.HelperCommand(h.sha, verb)
 	h.res.RoundTrips++
+	h.res.HostProcesses++ // the shell, which execs the helper
 	out, err := remote.Output(ctx, r, cmd, in)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Status == wire.ExitHelperMissing {
 		return nil, errHelperMissing
 	}
 	if errors.As(err, &ee) && ee.Status == wire.ExitHelperTampered {
-		return nil, &tamperedError{h.helper}
+		why, _, _ := strings.Cut(strings.TrimSpace(ee.Stderr), "\n")
+		if len(why) > 300 {
+			why = why[:300] + "..."
+		}
+		return nil, &tamperedError{h.helper, why}
+	}
+	if errors.As(err, &ee) && unstarted(ee) && ctx.Err() == nil {
+		if verr := h.verifyHelper(ctx, r, err); verr != nil {
+			return nil, verr
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("helper %s: %w", verb, err)
@@ -116,12 +132,49 @@ func (h *Tx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wi
 	return &rep, nil
 }
 
+// unstarted reports whether a helper call may have died before the
+// helper's own check ran: killed by a signal (a truncated binary faults in
+// its runtime), or sh could not execute it (126, 127), or sh read it as a
+// script (2, a syntax error).
+func unstarted(ee *remote.ExitError) bool {
+	return ee.Signal != "" || ee.Status == 126 || ee.Status == 127 || ee.Status == 2
+}
+
+// verifyHelper checks the helper file the slow way after a call died
+// without a report (see wire.HelperVerifyCommand): a *tamperedError or
+// errHelperMissing when it was not intact (moved aside: upload and run
+// again), nil when it is intact or cannot be checked (the call's own
+// error stands).
+func (h *Tx) verifyHelper(ctx context.Context, r remote.Runner, callErr error) error {
+	h.res.RoundTrips++
+	h.res.HostProcesses += 3 // the shell, sha256sum, cut
+	_, err := remote.Output(ctx, r, wire.HelperVerifyCommand(h.sha), nil)
+	var ee *remote.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Status == wire.ExitHelperTampered:
+		why, _, _ := strings.Cut(strings.TrimSpace(ee.Stderr), "\n")
+		var ce *remote.ExitError
+		if errors.As(callErr, &ce) {
+			how := fmt.Sprintf("exit status %d", ce.Status)
+			if ce.Signal != "" {
+				how = "killed by signal " + ce.Signal
+			}
+			why = fmt.Sprintf("it could not run (%s): %s", how, why)
+		}
+		return &tamperedError{h.helper, why}
+	case errors.As(err, &ee) && ee.Status == wire.ExitHelperMissing:
+		return errHelperMissing
+	}
+	return nil
+}
+
 func (h *Tx) upload(ctx context.Context, r remote.Runner) error {
 	h.res.RoundTrips++
 	if _, err := remote.Output(ctx, r, `umask 077; mkdir -p `+wire.HelperDir+` && chmod 0700 /var/lib/lifeline `+wire.HelperDir, nil); err != nil {
 		return fmt.Errorf("create %s: %w", wire.HelperDir, err)
 	}
-	h.res.RoundTrips += 2 // write + verify
+	h.res.RoundTrips += 2            // write + verify
+	h.res.HostProcesses += 3 + 1 + 2 // shell, mkdir, chmod; sftp-server; shell, sha256sum
 	h.res.Uploaded += int64(len(h.data))
 	if err := remote.Upload(ctx, r, h.data, h.helper, 0o700); err != nil {
 		return fmt.Errorf("upload helper: %w", err)
@@ -134,6 +187,7 @@ func (h *Tx) absorb(rep *wire.Report) {
 	if rep.Preflight != nil {
 		h.res.Preflight = rep.Preflight
 	}
+	h.res.HostProcesses += rep.Spawned
 	if rep.Begin != nil && rep.Begin.Detect != nil {
 		h.res.Backends = rep.Begin.Detect.Active
 	}

@@ -44,8 +44,19 @@ func refusalHint(rep *wire.Report) string {
 		return "install the backend on the host, or pick another --format"
 	case wire.CodePreflightLockout:
 		return "nothing was changed; fix the rule named above (lifeline preflight RULESET --for HOST checks it without changing anything), or pass --force to apply it anyway, still guarded by the revert"
+	case wire.CodeUnsafePath:
+		return "nothing was changed; find out who changed that path and what it holds, then make it root's again (chown root:root PATH; chmod 0700 PATH) or remove it"
 	case wire.CodeUnguarded:
 		return "nothing was changed; write those tables as blocks, or pass --force to rely on the revert timer alone"
+	}
+	return ""
+}
+
+// transportHint is the hint a *remote.HostError in err carries, "" if none.
+func transportHint(err error) string {
+	var he *remote.HostError
+	if errors.As(err, &he) {
+		return he.Hint
 	}
 	return ""
 }

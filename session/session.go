@@ -144,24 +144,30 @@ type Timing struct {
 
 // Result is one host's transaction as the workstation saw it.
 type Result struct {
-	Host        string        `json:"host"`
-	Outcome     Outcome       `json:"outcome"`
-	Phase       string        `json:"phase"` // last phase reached
-	TxID        string        `json:"tx_id,omitempty"`
-	Error       string        `json:"error,omitempty"`
-	Hint        string        `json:"hint,omitempty"`
-	Deadline    time.Time     `json:"deadline,omitzero"` // host clock
-	Diff        string        `json:"diff,omitempty"`
-	Backends    []string      `json:"backends,omitempty"`
-	Timings     []Timing      `json:"timings"`
-	HostPhases  []wire.Phase  `json:"host_phases,omitempty"`
-	Connections int           `json:"ssh_connections"`
-	RoundTrips  int           `json:"round_trips"`
-	Uploaded    int64         `json:"bytes_uploaded"`
-	Took        time.Duration `json:"took_ns"`
-	Holder      *wire.Holder  `json:"holder,omitempty"`
-	GuardChains []string      `json:"guard_chains,omitempty"` // base chains the kernel guard covers
-	Unguarded   []string      `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
+	Host        string       `json:"host"`
+	Outcome     Outcome      `json:"outcome"`
+	Phase       string       `json:"phase"` // last phase reached
+	TxID        string       `json:"tx_id,omitempty"`
+	Error       string       `json:"error,omitempty"`
+	Hint        string       `json:"hint,omitempty"`
+	Deadline    time.Time    `json:"deadline,omitzero"` // host clock
+	Diff        string       `json:"diff,omitempty"`
+	Backends    []string     `json:"backends,omitempty"`
+	Timings     []Timing     `json:"timings"`
+	HostPhases  []wire.Phase `json:"host_phases,omitempty"`
+	Connections int          `json:"ssh_connections"`
+	RoundTrips  int          `json:"round_trips"`
+	// HostProcesses counts the processes the change started on the host:
+	// a login shell per command lifeline ran (the helper replaces it), the
+	// tools those commands name (the probe's id and uname, an upload's
+	// mkdir, chmod, sftp-server and sha256sum) and every process the helper
+	// reported starting. sshd's own per-connection processes are not in it.
+	HostProcesses int           `json:"host_processes"`
+	Uploaded      int64         `json:"bytes_uploaded"`
+	Took          time.Duration `json:"took_ns"`
+	Holder        *wire.Holder  `json:"holder,omitempty"`
+	GuardChains   []string      `json:"guard_chains,omitempty"` // base chains the kernel guard covers
+	Unguarded     []string      `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
 	// Reboot: the host reverted by rebooting (it booted its persisted
 	// config); reported as "reverted (reboot)".
 	Reboot bool `json:"reboot,omitempty"`

@@ -33,12 +33,17 @@ type fakeHost struct {
 	env      revert.Env
 	helper   bool // the helper is "uploaded"
 	tampered bool // the helper on the host no longer matches its hash (once)
-	mu       sync.Mutex
-	dials    int
-	cmds     []string
-	refuse   func(dial int) error                // per dial: nil = connect
-	brokeAt  func(dial int, verb string) error   // per call: non-nil = the connection fails
-	onVerb   func(verb string, rep *wire.Report) // after the engine answered
+	// crashes: the helper dies of SIGSEGV before its own check (a
+	// truncated binary) while the file is corrupt; the slow check finds it
+	// out unless intact is set (then it crashed for another reason)
+	crashes bool
+	intact  bool
+	mu      sync.Mutex
+	dials   int
+	cmds    []string
+	refuse  func(dial int) error                // per dial: nil = connect
+	brokeAt func(dial int, verb string) error   // per call: non-nil = the connection fails
+	onVerb  func(verb string, rep *wire.Report) // after the engine answered
 	// commands answers exec's command lines: the output and exit status
 	// (any other command still fails the test)
 	commands map[string]func(stdout, stderr io.Writer) int
@@ -127,6 +132,12 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 		return nil
 	case strings.Contains(cmd.Command, "mkdir -p /var/lib/lifeline/bin"):
 		return nil
+	case cmd.Command == wire.HelperVerifyCommand(helperSHA):
+		if h.crashes && !h.intact {
+			h.crashes, h.helper = false, false
+			return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: wire.ExitHelperTampered, Stderr: "lifeline: helper F does not match its sha256: moved aside\n"}
+		}
+		return nil
 	case strings.HasPrefix(cmd.Command, "sha256sum "):
 		fmt.Fprintf(cmd.Stdout, "%s  file\n", helperSHA)
 		return nil
@@ -144,6 +155,9 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 	if !ok {
 		h.t.Errorf("unexpected command: %q", cmd.Command)
 		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 127}
+	}
+	if h.crashes && h.helper {
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: -1, Signal: "SEGV"}
 	}
 	if h.tampered {
 		h.tampered, h.helper = false, false
@@ -468,6 +482,49 @@ type dialerFunc func(context.Context, remote.Target) (remote.Runner, error)
 
 func (f dialerFunc) Dial(ctx context.Context, t remote.Target) (remote.Runner, error) {
 	return f(ctx, t)
+}
+
+// A helper that dies before its own check (a truncated copy faults in
+// its runtime) is checked the slow way: a corrupt file is replaced, with
+// the warning, and the verb sent again; an intact one that crashed is not
+// replaced and the crash is the error.
+func TestCrashedHelperVerified(t *testing.T) {
+	tests := []struct {
+		name    string
+		intact  bool
+		outcome Outcome
+	}{
+		{"corrupt: replaced", false, Confirmed},
+		{"intact: the crash stands", true, Refused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newFakeHost(t)
+			h.crashes, h.intact = true, tt.intact
+			r := newTestSession(h, 1500*time.Millisecond).Apply(context.Background(), target(newRules))
+			if r.Outcome != tt.outcome {
+				t.Fatalf("outcome %s, want %s: %s", r.Outcome, tt.outcome, r.Error)
+			}
+			verified := 0
+			for _, c := range h.cmds {
+				if c == wire.HelperVerifyCommand(helperSHA) {
+					verified++
+				}
+			}
+			if verified != 1 {
+				t.Fatalf("the slow check ran %d times, want once", verified)
+			}
+			if tt.intact {
+				if r.Uploaded != 0 || len(r.Warnings) != 0 || !strings.Contains(r.Error, "killed by signal SEGV") {
+					t.Fatalf("uploaded %d, warnings %q, error %q: want the crash as the error and no upload", r.Uploaded, r.Warnings, r.Error)
+				}
+				return
+			}
+			if r.Uploaded == 0 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "it could not run (killed by signal SEGV)") {
+				t.Fatalf("uploaded %d, warnings %q: want a replacement and a warning naming the crash", r.Uploaded, r.Warnings)
+			}
+		})
+	}
 }
 
 // A helper whose hash no longer matches is replaced and the operator is

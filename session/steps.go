@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/textsafe"
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/wire"
 )
@@ -73,13 +76,14 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
 		if !isTransport(err) {
-			h.end(Refused, err, "")
+			h.end(Refused, err, transportHint(err)) // e.g. no passwordless sudo
 			return h.ended()
 		}
 		h.end(Unknown, err, fmt.Sprintf("the begin of tx %s may have armed the host; if it did, the host restores its snapshot by itself within %s", txID, h.s.opts.ConfirmTimeout))
 		return h.ended()
 	}
 	h.absorb(rep)
+	h.res.Warnings = append(h.res.Warnings, rep.Warnings...) // e.g. a state folder the host repaired
 	if rep.Error != nil || rep.State != wire.StateArmed {
 		h.res.Holder = holderOf(rep)
 		h.end(Refused, reportErr(rep), refusalHint(rep))
@@ -305,12 +309,12 @@ func (h *Tx) dryRun(ctx context.Context, r remote.Runner) {
 // checks runs the --check probes from the workstation.
 func (h *Tx) checks(ctx context.Context) error {
 	for _, c := range h.s.opts.Checks {
-		u, err := url.Parse(c)
-		if err != nil || u.Scheme != "tcp" || u.Host == "" {
-			return fmt.Errorf("check %q: want tcp://HOST:PORT", c)
+		addr, err := ParseCheck(c)
+		if err != nil {
+			return err
 		}
 		d := net.Dialer{Timeout: 5 * time.Second}
-		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return fmt.Errorf("check %s: %w", c, err)
 		}
@@ -361,4 +365,36 @@ func (h *Tx) Undo(ctx context.Context) error {
 	}
 	h.Watch(ctx, nil, fmt.Errorf("restore the snapshot: %w", err))
 	return h.ended()
+}
+
+// ParseCheck checks one --check probe, tcp://HOST:PORT, and returns the
+// address to dial: HOST a DNS name (letters, digits, '.', '-', '_') or an
+// IP address ([v6] in brackets), PORT 1 to 65535, nothing else (no user,
+// path or query). Callers refuse a bad one before any host is touched.
+func ParseCheck(c string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("--check %s: %s: want tcp://HOST:PORT, e.g. tcp://web01.example.com:443", textsafe.Quote(c), why)
+	}
+	u, err := url.Parse(c)
+	switch {
+	case err != nil:
+		return bad("not a URL")
+	case u.Scheme != "tcp":
+		return bad("the scheme must be tcp")
+	case u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return bad("only a host and a port")
+	}
+	host, port := u.Hostname(), u.Port()
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return bad("the port must be 1 to 65535")
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		if host == "" || len(host) > 253 || strings.HasPrefix(host, "-") || strings.IndexFunc(host, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+		}) >= 0 {
+			return bad("the host must be a DNS name or an IP address")
+		}
+	}
+	return net.JoinHostPort(host, port), nil
 }

@@ -298,7 +298,10 @@ type Report struct {
 	Verified  *bool    `json:"verified,omitempty"`
 	Persisted []string `json:"persisted,omitempty"` // confirm (and status after it): files written
 	Phases    []Phase  `json:"phases,omitempty"`    // host-side timings
-	Error     *Error   `json:"error,omitempty"`
+	// Spawned counts the processes the helper started for this verb
+	// (tools, timers, on-revert commands; not the login shell that ran it).
+	Spawned int    `json:"spawned,omitempty"`
+	Error   *Error `json:"error,omitempty"`
 	// Origin is who began the tx (user@workstation run ID).
 	Origin string `json:"origin,omitempty"`
 	// Reboot: the tx was reverted by a reboot (the persisted boot config
@@ -389,6 +392,14 @@ const (
 	// its snapshot: begin will not restore a snapshot that may be older
 	// than changes made since. The operator decides: abort restores it.
 	CodeNeedsRecovery = "needs-recovery"
+	// CodeUnsafePath: a folder or file the helper would act on as root
+	// (the state folder, its helper or tx folders, a tx record) is a
+	// symlink, not what it should be, owned by another user, or (a tx
+	// folder or file) writable by group or others; Message names the
+	// path. Nothing was done. A state or helper folder that is root's own
+	// with a too-open mode is repaired (chmod 0700) instead, with a
+	// warning.
+	CodeUnsafePath = "unsafe-path"
 )
 
 // Error is a helper-side failure or refusal.
@@ -464,7 +475,7 @@ func CheckRuleset(format Format, ruleset string, max int64) error {
 	}
 	for _, l := range strings.Split(ruleset, "\n") {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return nil
+			return checkText(format, ruleset)
 		}
 	}
 	hint := "write the rules you want"

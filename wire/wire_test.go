@@ -91,3 +91,32 @@ func TestChangeCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestHelperCommandBuiltinsOnly: up to the exec, the wrapper forks nothing
+// (no command substitution, no pipe, no external tool): the hash check is
+// the helper's own (issue #12). HelperVerifyCommand keeps sha256sum for
+// the failure path.
+func TestHelperCommandBuiltinsOnly(t *testing.T) {
+	sha := strings.Repeat("0f", 32)
+	cmd := HelperCommand(sha, VerbBegin)
+	head, _, ok := strings.Cut(cmd, `exec "$f" begin`)
+	if !ok {
+		t.Fatalf("no exec in %q", cmd)
+	}
+	for _, bad := range []string{"$(", "`", "|", "sha256sum", "cut "} {
+		if strings.Contains(head, bad) {
+			t.Errorf("the wrapper runs %q before the exec: %s", bad, head)
+		}
+	}
+	for _, want := range []string{`[ -f "$f" ]`, `[ -x "$f" ]`, `[ ! -L "$f" ]`} {
+		if !strings.Contains(head, want) {
+			t.Errorf("the wrapper does not check %s before the exec: %s", want, head)
+		}
+	}
+	if v := HelperVerifyCommand(sha); !strings.Contains(v, `sha256sum "$f"`) || !strings.Contains(v, "exit 96") || strings.Contains(v, "exec") {
+		t.Errorf("HelperVerifyCommand = %q", v)
+	}
+	if _, _, ok := ParseHelperCommand(HelperVerifyCommand(sha)); ok {
+		t.Errorf("ParseHelperCommand accepted the verify command")
+	}
+}

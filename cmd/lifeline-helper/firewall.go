@@ -2,7 +2,14 @@
 
 package main
 
-import "github.com/lifeline-dev/lifeline/revert"
+import (
+	"path/filepath"
 
-// newFirewall drives the host's real nft and iptables tools.
-func newFirewall() revert.Firewall { return revert.NewFirewall(revert.FirewallOptions{}) }
+	"github.com/lifeline-dev/lifeline/revert"
+)
+
+// newFirewall drives the host's real nft and iptables tools, keeping
+// trial-load proofs in the state folder.
+func newFirewall(stateDir string) revert.Firewall {
+	return revert.NewFirewall(revert.FirewallOptions{ProofDir: filepath.Join(stateDir, "proofs")})
+}

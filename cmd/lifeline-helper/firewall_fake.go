@@ -11,6 +11,6 @@ import (
 // newFirewall (test builds only, -tags lifeline_fakefw) is the stateful
 // fake whose "kernel" is the JSON file named by LIFELINE_FAKE_FIREWALL, so
 // that the helper and its watchdog share it.
-func newFirewall() revert.Firewall {
+func newFirewall(string) revert.Firewall {
 	return revert.OpenFakeFirewall(os.Getenv("LIFELINE_FAKE_FIREWALL"))
 }

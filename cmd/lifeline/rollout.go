@@ -64,6 +64,11 @@ func emptyShard(g *globals, err error) error {
 
 // plan checks --serial (a usage error when malformed).
 func (r *rolloutFlags) plan() (session.Plan, error) {
+	for _, c := range r.checks {
+		if _, err := session.ParseCheck(c); err != nil {
+			return session.Plan{}, usageError{err}
+		}
+	}
 	serial, err := session.ParseSerial(r.serial)
 	if err != nil {
 		return session.Plan{}, usageError{err}

@@ -306,3 +306,40 @@ func waitFor(limit time.Duration, cond func() bool) error {
 	}
 	return fmt.Errorf("gave up after %s", limit)
 }
+
+// TestApplyCost (#12): a warm guarded apply of a small ruleset makes four
+// round trips (probe, begin, stage; confirm on the fresh connection),
+// uploads nothing, and starts at most 20 processes on the host, as its
+// JSON says; every backend reports its count.
+func TestApplyCost(t *testing.T) {
+	t.Parallel()
+	l := labtest.Start(t, labtest.Options{Hosts: 4, InitExe: lifelineBin})
+	for _, h := range l.Hosts {
+		if h.Jump != "" {
+			continue
+		}
+		h := h
+		t.Run(h.Name+"-"+h.Backend, func(t *testing.T) {
+			t.Parallel()
+			good := rulesetFor(h, "good", false)
+			// cold (uploads), then warm twice: the second warm one finds
+			// its trial loads proven by the first
+			var r result
+			for i := 0; i < 3; i++ {
+				var stderr string
+				var code int
+				r, stderr, code = apply(t, l, l.SSHConfig, h.Name, good)
+				if r.Outcome != "confirmed" || code != 0 {
+					t.Fatalf("apply %d: %s exit %d: %s\n%s", i, r.Outcome, code, r.Error, stderr)
+				}
+				t.Logf("apply %d: %d processes on the host, %d round trips, %d bytes uploaded", i, r.HostProcesses, r.RoundTrips, r.Uploaded)
+			}
+			if r.Uploaded != 0 || r.RoundTrips != 4 {
+				t.Errorf("warm apply: %d round trips, %d bytes uploaded; want 4 and none", r.RoundTrips, r.Uploaded)
+			}
+			if r.HostProcesses <= 0 || h.Backend == lab.BackendNft && r.HostProcesses > 20 {
+				t.Errorf("warm apply started %d processes on the host, want 1..20 on nft", r.HostProcesses)
+			}
+		})
+	}
+}

@@ -65,22 +65,23 @@ func run(m *testing.M) int {
 
 // result mirrors the fields of apply's --json document the tests read.
 type result struct {
-	Host        string        `json:"host"`
-	Outcome     string        `json:"outcome"`
-	Phase       string        `json:"phase"`
-	TxID        string        `json:"tx_id"`
-	Error       string        `json:"error"`
-	Hint        string        `json:"hint"`
-	Deadline    time.Time     `json:"deadline"`
-	Diff        string        `json:"diff"`
-	Connections int           `json:"ssh_connections"`
-	RoundTrips  int           `json:"round_trips"`
-	Uploaded    int64         `json:"bytes_uploaded"`
-	Took        time.Duration `json:"took_ns"`
-	GuardChains []string      `json:"guard_chains"`
-	Warnings    []string      `json:"warnings"`
-	Path        string        `json:"path"`
-	Timings     []struct {
+	Host          string        `json:"host"`
+	Outcome       string        `json:"outcome"`
+	Phase         string        `json:"phase"`
+	TxID          string        `json:"tx_id"`
+	Error         string        `json:"error"`
+	Hint          string        `json:"hint"`
+	Deadline      time.Time     `json:"deadline"`
+	Diff          string        `json:"diff"`
+	Connections   int           `json:"ssh_connections"`
+	RoundTrips    int           `json:"round_trips"`
+	HostProcesses int           `json:"host_processes"`
+	Uploaded      int64         `json:"bytes_uploaded"`
+	Took          time.Duration `json:"took_ns"`
+	GuardChains   []string      `json:"guard_chains"`
+	Warnings      []string      `json:"warnings"`
+	Path          string        `json:"path"`
+	Timings       []struct {
 		Phase string        `json:"phase"`
 		Took  time.Duration `json:"took_ns"`
 	} `json:"timings"`

@@ -181,3 +181,112 @@ func TestTamperedHelper(t *testing.T) {
 		t.Fatalf("the tampered helper was not kept aside: %q", kept)
 	}
 }
+
+// TestHelperIntegrity: the helper and its folders on the host, damaged in
+// each way issue #14 lists. A helper file that is not the one its name
+// promises (a byte changed, a symlink, not executable, too open, another
+// owner) is moved aside before it runs a verb, and lifeline uploads a
+// fresh one and warns; a state or helper folder of root's that is only too
+// open is tightened, with a warning; a folder of another owner, or a tx
+// folder others could write, is refused before any privileged step, with
+// the host and the path named, and the live ruleset stays as it was.
+func TestHelperIntegrity(t *testing.T) {
+	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
+	h := l.Hosts[0]
+	sh := func(script string) string { return execOn(t, l, h.Name, "sh", "-c", script) }
+	if r, _, _ := apply(t, l, l.SSHConfig, h.Name, "good.nft"); r.Outcome != "confirmed" {
+		t.Fatalf("first apply: %s: %s", r.Outcome, r.Error)
+	}
+	// each helper file named by its hash, for the damage scripts
+	const helpers = `for f in /var/lib/lifeline/bin/*; do case ${f##*/} in *.*) continue;; esac; `
+	tests := []struct {
+		name   string
+		damage string // sh script on the host
+		warn   string // repaired: the warning; "" = refused
+		refuse string // refused: the path the error names
+		undo   string // after a refusal
+		check  string // sh script whose output must be "ok" afterwards
+	}{
+		{name: "one byte changed",
+			damage: helpers + `printf X | dd of=$f bs=1 seek=100000 conv=notrunc 2>/dev/null; done`,
+			warn:   "does not match its sha256"},
+		{name: "truncated (a partly written copy)",
+			damage: helpers + `truncate -s 1000000 $f; done`,
+			warn:   "does not match its sha256"},
+		{name: "cut inside its headers",
+			damage: helpers + `truncate -s 40 $f; done`,
+			warn:   "does not match its sha256"},
+		{name: "symlink in place of the helper",
+			damage: `printf '#!/bin/sh\ntouch /var/lib/lifeline/pwned\n' > /var/lib/lifeline/evil; chmod 0700 /var/lib/lifeline/evil; ` +
+				helpers + `rm -f $f; ln -s /var/lib/lifeline/evil $f; done`,
+			warn:  "is not an executable regular file",
+			check: `[ ! -e /var/lib/lifeline/pwned ] && ls /var/lib/lifeline/bin/*.tampered-* | while read f; do [ -L $f ] && echo ok; done | head -1`},
+		{name: "helper mode 0600", damage: helpers + `chmod 0600 $f; done`, warn: "is not an executable regular file"},
+		{name: "helper mode 0777", damage: helpers + `chmod 0777 $f; done`, warn: "is writable by group or others (mode 0777)"},
+		{name: "helper of another owner", damage: helpers + `chown 4242:4242 $f; done`, warn: "is owned by uid 4242, not root"},
+		{name: "state folder mode 0777", damage: `chmod 0777 /var/lib/lifeline`,
+			warn:  "/var/lib/lifeline is writable by group or others (mode 0777): repaired (chmod 0700)",
+			check: `[ "$(stat -c %a /var/lib/lifeline)" = 700 ] && echo ok`},
+		{name: "helper folder mode 0777", damage: `chmod 0777 /var/lib/lifeline/bin`,
+			warn:  "/var/lib/lifeline/bin is writable by group or others (mode 0777): repaired (chmod 0700)",
+			check: `[ "$(stat -c %a /var/lib/lifeline/bin)" = 700 ] && echo ok`},
+		{name: "state folder of another owner", damage: `chown 4242:4242 /var/lib/lifeline`,
+			refuse: "/var/lib/lifeline is owned by uid 4242, not root", undo: `chown 0:0 /var/lib/lifeline`},
+		{name: "helper folder of another owner", damage: `chown 4242 /var/lib/lifeline/bin`,
+			refuse: "/var/lib/lifeline/bin is owned by uid 4242, not root", undo: `chown 0 /var/lib/lifeline/bin`},
+		{name: "tx folder writable by others", damage: `chmod 0777 /var/lib/lifeline/tx/$(cat /var/lib/lifeline/current)`,
+			refuse: "is writable by group or others (mode 0777)", undo: `chmod 0700 /var/lib/lifeline/tx/*`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := liveRuleset(t, l, h.Name)
+			txs := sh(`ls /var/lib/lifeline/tx`)
+			sh(tc.damage)
+			if tc.refuse != "" {
+				r, stderr, code := apply(t, l, l.SSHConfig, h.Name, "spaced.nft")
+				sh(tc.undo)
+				t.Logf("refused: %s (hint: %s)", r.Error, r.Hint)
+				if r.Outcome != "refused" || code == 0 {
+					t.Fatalf("outcome %s (exit %d), want refused: %s\n%s", r.Outcome, code, r.Error, stderr)
+				}
+				if r.Host != h.Name || !strings.Contains(r.Error, tc.refuse) || !strings.Contains(r.Error, "unsafe-path") || !strings.Contains(r.Hint, "chown root:root") {
+					t.Errorf("host %q error %q hint %q: want %s, unsafe-path: %s and a hint", r.Host, r.Error, r.Hint, h.Name, tc.refuse)
+				}
+				if after := liveRuleset(t, l, h.Name); after != before {
+					t.Errorf("the ruleset changed after the refusal:\n%s", after)
+				}
+				if a := armed(t, l, h.Name); a != "" {
+					t.Errorf("something is armed after the refusal: %s", a)
+				}
+				if got := sh(`ls /var/lib/lifeline/tx`); got != txs {
+					t.Errorf("tx folders changed after the refusal: %q, before %q", got, txs)
+				}
+				// undone, the host takes changes again
+				if r, _, _ := apply(t, l, l.SSHConfig, h.Name, "good.nft"); r.Outcome != "confirmed" {
+					t.Fatalf("apply after the undo: %s: %s", r.Outcome, r.Error)
+				}
+				return
+			}
+			r, stderr, code := apply(t, l, l.SSHConfig, h.Name, "good.nft")
+			if r.Outcome != "confirmed" || code != 0 {
+				t.Fatalf("apply: %s (exit %d): %s\n%s", r.Outcome, code, r.Error, stderr)
+			}
+			t.Logf("warnings: %q", r.Warnings)
+			if !strings.Contains(strings.Join(r.Warnings, "\n"), tc.warn) {
+				t.Errorf("warnings %q, want one with %q", r.Warnings, tc.warn)
+			}
+			if tc.check != "" {
+				if got := strings.TrimSpace(sh(tc.check)); got != "ok" {
+					t.Errorf("after the apply, %s: %q", tc.check, got)
+				}
+			}
+			// the helper in use is the one lifeline built, root's, 0700
+			got := strings.TrimSpace(sh(helpers + `[ -f $f ] && [ ! -L $f ] && echo "$(stat -c '%U %a' $f) $(sha256sum < $f | cut -d' ' -f1) ${f##*/}"; done`))
+			f := strings.Fields(got)
+			if len(f) != 4 || f[0] != "root" || f[1] != "700" || f[2] != f[3] {
+				t.Errorf("helper after the repair: %q, want root 700 and its hash as its name", got)
+			}
+			sh(`rm -f /var/lib/lifeline/bin/*.tampered-* /var/lib/lifeline/evil`)
+		})
+	}
+}

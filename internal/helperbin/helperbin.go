@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 //go:embed bin
@@ -39,16 +41,47 @@ func Arch(unameM string) string {
 	return ""
 }
 
-// Get returns the helper for arch (a GOARCH).
+// Get returns the helper for arch (a GOARCH). The file is read and hashed
+// once per process and source (the embedded file, or the file
+// $LIFELINE_HELPER_<ARCH> names at the time of the call): every host of a
+// run shares the one *Helper, whose Data callers must not modify. Safe for
+// concurrent use.
 func Get(arch string) (*Helper, error) {
 	if arch != "amd64" && arch != "arm64" {
 		return nil, fmt.Errorf("no helper for architecture %q (lifeline ships linux/amd64 and linux/arm64)", arch)
 	}
 	env := "LIFELINE_HELPER_" + strings.ToUpper(arch)
+	key := source{arch, os.Getenv(env)}
+	v, _ := cache.LoadOrStore(key, &cached{})
+	c := v.(*cached)
+	c.once.Do(func() {
+		reads.Add(1)
+		c.h, c.err = load(arch, env, key.path)
+	})
+	return c.h, c.err
+}
+
+// source is where one helper comes from: an arch and the override path
+// ("" = embedded).
+type source struct{ arch, path string }
+
+// cached is the one load of a source.
+type cached struct {
+	once sync.Once
+	h    *Helper
+	err  error
+}
+
+var (
+	cache sync.Map     // source → *cached
+	reads atomic.Int64 // loads done, for tests
+)
+
+func load(arch, env, path string) (*Helper, error) {
 	var data []byte
 	var err error
-	if p := os.Getenv(env); p != "" {
-		data, err = os.ReadFile(p)
+	if path != "" {
+		data, err = os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read helper from $%s: %w", env, err)
 		}

@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -134,9 +134,21 @@ func prepareHostDir(h *Host, labPub string) (hostKeys, error) {
 	}{
 		{"ssh/sshd_config", 0o644, sshdConfig(h.Port)},
 		{"ssh/lab_authorized_keys/root", 0o644, labPub + "\n"},
-		{"ssh/lab_authorized_keys/ops", 0o644, labPub + "\n"},
-		{"sudoers.d/ops", 0o440, "ops ALL=(ALL:ALL) NOPASSWD: ALL\n"},
 		{"hostname", 0o644, h.Name + "\n"},
+	}
+	for _, u := range labUsers {
+		files = append(files, struct {
+			path string
+			mode os.FileMode
+			data string
+		}{"ssh/lab_authorized_keys/" + u.name, 0o644, labPub + "\n"})
+		if u.sudoers != "" {
+			files = append(files, struct {
+				path string
+				mode os.FileMode
+				data string
+			}{"sudoers.d/" + u.name, 0o440, u.sudoers})
+		}
 	}
 	hosts, err := os.ReadFile("/etc/hosts")
 	if err != nil {
@@ -194,11 +206,30 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 `, port)
 }
 
-// writeAccounts adds the user ops to copies of the machine's passwd, group
-// and shadow, and unlocks root for key logins (sshd without PAM refuses
-// accounts whose password starts with "!").
+type labUser struct {
+	name    string
+	uid     int
+	home    string
+	sudoers string // sudoers.d/NAME, "" for none
+}
+
+// labUsers are the login users of every host besides root, all with the
+// lab key: ops has passwordless sudo (the usual operator); the others are
+// ones lifeline must refuse cleanly, naming the host (issue #14): nosudo
+// has no sudo rights, pwsudo has sudo that asks for a password, ttysudo
+// has NOPASSWD sudo that requires a tty.
+var labUsers = []labUser{
+	{"ops", opsUID, "/home/ops", "ops ALL=(ALL:ALL) NOPASSWD: ALL\n"},
+	{"nosudo", opsUID + 1, "/", ""},
+	{"pwsudo", opsUID + 2, "/", "pwsudo ALL=(ALL:ALL) ALL\n"},
+	{"ttysudo", opsUID + 3, "/", "Defaults:ttysudo requiretty\nttysudo ALL=(ALL:ALL) NOPASSWD: ALL\n"},
+}
+
+// writeAccounts adds the lab users to copies of the machine's passwd,
+// group and shadow, and unlocks root for key logins (sshd without PAM
+// refuses accounts whose password starts with "!").
 func writeAccounts(upper string) error {
-	edit := func(name string, fix func(line string) string, add string) error {
+	edit := func(name string, fix func(line string) string, add func(u labUser) string) error {
 		src := filepath.Join("/etc", name)
 		fi, err := os.Stat(src)
 		if err != nil {
@@ -212,7 +243,7 @@ func writeAccounts(upper string) error {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := sc.Text()
-			if strings.HasPrefix(line, "ops:") {
+			if slices.ContainsFunc(labUsers, func(u labUser) bool { return strings.HasPrefix(line, u.name+":") }) {
 				continue
 			}
 			if fix != nil {
@@ -220,7 +251,9 @@ func writeAccounts(upper string) error {
 			}
 			out.WriteString(line + "\n")
 		}
-		out.WriteString(add + "\n")
+		for _, u := range labUsers {
+			out.WriteString(add(u) + "\n")
+		}
 		dst := filepath.Join(upper, name)
 		if err := os.WriteFile(dst, out.Bytes(), fi.Mode().Perm()); err != nil {
 			return err
@@ -228,11 +261,14 @@ func writeAccounts(upper string) error {
 		st := fi.Sys().(*syscall.Stat_t)
 		return os.Chown(dst, int(st.Uid), int(st.Gid))
 	}
-	uid := strconv.Itoa(opsUID)
-	if err := edit("passwd", nil, "ops:x:"+uid+":"+uid+":lab operator:/home/ops:/bin/sh"); err != nil {
+	passwd := func(u labUser) string {
+		return fmt.Sprintf("%s:x:%d:%d:lab user %s:%s:/bin/sh", u.name, u.uid, u.uid, u.name, u.home)
+	}
+	if err := edit("passwd", nil, passwd); err != nil {
 		return fmt.Errorf("write passwd: %w", err)
 	}
-	if err := edit("group", nil, "ops:x:"+uid+":"); err != nil {
+	group := func(u labUser) string { return fmt.Sprintf("%s:x:%d:", u.name, u.uid) }
+	if err := edit("group", nil, group); err != nil {
 		return fmt.Errorf("write group: %w", err)
 	}
 	unlockRoot := func(line string) string {
@@ -241,7 +277,8 @@ func writeAccounts(upper string) error {
 		}
 		return line
 	}
-	if err := edit("shadow", unlockRoot, "ops:*:19000:0:99999:7:::"); err != nil {
+	shadow := func(u labUser) string { return u.name + ":*:19000:0:99999:7:::" }
+	if err := edit("shadow", unlockRoot, shadow); err != nil {
 		return fmt.Errorf("write shadow: %w", err)
 	}
 	return nil
