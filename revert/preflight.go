@@ -109,22 +109,11 @@ func (f *hostFirewall) evaluate(ctx context.Context, format Format, ruleset stri
 	var candLoad time.Duration
 	if len(ok) > 0 {
 		var vs []PathVerdict
-		vs, loaded, candLoad, err = f.sandboxProbe(ctx, ok, loads, b)
+		// what the sandbox cannot reproduce: the model decides those paths
+		caveats := unmirrorable(b.caveats(), ruleset)
+		vs, loaded, candLoad, err = f.sandboxProbe(ctx, ok, loads, b, caveats)
 		if err != nil {
 			return nil, err
-		}
-		if caveats := unmirrorable(b.caveats(), ruleset); len(caveats) > 0 {
-			for i := range vs {
-				if vs[i].Verdict == PreflightUndecided {
-					continue
-				}
-				was := "passed"
-				if vs[i].Verdict == PreflightLockout {
-					was = "dropped it (" + vs[i].Decider() + ")"
-				}
-				vs[i].Verdict = PreflightUndecided
-				vs[i].Reason = fmt.Sprintf("the sandbox %s, but the ruleset matches on what the sandbox cannot reproduce: %s", was, strings.Join(caveats, "; "))
-			}
 		}
 		rep.Paths = append(rep.Paths, vs...)
 	}

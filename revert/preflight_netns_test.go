@@ -31,6 +31,7 @@ type flowWant struct {
 	rule    string // substring of the deciding rule ("" : not checked)
 	line    int    // the operator's line (0: not checked)
 	policy  bool
+	model   bool // decided (or left undecided) by the model
 }
 
 func TestPreflightNetns(t *testing.T) {
@@ -70,10 +71,20 @@ func TestPreflightNetns(t *testing.T) {
 		{name: "nft ipv6 path dropped", format: FormatNft, path: pathV6, est: pass,
 			new:     flowWant{verdict: PreflightLockout, chain: "input", rule: "ip6 saddr fd09::2 ct state new drop", line: 4},
 			ruleset: "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tip6 saddr fd09::2 ct state new drop\n\t}\n}\n"},
-		{name: "nft skuid cannot be mirrored", format: FormatNft, path: pathV4,
-			est:     flowWant{verdict: PreflightUndecided},
-			new:     flowWant{verdict: PreflightUndecided},
+		{name: "nft skuid cannot be mirrored, nor modelled", format: FormatNft, path: pathV4,
+			est:     flowWant{verdict: PreflightUndecided, model: true},
+			new:     flowWant{verdict: PreflightUndecided, model: true},
 			ruleset: "table inet filter {\n\tchain output {\n\t\ttype filter hook output priority 0; policy accept;\n\t\tmeta skuid 1234 drop\n\t}\n}\n"},
+		{name: "nft mark off the path: the model passes it", format: FormatNft, path: pathV4,
+			est:     flowWant{verdict: PreflightPass, model: true},
+			new:     flowWant{verdict: PreflightPass, model: true},
+			ruleset: "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tip saddr 203.0.113.9 meta mark 0x1 drop\n\t}\n}\n"},
+		{name: "nft drop before a mark rule: the model names it", format: FormatNft, path: pathV4,
+			est:     flowWant{verdict: PreflightPass, model: true},
+			new:     flowWant{verdict: PreflightLockout, chain: "input", rule: "tcp dport 22 drop", line: 4, model: true},
+			ruleset: "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tct state new tcp dport 22 drop\n\t\tmeta mark 0x2 accept\n\t}\n}\n"},
+		{name: "iptables owner match off the path: the model passes it", format: FormatIPTables, path: pathV4, est: flowWant{verdict: PreflightPass, model: true}, new: flowWant{verdict: PreflightPass, model: true},
+			ruleset: "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 203.0.113.9/32 -m owner --uid-owner 1234 -j DROP\nCOMMIT\n"},
 		{name: "iptables accept", format: FormatIPTables, path: pathV4, est: pass, new: pass,
 			ruleset: "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n"},
 		{name: "iptables drop new", format: FormatIPTables, path: pathV4, est: pass,
@@ -124,8 +135,8 @@ func TestPreflightNetns(t *testing.T) {
 					(want.rule != "" && !strings.Contains(got.Rule, want.rule)) || (want.line != 0 && got.Line != want.line) || got.Policy != want.policy {
 					t.Errorf("%s flow: got %+v, want %+v", got.Flow, got, want)
 				}
-				if want.verdict != PreflightUndecided && got.Method != PreflightKernel {
-					t.Errorf("%s flow: method %q, want kernel", got.Flow, got.Method)
+				if method := map[bool]string{false: PreflightKernel, true: PreflightModel}[want.model]; got.Method != method {
+					t.Errorf("%s flow: method %q, want %s", got.Flow, got.Method, method)
 				}
 			}
 			t.Logf("took %s", time.Duration(rep.Took))

@@ -30,7 +30,12 @@ type pfFlow struct {
 // sandboxProbe builds the sandbox, loads the candidate and probes every
 // path. Setup failures make the paths undecided (with what failed); a
 // candidate that does not load is an error.
-func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads []pfLoad, cand backend) (vs []PathVerdict, loaded bool, candLoad time.Duration, err error) {
+//
+// With caveats (the candidate's matches the sandbox cannot reproduce), the
+// kernel's verdicts are not the host's: the ruleset model evaluates each
+// flow over what the sandbox's kernel holds, and decides it or says what
+// it could not evaluate.
+func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads []pfLoad, cand backend, caveats []string) (vs []PathVerdict, loaded bool, candLoad time.Duration, err error) {
 	allUndecided := func(why string) []PathVerdict {
 		var vs []PathVerdict
 		for _, p := range paths {
@@ -109,6 +114,9 @@ func (f *hostFirewall) sandboxProbe(ctx context.Context, paths []SSHPath, loads 
 			v := PathVerdict{Path: fl.path, Flow: flow, Verdict: PreflightPass, Method: PreflightKernel}
 			if err := sb.probe(fl, flow, 0, probeTimeout); err != nil {
 				v = f.decide(ctx, sb, fl, flow, loads, err)
+			}
+			if len(caveats) > 0 {
+				v = f.modelVerdict(ctx, sb, fl, flow, loads, v, caveats)
 			}
 			vs = append(vs, v)
 		}
@@ -406,12 +414,21 @@ func (sb *pfSandbox) open(fl *pfFlow) error {
 			port = fl.path.SrcPort
 		}
 		var c net.Conn
-		dial := func(port int) error {
-			return sb.c.do(func() (err error) {
-				d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: fl.src.AsSlice(), Port: port}}
-				c, err = d.Dial("tcp", netip.AddrPortFrom(fl.dst, uint16(fl.path.Port)).String())
-				return err
-			})
+		// a fresh link sometimes drops the very first SYN (the kernel
+		// activates a new link's queue asynchronously): rather than wait
+		// for TCP's one-second retransmit, dial again after 50 ms
+		dial := func(port int) (err error) {
+			for try := 0; try < 40; try++ {
+				err = sb.c.do(func() (err error) {
+					d := net.Dialer{Timeout: 50 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: fl.src.AsSlice(), Port: port}}
+					c, err = d.Dial("tcp", netip.AddrPortFrom(fl.dst, uint16(fl.path.Port)).String())
+					return err
+				})
+				if err == nil {
+					return nil
+				}
+			}
+			return err
 		}
 		err := dial(port)
 		if err != nil && port != 0 {
