@@ -306,7 +306,7 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 	if err != nil {
 		return err
 	}
-	return sb.c.do(func() error {
+	if err := sb.c.do(func() error {
 		r, err := openRtnl()
 		if err != nil {
 			return err
@@ -340,7 +340,33 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 			}
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	// the kernel lets a new link's packets out only once it has seen its
+	// carrier (asynchronously): wait until both ends of every path link
+	// run, or the first SYN or its answer is dropped
+	deadline := time.Now().Add(time.Second)
+	for iface, k := range pathIf {
+		for _, end := range []struct {
+			t    *nsThread
+			name string
+		}{{sb.s, iface}, {sb.c, fmt.Sprintf(pfClientFmt, k)}} {
+			for {
+				var up bool
+				_ = end.t.do(func() error {
+					ifc, err := net.InterfaceByName(end.name)
+					up = err == nil && ifc.Flags&net.FlagRunning != 0
+					return nil
+				})
+				if up || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+		}
+	}
+	return nil
 }
 
 // listen starts an echo listener on each path's sshd address and port.
