@@ -121,7 +121,7 @@ type BeginArgs struct {
 	Operator       Operator `json:"operator"`
 	Change         Change   `json:"change"`
 	// Preflight, when set, makes begin evaluate a ruleset change against
-	// these paths (none: the Operator's) in the trial load's sandbox and
+	// these paths (none: the Operator's) in a sandbox, after validating it, and
 	// refuse a certain lockout (CodePreflightLockout) unless
 	// Change.ForceLockout; Report.Preflight carries the verdicts.
 	Preflight *PreflightArgs `json:"preflight,omitempty"`
