@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-cpu clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-cpu bench-preflight clean
 
 all: build
 
@@ -81,6 +81,10 @@ vet:
 ## bench: lifeline vs Ansible on 1..100 lab hosts (see docs/benchmarks.md)
 bench: deps build
 	bench/run.sh
+
+## bench-preflight: what the preflight adds to a begin on idle lab hosts (bench/preflight.sh)
+bench-preflight: build
+	bench/preflight.sh
 
 ## bench-cpu: CPU per host of a warm guarded apply against `run -- true` (the SSH floor), pids, 1/12/50-host wall times; see docs/benchmarks.md
 bench-cpu: deps build

@@ -85,6 +85,16 @@ type backend interface {
 	// zeroCounters resets the counters of the backend's tables (ok false:
 	// it has none).
 	zeroCounters(ctx context.Context) (ok bool, err error)
+	// sandboxLoads are the loads that leave, in the preflight's empty
+	// namespace, what Apply(ruleset) leaves of the backend's tables, the
+	// candidate's (with its load file) last.
+	sandboxLoads(ctx context.Context, ruleset string) ([]pfLoad, error)
+	// liveLoad is the load that puts the backend's live tables into the
+	// preflight's namespace (a backend the change leaves as it is).
+	liveLoad(ctx context.Context) (pfLoad, error)
+	// caveats are the matches of the backend's syntax that the preflight's
+	// sandbox cannot reproduce.
+	caveats() []caveat
 }
 
 var (

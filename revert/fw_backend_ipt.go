@@ -455,3 +455,35 @@ func (b *iptBackend) bootText(ctx context.Context) (string, os.FileMode, error) 
 }
 
 func (b *iptBackend) bootCoversAll() bool { return false }
+
+// sandboxLoads: the candidate built as Apply builds it; its rules'
+// counters name what drops a probe (lines: their operator's lines).
+func (b *iptBackend) sandboxLoads(ctx context.Context, ruleset string) ([]pfLoad, error) {
+	lf, err := b.build(ctx, ruleset, nil)
+	if err != nil {
+		return nil, err
+	}
+	return []pfLoad{{what: "candidate", cmd: b.loadCmd(false), text: lf.String(), ipt: b, lines: iptRuleLines(lf), lf: lf}}, nil
+}
+
+// liveLoad: the live tables as the backend's save prints them.
+func (b *iptBackend) liveLoad(ctx context.Context) (pfLoad, error) {
+	out, err := b.saveText(ctx)
+	if err != nil {
+		return pfLoad{}, err
+	}
+	return pfLoad{what: "live " + b.name(), cmd: b.loadCmd(false), text: out, ipt: b}, nil
+}
+
+// caveats: the iptables matches a sandbox cannot reproduce.
+func (b *iptBackend) caveats() []caveat {
+	return []caveat{
+		{`-m owner\b`, "the socket's owner (-m owner)"},
+		{`-m cgroup\b`, "a cgroup (-m cgroup)"},
+		{`-m (mark|connmark)\b|--set-x?mark\b`, "a packet or connection mark set elsewhere"},
+		{`-m recent\b`, "a list filled at runtime (-m recent)"},
+		{`-m set\b`, "an ipset (its members are filled at runtime)"},
+		{`-m statistic\b`, "a random or nth match (-m statistic)"},
+		{`-m policy\b`, "IPsec policy (-m policy)"},
+	}
+}

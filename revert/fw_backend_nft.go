@@ -402,6 +402,46 @@ func (b *nftBackend) bootText(ctx context.Context) (string, os.FileMode, error) 
 
 func (b *nftBackend) bootCoversAll() bool { return true }
 
+// sandboxLoads: the live native tables, then the candidate on top (its
+// declared tables replace theirs), as Apply leaves them.
+func (b *nftBackend) sandboxLoads(ctx context.Context, ruleset string) ([]pfLoad, error) {
+	lf, err := b.build(ctx, ruleset, nil)
+	if err != nil {
+		return nil, err
+	}
+	live, err := b.liveLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var loads []pfLoad
+	if live.text != "" {
+		live.what = "live nft"
+		loads = append(loads, live)
+	}
+	return append(loads, pfLoad{what: "candidate", cmd: b.loadCmd(), text: lf.String(), src: ruleset, lf: lf}), nil
+}
+
+// liveLoad: the live native tables as nft lists them.
+func (b *nftBackend) liveLoad(ctx context.Context) (pfLoad, error) {
+	p, _, err := b.snapshot(ctx)
+	if err != nil {
+		return pfLoad{}, err
+	}
+	return pfLoad{what: "live " + b.name(), cmd: b.loadCmd(), text: p.Text}, nil
+}
+
+// caveats: the nft matches a sandbox cannot reproduce.
+func (b *nftBackend) caveats() []caveat {
+	return []caveat{
+		{`\bmeta\s+(skuid|skgid)\b|\b(skuid|skgid)\b`, "the socket's user or group (skuid/skgid)"},
+		{`\bcgroup\b|\bsocket\s+cgroupv2\b`, "a cgroup"},
+		{`\b(meta|ct)\s+mark\b|\bmark\s+set\b`, "a packet or connection mark set elsewhere"},
+		{`\b(add|update)\s+@\w+`, "a set filled at runtime by the packet path"},
+		{`\bnumgen\s+random\b`, "a random number"},
+		{`\bosf\b|\bipsec\b`, "the operating system fingerprint or IPsec state"},
+	}
+}
+
 // nftReplaced reports which live tables the load file of ruleset deletes
 // before it declares anything (buildNft): every table the ruleset declares
 // as a block, and every table of a family it flushes (`flush ruleset`,

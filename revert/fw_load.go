@@ -176,7 +176,7 @@ func (f *hostFirewall) scratchThread(ctx context.Context, ifaces []string, sets 
 			}
 			defer r.Close()
 			for n, name := range ifaces {
-				if err := r.addVeth(name, nil, fmt.Sprintf("llscratch%d", n), nil, -1); err != nil {
+				if err := r.addVeth(name, nil, 0, fmt.Sprintf("llscratch%d", n), nil, 0, -1); err != nil {
 					return fmt.Errorf("create link %s: %w", name, err)
 				}
 			}

@@ -157,7 +157,7 @@ func Handle(ctx context.Context, verb string, req *Request, env Env) *Report {
 		err = e.conntrack(ctx, req, rep) // read-only: needs neither firewall nor timer
 	case env.Firewall == nil:
 		err = &Error{Code: CodeInternal, Message: "no firewall backend configured"}
-	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState && verb != VerbBlock:
+	case env.Armer == nil && verb != VerbDetect && verb != VerbDiff && verb != VerbState && verb != VerbBlock && verb != VerbPreflight:
 		err = &Error{Code: CodeInternal, Message: "no revert timer configured"}
 	default:
 		err = e.run(ctx, verb, req, rep)
@@ -200,6 +200,8 @@ func (e *engine) run(ctx context.Context, verb string, req *Request, rep *Report
 		return e.state(ctx, req, rep)
 	case VerbBlock:
 		return e.block(ctx, req, rep)
+	case VerbPreflight:
+		return e.preflight(ctx, req, rep)
 	}
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("unknown verb %q", verb)}
 }

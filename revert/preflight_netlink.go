@@ -178,11 +178,16 @@ func ifinfo(index int, flags, change uint32) []byte {
 	return b
 }
 
-// addVeth creates the veth pair name (mac) / peer (peerMAC); with peerNS
-// >= 0 the peer is created in that namespace (a file descriptor). A nil
-// MAC lets the kernel choose.
-func (r *rtnl) addVeth(name string, mac net.HardwareAddr, peer string, peerMAC net.HardwareAddr, peerNS int) error {
-	pb := ifinfo(0, 0, 0)
+// addVeth creates the veth pair name (mac, index) / peer (peerMAC,
+// peerIndex); with peerNS >= 0 the peer is created in that namespace (a
+// file descriptor). A nil MAC or a 0 index lets the kernel choose.
+//
+// Across namespaces the two ends must not get the same ifindex: the kernel
+// then takes the link's carrier change for a non-stacked device's and
+// applies it (the qdisc that lets packets out) up to a second late, which
+// drops the first SYN and costs a retransmit.
+func (r *rtnl) addVeth(name string, mac net.HardwareAddr, index int, peer string, peerMAC net.HardwareAddr, peerIndex, peerNS int) error {
+	pb := ifinfo(peerIndex, 0, 0)
 	pb = append(pb, rtattr(unix.IFLA_IFNAME, append([]byte(peer), 0))...)
 	if peerMAC != nil {
 		pb = append(pb, rtattr(unix.IFLA_ADDRESS, peerMAC)...)
@@ -193,7 +198,7 @@ func (r *rtnl) addVeth(name string, mac net.HardwareAddr, peer string, peerMAC n
 	const vethInfoPeer = 1
 	data := rtattr(vethInfoPeer, pb)
 	info := append(rtattr(unix.IFLA_INFO_KIND, []byte("veth")), rtattr(unix.IFLA_INFO_DATA, data)...)
-	b := ifinfo(0, 0, 0)
+	b := ifinfo(index, 0, 0)
 	b = append(b, rtattr(unix.IFLA_IFNAME, append([]byte(name), 0))...)
 	if mac != nil {
 		b = append(b, rtattr(unix.IFLA_ADDRESS, mac)...)

@@ -62,6 +62,11 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.refuseUnguarded(req.TxID, plan, a.Change.Force, "this "+string(ch.kind())+" change"); err != nil {
 		return refuse(err.(*Error))
 	}
+	if rc, ok := ch.(*rulesetChange); ok && a.Preflight != nil {
+		if pe := e.preflightBegin(ctx, req.TxID, rc, a, rep); pe != nil {
+			return refuse(pe)
+		}
+	}
 	var snap *Snapshot
 	if err := e.phase(rep, "snapshot", func() (err error) { snap, err = e.fw.Snapshot(ctx); return err }); err != nil {
 		return refuse(&Error{Code: CodeSnapshot, Message: "take snapshot: " + err.Error()})

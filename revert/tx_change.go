@@ -47,7 +47,7 @@ func newChange(c *Change) (hostChange, error) {
 	}
 	switch c.Kind {
 	case ChangeRuleset:
-		return &rulesetChange{RulesetChange: *c.Ruleset, force: c.Force}, nil
+		return &rulesetChange{RulesetChange: *c.Ruleset, force: c.Force, forceLockout: c.ForceLockout}, nil
 	case ChangeGuarded:
 		return guardedChange{force: c.Force}, nil
 	case ChangeRestore:
@@ -116,7 +116,8 @@ func (e *engine) refuseUnguarded(txID string, plan *GuardPlan, force bool, what 
 // rulesetChange swaps one family's whole ruleset (apply).
 type rulesetChange struct {
 	RulesetChange
-	force bool
+	force        bool
+	forceLockout bool
 }
 
 func (c *rulesetChange) kind() ChangeKind { return ChangeRuleset }

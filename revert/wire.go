@@ -44,6 +44,10 @@ type (
 	TraceEvent         = wire.TraceEvent
 	TraceStart         = wire.TraceStart
 	TraceLine          = wire.TraceLine
+	PreflightArgs      = wire.PreflightArgs
+	PreflightReport    = wire.PreflightReport
+	PathVerdict        = wire.PathVerdict
+	SSHPath            = wire.SSHPath
 )
 
 const (
@@ -102,6 +106,15 @@ const (
 	RestoreLastGood       = wire.RestoreLastGood
 	DefaultMaxRulesetSize = wire.DefaultMaxRulesetSize
 
+	VerbPreflight              = wire.VerbPreflight
+	CodePreflightLockout       = wire.CodePreflightLockout
+	PreflightPass              = wire.PreflightPass
+	PreflightLockout           = wire.PreflightLockout
+	PreflightUndecided         = wire.PreflightUndecided
+	PreflightKernel            = wire.PreflightKernel
+	PreflightModel             = wire.PreflightModel
+	FlowNew                    = wire.FlowNew
+	FlowEstablished            = wire.FlowEstablished
 	VerbConntrack              = wire.VerbConntrack
 	DefaultConntrackTop        = wire.DefaultConntrackTop
 	MaxConntrackTop            = wire.MaxConntrackTop

@@ -50,7 +50,7 @@ var _ Change = (*RulesetChange)(nil)
 
 func (c *RulesetChange) Wire() wire.Change {
 	rc := c.RulesetChange
-	return wire.Change{Kind: wire.ChangeRuleset, Ruleset: &rc, Force: c.Force}
+	return wire.Change{Kind: wire.ChangeRuleset, Ruleset: &rc, Force: c.Force, ForceLockout: c.Force}
 }
 func (c *RulesetChange) Phase() string      { return PhaseApply }
 func (c *RulesetChange) FailedHint() string { return "the ruleset failed to load; " }

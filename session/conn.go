@@ -57,7 +57,8 @@ func (h *Tx) probe(ctx context.Context, c remote.Runner) error {
 		return fmt.Errorf("probe: SSH_CONNECTION not set by the host's sshd (got %q): cannot place the kernel guard", lines[0])
 	}
 	port, _ := strconv.Atoi(f[3])
-	h.op = wire.Operator{Addr: f[0], SSHPort: port}
+	sport, _ := strconv.Atoi(f[1])
+	h.op = wire.Operator{Addr: f[0], SSHPort: port, HostAddr: f[2], SrcPort: sport}
 	if h.uid, err = strconv.Atoi(strings.TrimSpace(lines[1])); err != nil {
 		return fmt.Errorf("probe: id -u: %q", lines[1])
 	}
@@ -183,6 +184,9 @@ func (h *Tx) upload(ctx context.Context, r remote.Runner) error {
 
 func (h *Tx) absorb(rep *wire.Report) {
 	h.res.HostPhases = append(h.res.HostPhases, rep.Phases...)
+	if rep.Preflight != nil {
+		h.res.Preflight = rep.Preflight
+	}
 	h.res.HostProcesses += rep.Spawned
 	if rep.Begin != nil && rep.Begin.Detect != nil {
 		h.res.Backends = rep.Begin.Detect.Active

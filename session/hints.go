@@ -42,6 +42,8 @@ func refusalHint(rep *wire.Report) string {
 		return "fix the ruleset; nothing was changed"
 	case wire.CodeBackend:
 		return "install the backend on the host, or pick another --format"
+	case wire.CodePreflightLockout:
+		return "nothing was changed; fix the rule named above (lifeline preflight RULESET --for HOST checks it without changing anything), or pass --force to apply it anyway, still guarded by the revert"
 	case wire.CodeUnsafePath:
 		return "nothing was changed; find out who changed that path and what it holds, then make it root's again (chown root:root PATH; chmod 0700 PATH) or remove it"
 	case wire.CodeUnguarded:

@@ -92,11 +92,14 @@ type Options struct {
 	MaxRulesetSize int64         // bytes the host accepts (0: wire.DefaultMaxRulesetSize)
 	// Force applies rulesets with base chains the kernel guard cannot
 	// cover (the host refuses them with wire.CodeUnguarded otherwise).
-	Force  bool
-	Checks []string // tcp://HOST:PORT probes run from the workstation before confirm
-	DryRun bool     // show the diff, change nothing
-	Origin string   // user@workstation run-id, shown to lock holders
-	RunID  string
+	Force bool
+	// NoPreflight skips the host's preflight of a ruleset change at
+	// begin (the sandbox evaluation of the operator's SSH path).
+	NoPreflight bool
+	Checks      []string // tcp://HOST:PORT probes run from the workstation before confirm
+	DryRun      bool     // show the diff, change nothing
+	Origin      string   // user@workstation run-id, shown to lock holders
+	RunID       string
 	// Helper returns the helper for a GOARCH.
 	Helper func(arch string) (data []byte, sha string, err error)
 	// Events receives progress; called from many goroutines; may be nil.
@@ -182,9 +185,12 @@ type Result struct {
 	// Trace is what trace saw on the host (trace only).
 	Trace *TraceResult `json:"trace,omitempty"`
 	// Block is what block/unblock did on the host (block only).
-	Block    *BlockResult   `json:"block,omitempty"`
-	Snapshot *wire.Snapshot `json:"-"`
-	Err      error          `json:"-"`
+	Block *BlockResult `json:"block,omitempty"`
+	// Preflight is the host's verdict on the change's SSH paths (a
+	// ruleset change's begin).
+	Preflight *wire.PreflightReport `json:"preflight,omitempty"`
+	Snapshot  *wire.Snapshot        `json:"-"`
+	Err       error                 `json:"-"`
 }
 
 // HostError is one host's failure, for the fleet's aggregate error.

@@ -53,6 +53,11 @@ func (h *Tx) Begin(ctx context.Context) error {
 		Version: wire.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin,
 		Begin: &wire.BeginArgs{ConfirmTimeout: wire.Duration(h.s.opts.ConfirmTimeout), Operator: h.op, Change: h.ch.Wire()},
 	}
+	if req.Begin.Change.Kind == wire.ChangeRuleset && !h.s.opts.NoPreflight {
+		// the host evaluates the ruleset against this connection's path
+		// and refuses a certain lockout (--force: ForceLockout)
+		req.Begin.Preflight = &wire.PreflightArgs{Paths: h.paths()}
+	}
 	if ctx.Err() != nil {
 		return h.endBeforeBegin(ctx, ctx.Err(), "")
 	}

@@ -76,6 +76,11 @@ func (s State) Terminal() bool {
 type Operator struct {
 	Addr    string `json:"addr"`     // source address as the host sees it (the last jump host when jumping)
 	SSHPort int    `json:"ssh_port"` // the host's sshd port the connection came in on
+	// HostAddr is the host's own address the connection came in on
+	// (SSH_CONNECTION field 3), where the preflight's sandbox listens;
+	// SrcPort the connection's source port (field 2).
+	HostAddr string `json:"host_addr,omitempty"`
+	SrcPort  int    `json:"src_port,omitempty"`
 }
 
 // Request is what the workstation sends to the helper: a small envelope
@@ -102,8 +107,9 @@ type Request struct {
 	Conntrack *ConntrackArgs `json:"conntrack,omitempty"`
 	// Read: state's payload; on confirm, a request for the state after
 	// it (Report.Live).
-	Trace *TraceArgs `json:"trace,omitempty"`
-	Read  *StateArgs `json:"read,omitempty"`
+	Trace     *TraceArgs     `json:"trace,omitempty"`
+	Read      *StateArgs     `json:"read,omitempty"`
+	Preflight *PreflightArgs `json:"preflight,omitempty"`
 	// Block: block's payload (VerbBlock).
 	Block *BlockArgs `json:"block,omitempty"`
 }
@@ -116,6 +122,11 @@ type BeginArgs struct {
 	ConfirmTimeout Duration `json:"confirm_timeout"`
 	Operator       Operator `json:"operator"`
 	Change         Change   `json:"change"`
+	// Preflight, when set, makes begin evaluate a ruleset change against
+	// these paths (none: the Operator's) in a sandbox, after validating it, and
+	// refuse a certain lockout (CodePreflightLockout) unless
+	// Change.ForceLockout; Report.Preflight carries the verdicts.
+	Preflight *PreflightArgs `json:"preflight,omitempty"`
 }
 
 // ExtendArgs is extend's payload: the new deadline is the host's now plus
@@ -156,6 +167,10 @@ type Change struct {
 	// (CodeUnguarded without it): the operator accepts that only the
 	// revert timer protects those chains.
 	Force bool `json:"force,omitempty"`
+	// ForceLockout goes on with a change the preflight found certain to
+	// lock the operator out (CodePreflightLockout without it): the revert
+	// timer and the kernel guard still protect it.
+	ForceLockout bool `json:"force_lockout,omitempty"`
 	// Protect names files (absolute paths) that begin snapshots with the
 	// firewall (content, mode, owner; or that they do not exist) and every
 	// revert restores, each atomically (one that did not exist is
@@ -314,8 +329,9 @@ type Report struct {
 	Diff      *DiffReport      `json:"diff,omitempty"`
 	Status    *StatusReport    `json:"status,omitempty"`
 	Conntrack *ConntrackReport `json:"conntrack,omitempty"`
-	Live      *StateReport     `json:"live,omitempty"`  // state (and a confirm asked for it)
-	Block     *BlockReport     `json:"block,omitempty"` // block, and stage of a ChangeBlock
+	Live      *StateReport     `json:"live,omitempty"`      // state (and a confirm asked for it)
+	Preflight *PreflightReport `json:"preflight,omitempty"` // preflight, and begin when asked
+	Block     *BlockReport     `json:"block,omitempty"`     // block, and stage of a ChangeBlock
 }
 
 // BeginReport is begin's payload: the confirm token (only begin ever

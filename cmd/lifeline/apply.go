@@ -27,6 +27,7 @@ type applyOptions struct {
 	dryRun         bool
 	maxRulesetSize int64
 	force          bool
+	noPreflight    bool
 }
 
 func init() { subcommands = append(subcommands, newApplyCmd) }
@@ -39,8 +40,13 @@ func newApplyCmd(g *globals) *cobra.Command {
 		Long: `apply changes the firewall of every targeted host as one guarded transaction:
 
   connect → upload helper (once per version) → begin (lock, validate by a trial
-  load in a private netns, snapshot, arm the revert timer) → apply (kernel
-  guard + atomic swap) → confirm from a NEW ssh connection
+  load in a private netns, preflight, snapshot, arm the revert timer) → apply
+  (kernel guard + atomic swap) → confirm from a NEW ssh connection
+
+The preflight sends your SSH path (as the host sees it) through the new
+ruleset in that private netns: a ruleset that would certainly lock you out is
+refused before anything changes, naming the rule that drops you (--force
+applies it anyway, still guarded); see lifeline preflight.
 
 Each host ends as exactly one of:
   confirmed        the new ruleset is live and a fresh connection proved access
@@ -83,7 +89,8 @@ from --format, else the file name (.nft, .v4/.ipt, .v6), else its content.
 	f.BoolVar(&o.persist, "persist", false, "after the confirm, write the ruleset where the host loads it at boot")
 	f.BoolVar(&o.dryRun, "dry-run", false, "show per host the diff between the live ruleset and the new one; change nothing")
 	f.BoolVar(&g.jsonStream, "json-stream", false, "print every progress event as one JSON line on stdout")
-	f.BoolVar(&o.force, "force", false, "apply even when the ruleset has base chains the kernel guard cannot cover (the host names them); only the revert timer then protects those")
+	f.BoolVar(&o.force, "force", false, "apply even when the preflight finds that the ruleset would lock you out, or when it has base chains the kernel guard cannot cover (the host names them); the revert timer still protects the change")
+	f.BoolVar(&o.noPreflight, "no-preflight", false, "skip the preflight at begin (the sandbox check of your SSH path through the new ruleset); the change is still guarded by the revert")
 	o.rolloutFlags.add(f, "the apply")
 	f.Int64Var(&o.maxRulesetSize, "max-ruleset-size", wire.DefaultMaxRulesetSize, "largest ruleset in bytes that is sent; hosts refuse a larger one")
 	return cmd
@@ -113,6 +120,7 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 		Persist:        o.persist,
 		MaxRulesetSize: o.maxRulesetSize,
 		Force:          o.force,
+		NoPreflight:    o.noPreflight,
 		DryRun:         o.dryRun,
 	})
 }
@@ -224,6 +232,10 @@ func (s sessionDialer) Dial(ctx context.Context, t remote.Target) (remote.Runner
 	}
 	return c, nil
 }
+
+// Resolve is the dialer's ssh_config resolution (how session names a
+// host's path: direct or via its jump host).
+func (s sessionDialer) Resolve(t remote.Target) (*remote.HostConfig, error) { return s.d.Resolve(t) }
 
 // jsonResults is apply's --json document.
 type jsonResults struct {

@@ -118,7 +118,7 @@ func applyScenarios(t *testing.T, l *lab.Lab, h *lab.Host, cfg, alias string, v6
 	for _, kind := range []string{"dropall", "dropnew"} {
 		before := liveRuleset(t, l, h.Name)
 		t0 := time.Now()
-		r, stderr, code := apply(t, l, cfg, alias, rulesetFor(h, kind, v6), timeout)
+		r, stderr, code := apply(t, l, cfg, alias, rulesetFor(h, kind, v6), timeout, "--force")
 		took := time.Since(t0)
 		if r.Outcome != "reverted" || code != 1 {
 			t.Fatalf("%s %s %s: outcome %s exit %d, want reverted/1: %s\n%s", h.Name, fam, kind, r.Outcome, code, r.Error, stderr)
@@ -150,7 +150,7 @@ func TestKilledWorkstation(t *testing.T) {
 			defer wg.Done()
 			t.Run(h.Name, func(t *testing.T) {
 				before := liveRuleset(t, l, h.Name)
-				cmd, _ := streamUntil(t, l.SSHConfig, h.Name, rulesetFor(h, "dropall", false), "apply", "done", "--confirm-timeout=8s")
+				cmd, _ := streamUntil(t, l.SSHConfig, h.Name, rulesetFor(h, "dropall", false), "apply", "done", "--confirm-timeout=8s", "--force")
 				killed := time.Now()
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				_ = cmd.Wait()
@@ -175,7 +175,7 @@ func TestKilledWorkstation(t *testing.T) {
 func TestWatchdogKilled(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
 	h := l.Hosts[0]
-	cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", "--confirm-timeout=8s")
+	cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", "--confirm-timeout=8s", "--force")
 	signalWatchdogs(t, l, h.Name, "KILL")
 	r := finalResult(t, sc)
 	_ = cmd.Wait()
@@ -265,7 +265,7 @@ func TestForeignChains(t *testing.T) {
 			if got := foreign(); got != want {
 				t.Fatalf("foreign chains changed by confirm:\nwant:\n%s\ngot:\n%s", want, got)
 			}
-			if r, stderr, _ := apply(t, l, l.SSHConfig, h.Name, "dropall.v4", "--confirm-timeout=8s"); r.Outcome != "reverted" {
+			if r, stderr, _ := apply(t, l, l.SSHConfig, h.Name, "dropall.v4", "--confirm-timeout=8s", "--force"); r.Outcome != "reverted" {
 				t.Fatalf("apply dropall: %s: %s\n%s", r.Outcome, r.Error, stderr)
 			}
 			if got := foreign(); got != want {

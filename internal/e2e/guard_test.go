@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeline-dev/lifeline/internal/lab"
 	"github.com/lifeline-dev/lifeline/internal/lab/labtest"
 )
 
@@ -18,7 +19,12 @@ import (
 func TestGuardCoversEveryHook(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 3, InitExe: lifelineBin})
 	var wg sync.WaitGroup
-	for _, h := range l.Hosts {
+	// the front hosts in parallel, then the one behind the jump host, whose
+	// path the jump host's own lockout would cut while it runs
+	for _, h := range append(frontHosts(l), jumpedHosts(l)...) {
+		if h.Jump != "" {
+			wg.Wait()
+		}
 		cases := []struct{ ruleset, chain string }{{"lockout-raw.v4", "iptables raw PREROUTING"}, {"lockout-nat.v4", "iptables nat PREROUTING"}}
 		if h.Backend == "nft" {
 			cases = cases[:0]
@@ -29,7 +35,7 @@ func TestGuardCoversEveryHook(t *testing.T) {
 			defer wg.Done()
 			for _, tc := range cases {
 				t.Run(h.Name+"/"+tc.ruleset, func(t *testing.T) {
-					cmd, _ := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s")
+					cmd, _ := streamUntil(t, l.SSHConfig, h.Name, tc.ruleset, "apply", "done", "--confirm-timeout=8s", "--force")
 					applied := time.Now()
 					// the workstation and the host's revert timer both die
 					// right after the apply: nothing but the kernel guard is left
@@ -55,4 +61,24 @@ func TestGuardCoversEveryHook(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func frontHosts(l *lab.Lab) []*lab.Host {
+	var out []*lab.Host
+	for _, h := range l.Hosts {
+		if h.Jump == "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func jumpedHosts(l *lab.Lab) []*lab.Host {
+	var out []*lab.Host
+	for _, h := range l.Hosts {
+		if h.Jump != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -115,7 +115,7 @@ func TestHungWatchdog(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
 	host := l.Hosts[0].Name
 	before := liveRuleset(t, l, host)
-	cmd, sc := streamUntil(t, l.SSHConfig, host, "dropall.nft", "begin", "done", "--confirm-timeout=8s", "--revert-grace=20s")
+	cmd, sc := streamUntil(t, l.SSHConfig, host, "dropall.nft", "begin", "done", "--confirm-timeout=8s", "--revert-grace=20s", "--force")
 	signalWatchdogs(t, l, host, "STOP")
 	r := finalResult(t, sc)
 	_ = cmd.Wait()

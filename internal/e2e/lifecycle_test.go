@@ -76,7 +76,7 @@ func TestDryRunPersistReboot(t *testing.T) {
 			}
 
 			// Armed, then the host reboots before anything confirms.
-			cmd, _ := streamUntil(t, l.SSHConfig, h.Name, rulesetFor(h, "dropnew", false), "apply", "done", "--confirm-timeout=60s", "--persist")
+			cmd, _ := streamUntil(t, l.SSHConfig, h.Name, rulesetFor(h, "dropnew", false), "apply", "done", "--confirm-timeout=60s", "--persist", "--force")
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			_ = cmd.Wait()
 			reboot(t, l, h.Name)

@@ -70,7 +70,7 @@ func TestRolloutBatches(t *testing.T) {
 		before[h.Name] = liveRuleset(t, l, h.Name)
 	}
 
-	doc, stderr, code := rollout(t, inv, "--serial", "1,50%,100%", "--max-fail", "0", "--confirm-timeout", "40s")
+	doc, stderr, code := rollout(t, inv, "--serial", "1,50%,100%", "--max-fail", "0", "--confirm-timeout", "40s", "--force")
 	if code != 1 || doc.OK {
 		t.Fatalf("max-fail 0: exit %d ok=%v, want failure\n%s", code, doc.OK, stderr)
 	}
@@ -106,7 +106,7 @@ func TestRolloutBatches(t *testing.T) {
 		t.FailNow()
 	}
 
-	doc, stderr, code = rollout(t, inv, "--serial", "1,50%,100%", "--max-fail", "1", "--confirm-timeout", "40s")
+	doc, stderr, code = rollout(t, inv, "--serial", "1,50%,100%", "--max-fail", "1", "--confirm-timeout", "40s", "--force")
 	if code != 1 {
 		t.Fatalf("max-fail 1: exit %d, want 1 (one host reverted)\n%s", code, stderr)
 	}
@@ -122,7 +122,7 @@ func TestRolloutBatches(t *testing.T) {
 func TestRolloutInterrupt(t *testing.T) {
 	l := labtest.Start(t, labtest.Options{Hosts: 20, Backend: "nft", InitExe: lifelineBin})
 	inv := rolloutInventory(t, l, map[string]string{"h03": "dropnew.nft"})
-	cmd, sc := startStream(t, "-i", inv, "apply", "all", "--json-stream", "--forks", "4", "--confirm-timeout", "30s")
+	cmd, sc := startStream(t, "-i", inv, "apply", "all", "--json-stream", "--forks", "4", "--confirm-timeout", "30s", "--force")
 	kill := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
 	defer kill.Stop()
 	applied := 0

@@ -39,7 +39,7 @@ func TestSystemdHost(t *testing.T) {
 
 	t.Run("revert-by-transient-unit", func(t *testing.T) {
 		before := liveRuleset(t, l, h.Name)
-		cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", timeout)
+		cmd, sc := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", timeout, "--force")
 		// Armed: the host's own timer is a transient systemd unit.
 		timers := execOn(t, l, h.Name, "systemctl", "list-timers", "--all", "--no-pager", "--no-legend", "lifeline-revert-*")
 		if !strings.Contains(timers, "lifeline-revert-") {
@@ -72,7 +72,7 @@ func TestSystemdHost(t *testing.T) {
 
 	t.Run("ssh-restart-while-armed", func(t *testing.T) {
 		before := liveRuleset(t, l, h.Name)
-		cmd, _ := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", timeout)
+		cmd, _ := streamUntil(t, l.SSHConfig, h.Name, "dropall.nft", "apply", "done", timeout, "--force")
 		applied := time.Now()
 		// Only the host's timer can revert now.
 		_ = cmd.Process.Signal(syscall.SIGKILL)
