@@ -47,6 +47,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	e.faultPoint("confirm-received")
 	r.Step = stepConfirming
 	if err := e.save(r, "confirm by "+req.Origin); err != nil {
 		return err
@@ -70,6 +71,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.save(r, ""); err != nil {
 		return err
 	}
+	e.faultPoint("confirm-recorded")
 	// From here the record is the arbiter: a timer that still fires finds
 	// it confirmed and does nothing, so a failed disarm is only noise.
 	_ = e.phase(rep, "disarm", func() error {
@@ -314,6 +316,7 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 		// anyway; the record keeps saying applied, the timer stays armed
 		e.logf(r.ID, "warning", "%v (reverting anyway)", err)
 	}
+	e.faultPoint("revert-restoring")
 	var errs []error
 	snap, err := e.st.loadSnapshot(r.ID)
 	verified := false
