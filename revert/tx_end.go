@@ -43,6 +43,18 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 		}
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("confirm arrived after the deadline %s: the change was reverted; begin again with a longer confirm timeout", r.Deadline.Format(time.RFC3339))}
 	}
+	if wallClockGuard(r) && !e.now().Before(r.Deadline) {
+		// in time on the monotonic clock, but the wall clock was stepped
+		// past the deadline: the guard that opens by it is open now
+		ok, werr := e.revertLocked(ctx, r, "confirm refused: the wall clock was stepped past the deadline, which opened the kernel guard")
+		fill(rep, r)
+		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
+		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("the host's wall clock (%s) was stepped past the deadline %s, which is still %s away on its monotonic clock: the kernel guard (iptables -m time, wall clock) is open, so the fresh connection may have come in through it rather than the new rules: the change was reverted; begin again",
+			e.now().UTC().Format(time.RFC3339), r.Deadline.Format(time.RFC3339), e.remaining(r).Round(time.Second))}
+	}
 	ch, err := e.changeOf(r)
 	if err != nil {
 		return err
@@ -111,6 +123,18 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	}
 	fill(rep, r)
 	return nil
+}
+
+// wallClockGuard reports whether r's kernel guard opens by the host's
+// wall clock (iptables `-m time --datestart`, which a clock step moves)
+// rather than by a countdown the kernel keeps (nft set element timeouts).
+func wallClockGuard(r *txRecord) bool {
+	for _, c := range r.GuardChains {
+		if c.WallClock {
+			return true
+		}
+	}
+	return false
 }
 
 // status reports a tx (the current one when TxID is empty).
