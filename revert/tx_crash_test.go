@@ -1,6 +1,7 @@
 package revert
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -176,4 +177,49 @@ func runCrashing(fn func()) (died bool) {
 	}()
 	fn()
 	return false
+}
+
+// TestRetriedConfirm: the helper dies right after it recorded the confirm
+// (its answer is lost, so the workstation sends the confirm again over a
+// fresh connection). The retried confirm finishes what the first did not:
+// the persist that was asked for. When the host rebooted in between, the
+// unpersisted change is gone (the boot config came up): the retried
+// confirm says so instead of a plain "confirmed", and persists nothing.
+func TestRetriedConfirm(t *testing.T) {
+	for _, reboot := range []bool{false, true} {
+		t.Run(map[bool]string{false: "helper killed", true: "host rebooted"}[reboot], func(t *testing.T) {
+			h := newHarness(t)
+			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+			testHookSave = func(r *txRecord) {
+				if r.State == StateConfirmed && r.Step == stepConfirmed {
+					panic(crashSignal{"save:confirmed/confirmed"})
+				}
+			}
+			died := runCrashing(func() { h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}) })
+			testHookSave = nil
+			if !died {
+				t.Fatal("the confirm did not reach its record")
+			}
+			if reboot {
+				h.boot = "boot-2"
+				h.fw.S.Guard = nil
+				h.fw.S.Live = map[Format]string{FormatNft: oldRules}
+			}
+			rep := h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
+			persisted := h.fw.S.Persisted[FormatNft]
+			if !reboot {
+				if persisted != newRules || len(rep.Persisted) == 0 || rep.Reboot {
+					t.Fatalf("retried confirm: persisted %q (report %v, reboot %v), want the new rules persisted", name(persisted), rep.Persisted, rep.Reboot)
+				}
+				return
+			}
+			if !rep.Reboot || len(rep.Warnings) == 0 || !strings.Contains(rep.Warnings[0], "no longer live") {
+				t.Fatalf("retried confirm after a reboot: reboot %v, warnings %q: want it to say the change is gone", rep.Reboot, rep.Warnings)
+			}
+			if persisted != "" || len(rep.Persisted) != 0 {
+				t.Fatalf("retried confirm after a reboot persisted %q", name(persisted))
+			}
+		})
+	}
 }

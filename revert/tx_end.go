@@ -19,7 +19,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	switch r.State {
 	case StateApplied:
 	case StateConfirmed:
-		return nil // a retried confirm whose report was lost
+		return e.confirmAgain(ctx, r, rep) // a retried confirm whose report was lost
 	case StateReverted, StateRevertFailed:
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("transaction %s was already %s: the revert won; begin again", r.ID, r.State)}
 	default:
@@ -109,8 +109,41 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if !r.Persist {
 		return nil
 	}
+	return e.persistConfirmed(ctx, rep, r, ch)
+}
+
+// confirmAgain answers a confirm sent again because the first one's answer
+// was lost (the helper died, the connection or the host went down after
+// the record said confirmed) with what became of the change since: the
+// persist the first run did not reach is done now; a host that rebooted
+// before the change was persisted booted its persisted config, so the
+// change is no longer live, and the answer says so (Reboot, a warning)
+// rather than a plain "confirmed". Caller holds the lock.
+func (e *engine) confirmAgain(ctx context.Context, r *txRecord, rep *Report) error {
+	if len(r.Persisted) > 0 {
+		return nil
+	}
+	if boot, err := e.env.BootID(); err == nil && r.BootID != "" && boot != r.BootID {
+		rep.Reboot = true
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the host rebooted after transaction %s was confirmed and before it was persisted: it booted its persisted config, so the change is no longer live; apply it again", r.ID))
+		return nil
+	}
+	if !r.Persist {
+		return nil
+	}
+	ch, err := e.changeOf(r)
+	if err != nil {
+		return err
+	}
+	e.logf(r.ID, "info", "confirm sent again: persisting, which the first confirm did not reach")
+	return e.persistConfirmed(ctx, rep, r, ch)
+}
+
+// persistConfirmed writes the confirmed change for the next boot and
+// records it. Caller holds the lock.
+func (e *engine) persistConfirmed(ctx context.Context, rep *Report, r *txRecord, ch hostChange) error {
 	var files []string
-	err = e.phase(rep, "persist", func() (err error) { files, err = ch.persist(ctx, e, r); return err })
+	err := e.phase(rep, "persist", func() (err error) { files, err = ch.persist(ctx, e, r); return err })
 	if err != nil {
 		r.Errors = append(r.Errors, "persist: "+err.Error())
 		_ = e.save(r, "persist failed")

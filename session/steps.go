@@ -168,7 +168,15 @@ func (h *Tx) Confirm(ctx context.Context) error {
 		if rep.Live != nil && h.s.opts.History != nil {
 			h.s.opts.History(h.t, h.res.TxID, h.s.opts.Origin, rep.Live)
 		}
-		h.end(Confirmed, nil, "")
+		h.res.Warnings = append(h.res.Warnings, rep.Warnings...)
+		hint := ""
+		if rep.Reboot {
+			// a retried confirm: the host rebooted after the first one was
+			// recorded, before the change was persisted
+			h.res.Reboot = true
+			hint = "confirmed, but the host rebooted before the change was persisted: its boot config is live, not this change; apply it again"
+		}
+		h.end(Confirmed, nil, hint)
 		h.s.dropTx(h)
 		return nil
 	case errors.As(err, new(*lockedOutError)):
