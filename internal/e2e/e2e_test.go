@@ -81,6 +81,7 @@ type result struct {
 	Took        time.Duration `json:"took_ns"`
 	GuardChains []string      `json:"guard_chains"`
 	Warnings    []string      `json:"warnings"`
+	Reboot      bool          `json:"reboot"`
 	Path        string        `json:"path"`
 	Timings     []struct {
 		Phase string        `json:"phase"`
