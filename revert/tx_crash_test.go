@@ -223,3 +223,36 @@ func TestRetriedConfirm(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusFinishesAnInterruptedRevert: the timer's revert dies after it
+// recorded `reverting` (the deadline passed, the revert was decided) and
+// before the restore: nothing on the host would finish it. The next status
+// (the workstation watching its tx, or an operator) finishes the decided
+// revert, as the next begin would. While the timer lives (an abort's helper
+// died instead: the timer still reverts at the deadline), or before any
+// revert was decided, status only reports.
+func TestStatusFinishesAnInterruptedRevert(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+	// applied, timer dead, no revert decided: status reports needs-recovery
+	// and restores nothing unasked
+	h.armer.kill("tx1")
+	if st := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateApplied); st.Status == nil || st.Status.TimerAlive || h.live() != newRules {
+		t.Fatalf("status of an applied tx with a dead timer: %+v, live %s", st.Status, name(h.live()))
+	}
+	testHookSave = func(r *txRecord) {
+		if r.Step == stepReverting {
+			panic(crashSignal{"save:applied/reverting"})
+		}
+	}
+	died := runCrashing(func() { h.do(VerbRevert, &Request{TxID: "tx1"}) })
+	testHookSave = nil
+	if !died || h.live() != newRules {
+		t.Fatalf("the revert did not die before its restore (died %v, live %s)", died, name(h.live()))
+	}
+	st := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateReverted)
+	if st.Verified == nil || !*st.Verified || h.live() != oldRules {
+		t.Fatalf("status after an interrupted revert: verified %v, live %s; want the revert finished", st.Verified, name(h.live()))
+	}
+}

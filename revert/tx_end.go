@@ -203,6 +203,11 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 			}
 		}
 	}
+	if r.State == StateApplied && r.Step == stepReverting {
+		if r, err = e.finishRevert(ctx, r); err != nil {
+			return err
+		}
+	}
 	fill(rep, r)
 	switch r.State {
 	case StateArmed, StateApplied:
@@ -236,6 +241,32 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf("the revert of %s failed: %s: inspect %s", r.ID, strings.Join(r.Errors, "; "), e.st.txDir(r.ID))}
 	}
 	return nil
+}
+
+// finishRevert finishes a revert that was decided (the record says
+// reverting) and interrupted: its timer is gone (the revert was the timer,
+// killed half-way) and no helper holds the lock. Nothing on the host would
+// finish it, and the kernel guard has opened the operator's path: status
+// finishes it, as the next begin would (the restore is idempotent). A live
+// timer, or a busy lock, means the revert may still run: then r is
+// returned as it is.
+func (e *engine) finishRevert(ctx context.Context, r *txRecord) (*txRecord, error) {
+	if alive, err := e.armer.Alive(ctx, r.Timer); err != nil || alive {
+		return r, nil
+	}
+	l, err := e.lock(ctx, e.env.LockWait)
+	if err != nil {
+		return r, nil // a helper runs: it may be the revert
+	}
+	defer l.unlock()
+	nr, err := e.loadTx(r.ID)
+	if err != nil || nr.State != StateApplied || nr.Step != stepReverting {
+		return nr, err
+	}
+	why := fmt.Sprintf("revert timer %s gone during its revert", nr.Timer)
+	e.logf(nr.ID, "warning", "%s: finishing the revert", why)
+	_, err = e.revertLocked(ctx, nr, why+"; finished by status")
+	return nr, err
 }
 
 // abort: restore the snapshot now (workstation-initiated revert).
@@ -275,6 +306,9 @@ func (e *engine) abort(ctx context.Context, req *Request, rep *Report) error {
 	return nil
 }
 
+// noteDeadline is the note of the timer's revert.
+const noteDeadline = "deadline reached without confirm"
+
 // revert is the timer firing: restore unless the tx already ended.
 func (e *engine) revert(ctx context.Context, req *Request, rep *Report) error {
 	l, err := e.lock(ctx, e.env.RevertLockWait)
@@ -302,7 +336,7 @@ func (e *engine) revert(ctx context.Context, req *Request, rep *Report) error {
 	}
 	var ok bool
 	var werr error
-	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, "deadline reached without confirm"); return nil })
+	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, noteDeadline); return nil })
 	fill(rep, r)
 	rep.Verified = &ok
 	if werr != nil {
@@ -373,7 +407,9 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 		// anyway; the record keeps saying applied, the timer stays armed
 		e.logf(r.ID, "warning", "%v (reverting anyway)", err)
 	}
-	e.faultPoint("revert-restoring")
+	if note == noteDeadline {
+		e.faultPoint("revert-restoring") // the timer's revert, not an abort's
+	}
 	var errs []error
 	snap, err := e.st.loadSnapshot(r.ID)
 	verified := false
