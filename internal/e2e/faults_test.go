@@ -1,19 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,6 +89,20 @@ type faultRow struct {
 	ci           bool // part of the CI subset
 }
 
+// ruleset is the testdata ruleset kind of the row's candidate: good;
+// dropnew (keeps the session, drops new SSH) for a lockout; dropall (the
+// session too) for a lockout at the revert, so that the workstation cannot
+// abort over its first connection and the host's own timer reverts.
+func (row faultRow) ruleset() string {
+	switch {
+	case !row.lockout:
+		return "good"
+	case row.phase == pRevert:
+		return "dropall"
+	}
+	return "dropnew"
+}
+
 var faultMatrix = []faultRow{
 	{fWSKill, pConnect, false, false},
 	{fWSKill, pUpload, false, false},
@@ -149,6 +157,36 @@ var faultMatrix = []faultRow{
 	{fSecondBegin, pApplied, false, true},
 }
 
+// systemdRows are the rows that also run on the systemd hosts (transient
+// timer instead of the watchdog): where the timer, sshd's unit or a boot
+// matter.
+var systemdRows = map[[2]string]bool{
+	{fWSKill, pAfterSwap}:          true,
+	{fWSKill, pConfirmSent}:        true,
+	{fLinkCut, pAfterSwap}:         true,
+	{fHelperKill, pBeforeSwap}:     true,
+	{fHelperKill, pRevert}:         true,
+	{fSSHDRestart, pConfirmBefore}: true,
+	{fSSHDKill, pAfterSwap}:        true,
+	{fCrash, pAfterSwap}:           true,
+	{fCrash, pConfirmSent}:         true,
+	{fCrash, pRevert}:              true,
+	{fLoss, pWhole}:                true,
+	{fStateFull, pAfterSwap}:       true,
+	{fSecondBegin, pApplied}:       true,
+}
+
+// kindSystemd is the systemd hosts' column (their backend is nft).
+const kindSystemd = "systemd"
+
+// hostKind is the column a host's cells go to: its backend, or systemd.
+func hostKind(h *lab.Host) string {
+	if h.Init == lab.InitSystemd {
+		return kindSystemd
+	}
+	return h.Backend
+}
+
 // cellResult is one row of the generated table.
 type cellResult struct {
 	row      faultRow
@@ -161,8 +199,10 @@ type cellResult struct {
 }
 
 // TestFaultMatrix runs the matrix (FAULTS=ci or all) over one lab: six
-// directly attached hosts, two per backend, each running its backend's
-// cells one after another.
+// directly attached plain hosts (the watchdog), two per backend, and one
+// (ci) or two (all) systemd hosts (a transient timer) when the machine can
+// run them (FAULTS_SYSTEMD=0: none); every host at once, each running its
+// column's cells one after another.
 func TestFaultMatrix(t *testing.T) {
 	mode := os.Getenv("FAULTS")
 	if mode == "" {
@@ -174,17 +214,26 @@ func TestFaultMatrix(t *testing.T) {
 	start := time.Now()
 	// h07 is reached only through h01 (the lab's jump host): not used, so
 	// that h01's faults touch no other cell
-	l := labtest.Start(t, labtest.Options{Hosts: 7, InitExe: lifelineBin})
-	backends := []string{lab.BackendNft, lab.BackendIptablesNft, lab.BackendIptablesLegacy}
+	// systemd hosts (s01..: systemd as PID 1 in systemd-nspawn, a
+	// transient timer per tx) where the machine can run them; the first
+	// run builds their root (minutes), later runs find it cached
+	systemd := 0
+	if err := lab.CheckSystemdPrereqs(); err != nil || os.Getenv("FAULTS_SYSTEMD") == "0" {
+		t.Logf("no systemd hosts: %v (FAULTS_SYSTEMD=%s)", err, os.Getenv("FAULTS_SYSTEMD"))
+	} else if systemd = 1; mode == "all" {
+		systemd = 2
+	}
+	l := labtest.Start(t, labtest.Options{Hosts: 7, InitExe: lifelineBin, Systemd: systemd})
+	kinds := []string{lab.BackendNft, lab.BackendIptablesNft, lab.BackendIptablesLegacy, kindSystemd}
 	queues := map[string]chan faultRow{}
-	for _, b := range backends {
-		queues[b] = make(chan faultRow, len(faultMatrix))
+	for _, k := range kinds {
+		queues[k] = make(chan faultRow, len(faultMatrix))
 		for _, row := range faultMatrix {
-			if mode == "all" || row.ci {
-				queues[b] <- row
+			if (mode == "all" || row.ci) && (k != kindSystemd || systemdRows[[2]string{row.fault, row.phase}]) {
+				queues[k] <- row
 			}
 		}
-		close(queues[b])
+		close(queues[k])
 	}
 	var mu sync.Mutex
 	var results []cellResult
@@ -200,7 +249,7 @@ func TestFaultMatrix(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				t.Run(h.Name+"-"+h.Backend, func(t *testing.T) { runHost(t, l, h, queues[h.Backend], &mu, &results) })
+				t.Run(h.Name+"-"+hostKind(h), func(t *testing.T) { runHost(t, l, h, queues[hostKind(h)], &mu, &results) })
 			}()
 		}
 	})
@@ -222,7 +271,7 @@ func runHost(t *testing.T, l *lab.Lab, h *lab.Host, queue <-chan faultRow, mu *s
 	fh := &faultHost{l: l, h: h}
 	fh.setup(t)
 	for row := range queue {
-		res := cellResult{row: row, backend: h.Backend, host: h.Name}
+		res := cellResult{row: row, backend: hostKind(h), host: h.Name}
 		ran := false
 		if !t.Run(cellName(row), func(t *testing.T) { ran = true; fh.run(t, &res) }) {
 			fh.recover(t)
@@ -242,379 +291,6 @@ func cellName(row faultRow) string {
 		n += "/lockout"
 	}
 	return strings.NewReplacer(" ", "-", ":", "", ",", "", "+", "", "%", "pct").Replace(n)
-}
-
-// faultHost runs cells on one lab host, one after another.
-type faultHost struct {
-	logf    func(format string, a ...any) // the running cell's t.Logf
-	l       *lab.Lab
-	h       *lab.Host
-	n       int    // cells run: each gets its own marker port
-	bootRef string // the live ruleset right after this cell's reboot
-}
-
-func (fh *faultHost) setup(t *testing.T) {
-	// the first apply uploads the helper; the cells then start from a
-	// confirmed ruleset of their own
-	if err := fh.nextApply(t); err != nil {
-		t.Fatalf("%s: first apply: %v", fh.h.Name, err)
-	}
-}
-
-// delayOneWay is the delay fault: what `tc qdisc add dev eth0 root netem
-// delay 500ms` on the host would add (this kernel has no netem).
-const delayOneWay = 500 * time.Millisecond
-
-// delayRelay is a ProxyCommand that connects to HOST PORT and hands the
-// host's bytes to ssh DELAY seconds after they arrived (in order, without
-// slowing the stream down otherwise); the workstation's bytes go through
-// at once: the host's link with a one-way delay, for SSH, which is all
-// lifeline sends.
-const delayRelay = `import collections, os, socket, sys, threading, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-delay = float(sys.argv[3])
-def up():
-    while True:
-        b = os.read(0, 65536)
-        if not b:
-            s.shutdown(socket.SHUT_WR)
-            return
-        s.sendall(b)
-q, cv = collections.deque(), threading.Condition()
-def down():
-    while True:
-        b = s.recv(65536)
-        with cv:
-            q.append((time.monotonic() + delay, b))
-            cv.notify()
-        if not b:
-            return
-threading.Thread(target=up, daemon=True).start()
-threading.Thread(target=down, daemon=True).start()
-while True:
-    with cv:
-        while not q:
-            cv.wait()
-        at, b = q.popleft()
-    if at > time.monotonic():
-        time.sleep(at - time.monotonic())
-    if not b:
-        os._exit(0)
-    while b:
-        b = b[os.write(1, b):]
-`
-
-// delayConfig writes an ssh_config whose entry for the host runs every
-// connection through delayRelay, then includes the lab's.
-func (fh *faultHost) delayConfig(t *testing.T, d time.Duration) string {
-	dir := t.TempDir()
-	relay := filepath.Join(dir, "delay.py")
-	if err := os.WriteFile(relay, []byte(delayRelay), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "ssh_config")
-	text := fmt.Sprintf("Host %s\n  ProxyCommand python3 %s %%h %%p %.3f\n\nInclude %s\n", fh.h.Name, relay, d.Seconds(), fh.l.SSHConfig)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// recover puts the host back after a failed cell, so that the next cell
-// starts from a clean host: link up, booted, sshd running, no pause point,
-// loss rule or small state dir left, nothing armed.
-func (fh *faultHost) recover(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	name := fh.h.Name
-	if err := fh.l.SetLink(ctx, name, true); err != nil {
-		t.Logf("recover %s: %v", name, err)
-	}
-	if _, err := fh.l.Exec(ctx, name, "true"); err != nil {
-		_ = fh.l.Crash(ctx, name)
-		if err := fh.l.Boot(ctx, name); err != nil {
-			t.Logf("recover %s: %v", name, err)
-		}
-	}
-	if err := fh.l.StartSSHD(ctx, name); err != nil {
-		t.Logf("recover %s: %v", name, err)
-	}
-	if out, err := fh.l.Exec(ctx, name, "sh", "-c", `rm -rf /var/lib/lifeline/faults
-nft delete table netdev lifeline_faults_loss 2>/dev/null
-if grep -q '^lifeline-e2e /var/lib/lifeline ' /proc/mounts; then umount /var/lib/lifeline; fi; true`); err != nil {
-		t.Logf("recover %s: %v: %s", name, err, out)
-	}
-	_, stderr, code := cli(t, ctx, "-F", fh.l.SSHConfig, "--json", "status", name, "--abort")
-	if err := waitFor(60*time.Second, func() bool { return armed(t, fh.l, name) == "" }); err != nil {
-		t.Logf("recover %s: still armed (status --abort: exit %d: %s): %v", name, code, stderr, err)
-	}
-}
-
-// candidate writes a ruleset for this cell (the testdata one with the
-// cell's own marker port instead of 8080, so that every cell's candidate
-// differs from the live ruleset it starts from) and returns its path.
-func (fh *faultHost) candidate(t *testing.T, lockout bool) (string, int) {
-	fh.n++
-	port := 20000 + fh.n
-	kind := "good"
-	if lockout {
-		kind = "dropnew"
-	}
-	src := rulesetFor(fh.h, kind, false)
-	b, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "rulesets", src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.ReplaceAll(string(b), "8080", strconv.Itoa(port))
-	p := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d%s", kind, port, filepath.Ext(src)))
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p, port
-}
-
-// reference is what the host's live ruleset must be, byte for byte, once
-// the candidate at path is confirmed: the host's current rulesets copied
-// into an empty network namespace on the host, the candidate loaded on top
-// by the backend's own tool, printed as liveRuleset prints the host. Call
-// it before the change.
-func (fh *faultHost) reference(t *testing.T, path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// save (on the host) and load (in the namespace) every family the
-	// host holds, each with its own tool; the iptables-nft tables through
-	// iptables-nft-save, as nft's listing of them does not load back
-	save := "nft list ruleset > /tmp/faults-pre.nft"
-	load := "nft -f /tmp/faults-pre.nft"
-	cand := "nft -f /tmp/faults-ref"
-	switch fh.h.Backend {
-	case lab.BackendIptablesNft:
-		save = "iptables-nft-save > /tmp/faults-pre.nft; ip6tables-nft-save > /tmp/faults-pre6.nft"
-		load = "iptables-nft-restore < /tmp/faults-pre.nft; ip6tables-nft-restore < /tmp/faults-pre6.nft"
-		cand = "iptables-nft-restore /tmp/faults-ref"
-	case lab.BackendIptablesLegacy:
-		cand = "iptables-legacy-restore /tmp/faults-ref"
-	}
-	script := `set -e; printf '%s' "$1" > /tmp/faults-ref; ` + save + `
-iptables-legacy-save > /tmp/faults-pre.v4 2>/dev/null || :; ip6tables-legacy-save > /tmp/faults-pre.v6 2>/dev/null || :
-exec unshare -n sh -c 'set -e; ` + load + `; iptables-legacy-restore < /tmp/faults-pre.v4; ip6tables-legacy-restore < /tmp/faults-pre.v6; ` + cand + `
-nft list ruleset; for t in iptables-legacy-save ip6tables-legacy-save; do $t 2>/dev/null; done'`
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := fh.l.Exec(ctx, fh.h.Name, "sh", "-c", script, "sh", string(b))
-	if err != nil {
-		t.Fatalf("%s: reference load of %s: %v", fh.h.Name, path, err)
-	}
-	return normalize(string(out))
-}
-
-// nextApply is what every cell ends with: a good change that must confirm
-// (nothing left behind blocks it), and is the next cell's starting point.
-func (fh *faultHost) nextApply(t *testing.T) error {
-	p, _ := fh.candidate(t, false)
-	want := fh.reference(t, p)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	stdout, stderr, code := cli(t, ctx, "-F", fh.l.SSHConfig, "--json", "apply", fh.h.Name, p, "--confirm-timeout=30s")
-	var doc applyDoc
-	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Results) != 1 {
-		return fmt.Errorf("exit %d, unreadable JSON (%v): %s", code, err, stderr)
-	}
-	if r := doc.Results[0]; r.Outcome != "confirmed" {
-		return fmt.Errorf("%s: %s (hint %s)", r.Outcome, r.Error, r.Hint)
-	}
-	if live := liveRuleset(t, fh.l, fh.h.Name); live != want {
-		return fmt.Errorf("confirmed, but the live ruleset is not the candidate:\nwant:\n%s\ngot:\n%s", want, live)
-	}
-	return nil
-}
-
-// hostTx is one transaction record on the host.
-type hostTx struct {
-	ID       string `json:"id"`
-	State    string `json:"state"`
-	Step     string `json:"step"`
-	Snapshot bool   `json:"snapshot"`
-}
-
-// txs lists the host's transaction records (read on its console).
-func (fh *faultHost) txs(t *testing.T) map[string]hostTx {
-	out := execOn(t, fh.l, fh.h.Name, "python3", "-c", `
-import glob, json, os
-for p in glob.glob("/var/lib/lifeline/tx/*/record.json"):
-    try:
-        r = json.load(open(p))
-    except Exception as e:
-        print(json.dumps({"id": p, "state": "unreadable: %s" % e}))
-        continue
-    d = os.path.dirname(p)
-    print(json.dumps({"id": r.get("id"), "state": r.get("state"), "step": r.get("step"),
-        "snapshot": os.path.exists(os.path.join(d, "snapshot.json"))}))
-`)
-	m := map[string]hostTx{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		var x hostTx
-		if err := json.Unmarshal([]byte(line), &x); err != nil {
-			t.Fatalf("%s: tx listing: %v: %s", fh.h.Name, err, line)
-		}
-		m[x.ID] = x
-	}
-	return m
-}
-
-// wsRun is one running `lifeline apply --json-stream`.
-type wsRun struct {
-	cmd    *exec.Cmd
-	events chan [2]string
-	done   chan struct{}
-	res    *result
-	killed bool
-	mu     sync.Mutex
-	lines  []string // the stream, for the log of a failed cell
-}
-
-func startWS(t *testing.T, cfg, host, path string, extra ...string) *wsRun {
-	args := append([]string{"-F", cfg, "apply", "--json-stream", host, path,
-		"--confirm-timeout=" + faultTimeout.String(), "--revert-grace=" + faultGrace.String()}, extra...)
-	cmd := exec.Command(lifelineBin, args...)
-	cmd.Env = append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin, "XDG_STATE_HOME="+stateDir(t))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &wsRun{cmd: cmd, events: make(chan [2]string, 256), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 4<<20), 4<<20)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.lines = append(w.lines, sc.Text())
-			w.mu.Unlock()
-			var ev struct {
-				Type, Phase, Status string
-				applyDoc
-			}
-			if json.Unmarshal(sc.Bytes(), &ev) != nil {
-				continue
-			}
-			switch ev.Type {
-			case "event":
-				select {
-				case w.events <- [2]string{ev.Phase, ev.Status}:
-				default:
-				}
-			case "result":
-				if len(ev.Results) == 1 {
-					w.res = &ev.Results[0]
-				}
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-w.done
-		if t.Failed() {
-			w.mu.Lock()
-			t.Logf("lifeline apply %s: stream:\n%s\nstderr:\n%s", host, strings.Join(w.lines, "\n"), stderr.String())
-			w.mu.Unlock()
-		}
-	})
-	return w
-}
-
-// waitEvent returns once the stream showed phase/status.
-func (w *wsRun) waitEvent(want [2]string, limit time.Duration) error {
-	tm := time.NewTimer(limit)
-	defer tm.Stop()
-	for {
-		select {
-		case ev := <-w.events:
-			if ev == want {
-				return nil
-			}
-		case <-w.done:
-			return fmt.Errorf("the workstation ended before %s/%s", want[0], want[1])
-		case <-tm.C:
-			return fmt.Errorf("no %s/%s event within %s", want[0], want[1], limit)
-		}
-	}
-}
-
-func (w *wsRun) kill() {
-	w.killed = true
-	_ = w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.done
-}
-
-// wait returns the workstation's report once it exits ("killed" when it
-// was, "" with an error when it ran past limit).
-func (w *wsRun) wait(limit time.Duration) (*result, error) {
-	select {
-	case <-w.done:
-	case <-time.After(limit):
-		return nil, fmt.Errorf("the workstation still runs after %s", limit)
-	}
-	if w.killed {
-		return nil, nil
-	}
-	if w.res == nil {
-		return nil, fmt.Errorf("the workstation exited without a result")
-	}
-	return w.res, nil
-}
-
-// console runs a shell line on the host's console.
-func (fh *faultHost) console(t *testing.T, script string) string {
-	return execOn(t, fh.l, fh.h.Name, "sh", "-c", script)
-}
-
-// arm makes the helper pause at point (revert/faultpoint.go).
-func (fh *faultHost) arm(t *testing.T, point string) {
-	fh.console(t, "mkdir -p -m 0700 /var/lib/lifeline/faults && rm -f /var/lib/lifeline/faults/"+point+".reached && : > /var/lib/lifeline/faults/"+point)
-}
-
-// reached waits until a helper paused at point and returns its pid (in
-// the host's pid namespace).
-func (fh *faultHost) reached(t *testing.T, point string, w *wsRun, limit time.Duration) (int, error) {
-	end := time.Now().Add(limit)
-	for time.Now().Before(end) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		out, err := fh.l.Exec(ctx, fh.h.Name, "cat", "/var/lib/lifeline/faults/"+point+".reached")
-		cancel()
-		if err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil {
-				return pid, nil
-			}
-		}
-		if w != nil {
-			select {
-			case <-w.done:
-				return 0, fmt.Errorf("the workstation ended before the helper reached %s", point)
-			default:
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("no helper reached %s within %s", point, limit)
-}
-
-// release lets a paused helper go on (and disarms the point).
-func (fh *faultHost) release(t *testing.T, point string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _ = fh.l.Exec(ctx, fh.h.Name, "rm", "-f", "/var/lib/lifeline/faults/"+point)
 }
 
 // run runs one cell on the host and fills res.
@@ -637,12 +313,12 @@ func (fh *faultHost) run(t *testing.T, res *cellResult) {
 	ctx := context.Background()
 	before := liveRuleset(t, fh.l, name)
 	txBefore := fh.txs(t)
-	path, _ := fh.candidate(t, row.lockout)
+	path, _ := fh.candidate(t, row.ruleset())
 	ref := fh.reference(t, path)
 	// a second workstation's candidate (two at once, a second begin)
 	path2, ref2 := "", ""
 	if row.fault == fTwoWS || row.fault == fSecondBegin {
-		path2, _ = fh.candidate(t, false)
+		path2, _ = fh.candidate(t, "good")
 		ref2 = fh.reference(t, path2)
 	}
 	var later []func() // undo a fault after the deadline (link up, sshd start)
@@ -943,6 +619,11 @@ EOF`)
 	if a := armed(t, fh.l, name); a != "" {
 		failf("still armed after the cell: %s", a)
 	}
+	if fh.h.Init == lab.InitSystemd {
+		if units := strings.TrimSpace(fh.console(t, "systemctl list-units --no-legend --plain --state=active 'lifeline-revert-*' || true")); units != "" {
+			failf("a revert unit is still active after the cell:\n%s", units)
+		}
+	}
 	if mounted {
 		fh.console(t, "umount /var/lib/lifeline")
 		mounted = false
@@ -1019,14 +700,4 @@ func (fh *faultHost) judge(failf func(string, ...any), rep *result, txs map[stri
 		failf("%sworkstation reported %s: %s (hint %s)", who, rep.Outcome, rep.Error, rep.Hint)
 	}
 	return who + got
-}
-
-// bootLive is the ruleset the host booted in this cell: the live one
-// right after the boot (the cells never persist, and a workstation never
-// changes a host after it lost the transaction to a reboot).
-func (fh *faultHost) bootLive(t *testing.T) string {
-	if fh.bootRef == "" {
-		fh.bootRef = liveRuleset(t, fh.l, fh.h.Name)
-	}
-	return fh.bootRef
 }
