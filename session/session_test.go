@@ -39,6 +39,9 @@ type fakeHost struct {
 	refuse   func(dial int) error                // per dial: nil = connect
 	brokeAt  func(dial int, verb string) error   // per call: non-nil = the connection fails
 	onVerb   func(verb string, rep *wire.Report) // after the engine answered
+	// killedAfter: the helper is killed once it ran this verb (once),
+	// before its report is written
+	killedAfter string
 	// commands answers exec's command lines: the output and exit status
 	// (any other command still fails the test)
 	commands map[string]func(stdout, stderr io.Writer) int
@@ -167,6 +170,10 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 	if h.onVerb != nil {
 		h.onVerb(verb, rep)
 	}
+	if verb == h.killedAfter {
+		h.killedAfter = ""
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: -1, Signal: "KILL"}
+	}
 	return json.NewEncoder(cmd.Stdout).Encode(rep)
 }
 
@@ -289,6 +296,28 @@ func TestApplyOutcomes(t *testing.T) {
 				}
 			},
 			rules: newRules, want: NeedsRecovery, live: newRules, errLike: "timer",
+		},
+		{
+			// the helper armed the host, then died before it answered: the
+			// first connection still works, so lifeline aborts that tx
+			// (nothing applied) rather than leave the host held until the
+			// deadline, and nothing changed
+			name: "helper killed after it armed: aborted, refused",
+			setup: func(h *fakeHost) {
+				h.killedAfter = wire.VerbBegin
+				aborted := false
+				h.onVerb = func(verb string, rep *wire.Report) {
+					if verb == wire.VerbAbort {
+						aborted = rep.State == wire.StateReverted
+					}
+				}
+				h.t.Cleanup(func() {
+					if !aborted {
+						h.t.Error("the tx the lost begin armed was not aborted")
+					}
+				})
+			},
+			rules: newRules, want: Refused, live: liveRules, errLike: "killed by signal",
 		},
 	}
 	for _, tt := range tests {

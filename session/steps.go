@@ -67,8 +67,13 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// The begin may have armed the host even though its answer was lost
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
-		if !isTransport(err) {
+		var ee *remote.ExitError
+		died := errors.As(err, &ee) && ee.Signal != "" // the helper was killed mid-begin
+		if !isTransport(err) && !died {
 			h.end(Refused, err, "")
+			return h.ended()
+		}
+		if died && h.endLostBegin(ctx, txID, err) {
 			return h.ended()
 		}
 		h.end(Unknown, err, fmt.Sprintf("the begin of tx %s may have armed the host; if it did, the host restores its snapshot by itself within %s", txID, h.s.opts.ConfirmTimeout))
@@ -95,6 +100,37 @@ func (h *Tx) Begin(ctx context.Context) error {
 	h.s.keepTx(h)
 	h.event(PhaseBegin, "info", fmt.Sprintf("armed tx %s, deadline %s (%s)", txID, rep.Deadline.Format(time.RFC3339), rep.Timer))
 	return nil
+}
+
+// endLostBegin ends a begin whose helper died before it answered, over
+// the first connection (which still works): the host may have armed txID.
+// Not recorded: refused. Armed (nothing applied yet): aborted, so that the
+// host is not held until the deadline by a tx nobody can confirm, then
+// refused. Reports false when it cannot tell.
+func (h *Tx) endLostBegin(ctx context.Context, txID string, cause error) bool {
+	ask := func(verb string) (*wire.Report, error) {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return h.call(actx, h.p1, verb, &wire.Request{Version: wire.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin})
+	}
+	rep, err := ask(wire.VerbStatus)
+	switch {
+	case err != nil:
+		return false
+	case rep.Error != nil && rep.Error.Code == wire.CodeNoTx:
+		h.end(Refused, cause, fmt.Sprintf("the helper died before it recorded tx %s: nothing was changed", txID))
+		return true
+	case rep.State == wire.StateArmed:
+		if rep, err = ask(wire.VerbAbort); err != nil || rep.Error != nil || rep.State != wire.StateReverted {
+			return false
+		}
+		h.end(Refused, cause, fmt.Sprintf("the helper died after it armed tx %s; lifeline aborted that tx: nothing was changed", txID))
+		return true
+	case rep.State == wire.StateReverted || rep.State == wire.StateRefused:
+		h.end(Refused, cause, fmt.Sprintf("the helper died during the begin; tx %s is %s: nothing was changed", txID, rep.State))
+		return true
+	}
+	return false
 }
 
 // Change has the host stage the change under the kernel guard, then makes
