@@ -41,7 +41,8 @@ type fakeHost struct {
 	onVerb   func(verb string, rep *wire.Report) // after the engine answered
 	// killedAfter: the helper is killed once it ran this verb (once),
 	// before its report is written
-	killedAfter string
+	killedAfter     string
+	killedUnderSudo bool // ... and sudo reports it as exit status 137
 	// commands answers exec's command lines: the output and exit status
 	// (any other command still fails the test)
 	commands map[string]func(stdout, stderr io.Writer) int
@@ -172,6 +173,9 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 	}
 	if verb == h.killedAfter {
 		h.killedAfter = ""
+		if h.killedUnderSudo {
+			return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 137, Stderr: "Killed"}
+		}
 		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: -1, Signal: "KILL"}
 	}
 	return json.NewEncoder(cmd.Stdout).Encode(rep)
@@ -318,6 +322,24 @@ func TestApplyOutcomes(t *testing.T) {
 				})
 			},
 			rules: newRules, want: Refused, live: liveRules, errLike: "killed by signal",
+		},
+		{
+			name: "helper killed under sudo after it armed: aborted, refused",
+			setup: func(h *fakeHost) {
+				h.killedAfter, h.killedUnderSudo = wire.VerbBegin, true
+				aborted := false
+				h.onVerb = func(verb string, rep *wire.Report) {
+					if verb == wire.VerbAbort {
+						aborted = rep.State == wire.StateReverted
+					}
+				}
+				h.t.Cleanup(func() {
+					if !aborted {
+						h.t.Error("the tx the lost begin armed was not aborted")
+					}
+				})
+			},
+			rules: newRules, want: Refused, live: liveRules, errLike: "exit status 137",
 		},
 	}
 	for _, tt := range tests {

@@ -68,7 +68,9 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
 		var ee *remote.ExitError
-		died := errors.As(err, &ee) && ee.Signal != "" // the helper was killed mid-begin
+		// the helper was killed mid-begin: the signal, or a wrapper's
+		// (sudo, sh) 128+N for it; the helper's own exits are below 100
+		died := errors.As(err, &ee) && (ee.Signal != "" || ee.Status > 128)
 		if !isTransport(err) && !died {
 			h.end(Refused, err, "")
 			return h.ended()
