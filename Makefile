@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz bench bench-cpu bench-preflight clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz faults bench bench-cpu bench-preflight clean
 
 all: build
 
@@ -50,6 +50,11 @@ dist: $(HELPERS)
 ## model: check the transaction's model (model/lifeline.pml) with spin; see docs/reliability.md
 model:
 	scripts/model.sh
+
+## faults: the whole crash-point matrix (faults x phases x backends) in the lab (root); writes
+## docs/reliability-matrix.md. `go test ./internal/e2e/` runs its CI subset (FAULTS=ci)
+faults:
+	FAULTS=all LIFELINE_RELIABILITY_TABLE=docs/reliability-matrix.md $(GO) test -count=1 -timeout 30m -run '^TestFaultMatrix$$' -v ./internal/e2e/ 2>&1 | tee /tmp/lifeline-faults.log | grep -E '^\s*--- |faults_test.go|^(ok|FAIL)'; exit $${PIPESTATUS[0]}
 
 ## fuzz: every fuzz target for FUZZTIME each (default 5s; FUZZTIME=5m for a long run)
 fuzz:

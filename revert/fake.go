@@ -52,9 +52,12 @@ type FakeState struct {
 	Uncoverable string `json:"uncoverable,omitempty"`
 	// FailGuards: the next N InstallGuard/RemoveGuard/RefreshGuard calls
 	// fail without changing anything.
-	FailGuards int               `json:"fail_guards,omitempty"`
-	Persisted  map[Format]string `json:"persisted,omitempty"`
-	Calls      map[string]int    `json:"calls,omitempty"`
+	FailGuards int `json:"fail_guards,omitempty"`
+	// GuardWallClock: the guard plans cover an iptables chain whose guard
+	// opens by the wall clock (-m time), not an nft one (a countdown).
+	GuardWallClock bool              `json:"guard_wall_clock,omitempty"`
+	Persisted      map[Format]string `json:"persisted,omitempty"`
+	Calls          map[string]int    `json:"calls,omitempty"`
 }
 
 var _ Firewall = (*FakeFirewall)(nil)
@@ -240,7 +243,7 @@ func (f *FakeFirewall) Validate(ctx context.Context, format Format, ruleset stri
 // GuardPlan covers "inet filter input", and reports "netdev t ing" as
 // uncovered when the ruleset holds S.Uncoverable.
 func (f *FakeFirewall) GuardPlan(ctx context.Context, format Format, ruleset string, op Operator) (*GuardPlan, error) {
-	p := &GuardPlan{Covered: []GuardChain{{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"}}}
+	p := &GuardPlan{Covered: []GuardChain{f.guardChain()}}
 	err := f.call("GuardPlan", func() error {
 		if f.S.Uncoverable != "" && strings.Contains(ruleset, f.S.Uncoverable) {
 			p.Uncovered = append(p.Uncovered, GuardChain{Family: "netdev", Table: "t", Chain: "ing", Hook: "ingress", Reason: "fake: uncoverable"})
@@ -256,7 +259,7 @@ func (f *FakeFirewall) GuardPlan(ctx context.Context, format Format, ruleset str
 // LiveGuardPlan covers "inet filter input", and reports "netdev t ing" as
 // uncovered when a live ruleset holds S.Uncoverable.
 func (f *FakeFirewall) LiveGuardPlan(ctx context.Context, op Operator) (*GuardPlan, error) {
-	p := &GuardPlan{Covered: []GuardChain{{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"}}}
+	p := &GuardPlan{Covered: []GuardChain{f.guardChain()}}
 	err := f.call("LiveGuardPlan", func() error {
 		for _, fm := range fakeFormats(f.S.Live) {
 			if f.S.Uncoverable != "" && strings.Contains(f.S.Live[fm], f.S.Uncoverable) {
@@ -270,6 +273,14 @@ func (f *FakeFirewall) LiveGuardPlan(ctx context.Context, op Operator) (*GuardPl
 		return nil, err
 	}
 	return p, nil
+}
+
+// guardChain is the one chain the fake's guard plans cover.
+func (f *FakeFirewall) guardChain() GuardChain {
+	if f.S.GuardWallClock {
+		return GuardChain{Family: "iptables", Table: "filter", Chain: "INPUT", Hook: "input", WallClock: true}
+	}
+	return GuardChain{Family: "inet", Table: "filter", Chain: "input", Hook: "input", Type: "filter"}
 }
 
 // failGuard consumes one S.FailGuards.

@@ -17,6 +17,10 @@ type GuardChain struct {
 	Hook   string `json:"hook,omitempty"`
 	Type   string `json:"type,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// WallClock: the guard rule in this chain opens by the host's wall
+	// clock (iptables `-m time --datestart`), which a clock step moves,
+	// not by a countdown the kernel keeps (nft set element timeouts).
+	WallClock bool `json:"wall_clock,omitempty"`
 }
 
 func (c GuardChain) String() string {
@@ -264,7 +268,7 @@ func planIPTables(user []*iptTable, family string, crossed bool) *GuardPlan {
 			continue
 		}
 		for _, ch := range append(slices.Clone(gc.in), gc.out...) {
-			c := GuardChain{Family: family, Table: t.name, Chain: ch, Hook: strings.ToLower(ch)}
+			c := GuardChain{Family: family, Table: t.name, Chain: ch, Hook: strings.ToLower(ch), WallClock: true}
 			if !crossed {
 				c.Reason = "the operator connects over the other IP version"
 				p.Skipped = append(p.Skipped, c)

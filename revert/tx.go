@@ -54,8 +54,8 @@ import (
 //	                                       |                                                 | workstation sees Persisted empty
 //	confirm: disarmed                      | confirmed; persist missing (Persisted empty)    | as above
 //	confirm: persisted, record persisted   | done                                            | new config boots
-//	revert: record reverting               | timer/watchdog gone: next begin/status sees a   | old config boots; reverted ("reboot")
-//	                                       | dead timer; begin re-runs the revert            |
+//	revert: record reverting               | timer/watchdog gone: next status or begin sees  | old config boots; reverted ("reboot")
+//	                                       | a dead timer and finishes the decided revert    |
 //	revert: Restore done                   | as above (restore is idempotent)                | same
 //	revert: record reverted/revert-failed  | done (disarm of the other timer missed:         | same
 //	                                       | it finds a terminal record)                     |

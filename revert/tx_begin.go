@@ -152,6 +152,7 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 		return fmt.Errorf("record armed timer: %w", err)
 	}
 	e.logf(r.ID, "info", "armed by %s: %s change, deadline %s, timer %s", r.Origin, r.Change, r.Deadline.Format(time.RFC3339), t)
+	e.faultPoint("begin-armed")
 	if err := e.st.prune(keepTx, r.ID); err != nil {
 		e.logf(r.ID, "warning", "%v", err)
 	}

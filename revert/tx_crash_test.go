@@ -1,6 +1,7 @@
 package revert
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -176,4 +177,82 @@ func runCrashing(fn func()) (died bool) {
 	}()
 	fn()
 	return false
+}
+
+// TestRetriedConfirm: the helper dies right after it recorded the confirm
+// (its answer is lost, so the workstation sends the confirm again over a
+// fresh connection). The retried confirm finishes what the first did not:
+// the persist that was asked for. When the host rebooted in between, the
+// unpersisted change is gone (the boot config came up): the retried
+// confirm says so instead of a plain "confirmed", and persists nothing.
+func TestRetriedConfirm(t *testing.T) {
+	for _, reboot := range []bool{false, true} {
+		t.Run(map[bool]string{false: "helper killed", true: "host rebooted"}[reboot], func(t *testing.T) {
+			h := newHarness(t)
+			b := h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+			h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+			testHookSave = func(r *txRecord) {
+				if r.State == StateConfirmed && r.Step == stepConfirmed {
+					panic(crashSignal{"save:confirmed/confirmed"})
+				}
+			}
+			died := runCrashing(func() { h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}) })
+			testHookSave = nil
+			if !died {
+				t.Fatal("the confirm did not reach its record")
+			}
+			if reboot {
+				h.boot = "boot-2"
+				h.fw.S.Guard = nil
+				h.fw.S.Live = map[Format]string{FormatNft: oldRules}
+			}
+			rep := h.mustOK(h.do(VerbConfirm, &Request{TxID: "tx1", Token: b.Begin.Token}), StateConfirmed)
+			persisted := h.fw.S.Persisted[FormatNft]
+			if !reboot {
+				if persisted != newRules || len(rep.Persisted) == 0 || rep.Reboot {
+					t.Fatalf("retried confirm: persisted %q (report %v, reboot %v), want the new rules persisted", name(persisted), rep.Persisted, rep.Reboot)
+				}
+				return
+			}
+			if !rep.Reboot || len(rep.Warnings) == 0 || !strings.Contains(rep.Warnings[0], "no longer live") {
+				t.Fatalf("retried confirm after a reboot: reboot %v, warnings %q: want it to say the change is gone", rep.Reboot, rep.Warnings)
+			}
+			if persisted != "" || len(rep.Persisted) != 0 {
+				t.Fatalf("retried confirm after a reboot persisted %q", name(persisted))
+			}
+		})
+	}
+}
+
+// TestStatusFinishesAnInterruptedRevert: the timer's revert dies after it
+// recorded `reverting` (the deadline passed, the revert was decided) and
+// before the restore: nothing on the host would finish it. The next status
+// (the workstation watching its tx, or an operator) finishes the decided
+// revert, as the next begin would. While the timer lives (an abort's helper
+// died instead: the timer still reverts at the deadline), or before any
+// revert was decided, status only reports.
+func TestStatusFinishesAnInterruptedRevert(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(h.do(VerbBegin, beginReq("tx1")), StateArmed)
+	h.mustOK(h.do(VerbStage, &Request{TxID: "tx1"}), StateApplied)
+	// applied, timer dead, no revert decided: status reports needs-recovery
+	// and restores nothing unasked
+	h.armer.kill("tx1")
+	if st := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateApplied); st.Status == nil || st.Status.TimerAlive || h.live() != newRules {
+		t.Fatalf("status of an applied tx with a dead timer: %+v, live %s", st.Status, name(h.live()))
+	}
+	testHookSave = func(r *txRecord) {
+		if r.Step == stepReverting {
+			panic(crashSignal{"save:applied/reverting"})
+		}
+	}
+	died := runCrashing(func() { h.do(VerbRevert, &Request{TxID: "tx1"}) })
+	testHookSave = nil
+	if !died || h.live() != newRules {
+		t.Fatalf("the revert did not die before its restore (died %v, live %s)", died, name(h.live()))
+	}
+	st := h.mustOK(h.do(VerbStatus, &Request{TxID: "tx1"}), StateReverted)
+	if st.Verified == nil || !*st.Verified || h.live() != oldRules {
+		t.Fatalf("status after an interrupted revert: verified %v, live %s; want the revert finished", st.Verified, name(h.live()))
+	}
 }

@@ -19,7 +19,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	switch r.State {
 	case StateApplied:
 	case StateConfirmed:
-		return nil // a retried confirm whose report was lost
+		return e.confirmAgain(ctx, r, rep) // a retried confirm whose report was lost
 	case StateReverted, StateRevertFailed:
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("transaction %s was already %s: the revert won; begin again", r.ID, r.State)}
 	default:
@@ -43,10 +43,23 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 		}
 		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("confirm arrived after the deadline %s: the change was reverted; begin again with a longer confirm timeout", r.Deadline.Format(time.RFC3339))}
 	}
+	if wallClockGuard(r) && !e.now().Before(r.Deadline) {
+		// in time on the monotonic clock, but the wall clock was stepped
+		// past the deadline: the guard that opens by it is open now
+		ok, werr := e.revertLocked(ctx, r, "confirm refused: the wall clock was stepped past the deadline, which opened the kernel guard")
+		fill(rep, r)
+		rep.Verified = &ok
+		if werr != nil {
+			return werr
+		}
+		return &Error{Code: CodeTooLate, Message: fmt.Sprintf("the host's wall clock (%s) was stepped past the deadline %s, which is still %s away on its monotonic clock: the kernel guard (iptables -m time, wall clock) is open, so the fresh connection may have come in through it rather than the new rules: the change was reverted; begin again",
+			e.now().UTC().Format(time.RFC3339), r.Deadline.Format(time.RFC3339), e.remaining(r).Round(time.Second))}
+	}
 	ch, err := e.changeOf(r)
 	if err != nil {
 		return err
 	}
+	e.faultPoint("confirm-received")
 	r.Step = stepConfirming
 	if err := e.save(r, "confirm by "+req.Origin); err != nil {
 		return err
@@ -70,6 +83,7 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.save(r, ""); err != nil {
 		return err
 	}
+	e.faultPoint("confirm-recorded")
 	// From here the record is the arbiter: a timer that still fires finds
 	// it confirmed and does nothing, so a failed disarm is only noise.
 	_ = e.phase(rep, "disarm", func() error {
@@ -95,8 +109,41 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	if !r.Persist {
 		return nil
 	}
+	return e.persistConfirmed(ctx, rep, r, ch)
+}
+
+// confirmAgain answers a confirm sent again because the first one's answer
+// was lost (the helper died, the connection or the host went down after
+// the record said confirmed) with what became of the change since: the
+// persist the first run did not reach is done now; a host that rebooted
+// before the change was persisted booted its persisted config, so the
+// change is no longer live, and the answer says so (Reboot, a warning)
+// rather than a plain "confirmed". Caller holds the lock.
+func (e *engine) confirmAgain(ctx context.Context, r *txRecord, rep *Report) error {
+	if len(r.Persisted) > 0 {
+		return nil
+	}
+	if boot, err := e.env.BootID(); err == nil && r.BootID != "" && boot != r.BootID {
+		rep.Reboot = true
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the host rebooted after transaction %s was confirmed and before it was persisted: it booted its persisted config, so the change is no longer live; apply it again", r.ID))
+		return nil
+	}
+	if !r.Persist {
+		return nil
+	}
+	ch, err := e.changeOf(r)
+	if err != nil {
+		return err
+	}
+	e.logf(r.ID, "info", "confirm sent again: persisting, which the first confirm did not reach")
+	return e.persistConfirmed(ctx, rep, r, ch)
+}
+
+// persistConfirmed writes the confirmed change for the next boot and
+// records it. Caller holds the lock.
+func (e *engine) persistConfirmed(ctx context.Context, rep *Report, r *txRecord, ch hostChange) error {
 	var files []string
-	err = e.phase(rep, "persist", func() (err error) { files, err = ch.persist(ctx, e, r); return err })
+	err := e.phase(rep, "persist", func() (err error) { files, err = ch.persist(ctx, e, r); return err })
 	if err != nil {
 		r.Errors = append(r.Errors, "persist: "+err.Error())
 		_ = e.save(r, "persist failed")
@@ -109,6 +156,18 @@ func (e *engine) confirm(ctx context.Context, req *Request, rep *Report) error {
 	}
 	fill(rep, r)
 	return nil
+}
+
+// wallClockGuard reports whether r's kernel guard opens by the host's
+// wall clock (iptables `-m time --datestart`, which a clock step moves)
+// rather than by a countdown the kernel keeps (nft set element timeouts).
+func wallClockGuard(r *txRecord) bool {
+	for _, c := range r.GuardChains {
+		if c.WallClock {
+			return true
+		}
+	}
+	return false
 }
 
 // status reports a tx (the current one when TxID is empty).
@@ -144,6 +203,11 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 			}
 		}
 	}
+	if r.State == StateApplied && r.Step == stepReverting {
+		if r, err = e.finishRevert(ctx, r); err != nil {
+			return err
+		}
+	}
 	fill(rep, r)
 	switch r.State {
 	case StateArmed, StateApplied:
@@ -177,6 +241,32 @@ func (e *engine) status(ctx context.Context, req *Request, rep *Report) error {
 		return &Error{Code: CodeRevertFailed, Message: fmt.Sprintf("the revert of %s failed: %s: inspect %s", r.ID, strings.Join(r.Errors, "; "), e.st.txDir(r.ID))}
 	}
 	return nil
+}
+
+// finishRevert finishes a revert that was decided (the record says
+// reverting) and interrupted: its timer is gone (the revert was the timer,
+// killed half-way) and no helper holds the lock. Nothing on the host would
+// finish it, and the kernel guard has opened the operator's path: status
+// finishes it, as the next begin would (the restore is idempotent). A live
+// timer, or a busy lock, means the revert may still run: then r is
+// returned as it is.
+func (e *engine) finishRevert(ctx context.Context, r *txRecord) (*txRecord, error) {
+	if alive, err := e.armer.Alive(ctx, r.Timer); err != nil || alive {
+		return r, nil
+	}
+	l, err := e.lock(ctx, e.env.LockWait)
+	if err != nil {
+		return r, nil // a helper runs: it may be the revert
+	}
+	defer l.unlock()
+	nr, err := e.loadTx(r.ID)
+	if err != nil || nr.State != StateApplied || nr.Step != stepReverting {
+		return nr, err
+	}
+	why := fmt.Sprintf("revert timer %s gone during its revert", nr.Timer)
+	e.logf(nr.ID, "warning", "%s: finishing the revert", why)
+	_, err = e.revertLocked(ctx, nr, why+"; finished by status")
+	return nr, err
 }
 
 // abort: restore the snapshot now (workstation-initiated revert).
@@ -216,6 +306,9 @@ func (e *engine) abort(ctx context.Context, req *Request, rep *Report) error {
 	return nil
 }
 
+// noteDeadline is the note of the timer's revert.
+const noteDeadline = "deadline reached without confirm"
+
 // revert is the timer firing: restore unless the tx already ended.
 func (e *engine) revert(ctx context.Context, req *Request, rep *Report) error {
 	l, err := e.lock(ctx, e.env.RevertLockWait)
@@ -243,7 +336,7 @@ func (e *engine) revert(ctx context.Context, req *Request, rep *Report) error {
 	}
 	var ok bool
 	var werr error
-	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, "deadline reached without confirm"); return nil })
+	_ = e.phase(rep, "restore", func() error { ok, werr = e.revertLocked(ctx, r, noteDeadline); return nil })
 	fill(rep, r)
 	rep.Verified = &ok
 	if werr != nil {
@@ -313,6 +406,9 @@ func (e *engine) revertLocked(ctx context.Context, r *txRecord, note string) (bo
 		// restoring is what gives the operator back their access: do it
 		// anyway; the record keeps saying applied, the timer stays armed
 		e.logf(r.ID, "warning", "%v (reverting anyway)", err)
+	}
+	if note == noteDeadline {
+		e.faultPoint("revert-restoring") // the timer's revert, not an abort's
 	}
 	var errs []error
 	snap, err := e.st.loadSnapshot(r.ID)

@@ -44,6 +44,7 @@ func (e *engine) stage(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.save(r, ""); err != nil {
 		return err
 	}
+	e.faultPoint("stage-before-swap")
 	verified, err := ch.stage(ctx, e, r, g, rep)
 	if err != nil {
 		e.logf(r.ID, "warning", "stage failed, restoring the snapshot now: %v", err)
@@ -57,6 +58,7 @@ func (e *engine) stage(ctx context.Context, req *Request, rep *Report) error {
 		}
 		return &Error{Code: CodeApplyFailed, Message: fmt.Sprintf("%v; the snapshot was restored (state %s)", err, r.State)}
 	}
+	e.faultPoint("stage-after-swap")
 	rep.Verified = verified
 	r.Step = stepApplied
 	if err := e.save(r, ""); err != nil {

@@ -114,7 +114,7 @@ func (h *Tx) callOnce(ctx context.Context, r remote.Runner, verb string, req *wi
 		}
 		return nil, &tamperedError{h.helper, why}
 	}
-	if errors.As(err, &ee) && unstarted(ee) && ctx.Err() == nil {
+	if errors.As(err, &ee) && unstarted(ee) && ctx.Err() == nil && !h.helperIntact {
 		if verr := h.verifyHelper(ctx, r, err); verr != nil {
 			return nil, verr
 		}
@@ -164,6 +164,8 @@ func (h *Tx) verifyHelper(ctx context.Context, r remote.Runner, callErr error) e
 		return &tamperedError{h.helper, why}
 	case errors.As(err, &ee) && ee.Status == wire.ExitHelperMissing:
 		return errHelperMissing
+	case err == nil:
+		h.helperIntact = true // a later crash on this host is not the file's: no second check
 	}
 	return nil
 }

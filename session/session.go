@@ -174,7 +174,10 @@ type Result struct {
 	GuardChains   []string      `json:"guard_chains,omitempty"` // base chains the kernel guard covers
 	Unguarded     []string      `json:"unguarded,omitempty"`    // forced: chains it could not cover, with why
 	// Reboot: the host reverted by rebooting (it booted its persisted
-	// config); reported as "reverted (reboot)".
+	// config); reported as "reverted (reboot)". With Confirmed: the confirm
+	// was recorded, then the host rebooted before the change was persisted
+	// (the answer was lost, a retried confirm found it): "confirmed
+	// (reboot)", the boot config is live.
 	Reboot bool `json:"reboot,omitempty"`
 	// Warnings the operator must see (e.g. a tampered helper replaced).
 	Warnings []string `json:"warnings,omitempty"`

@@ -44,6 +44,10 @@ type fakeHost struct {
 	refuse  func(dial int) error                // per dial: nil = connect
 	brokeAt func(dial int, verb string) error   // per call: non-nil = the connection fails
 	onVerb  func(verb string, rep *wire.Report) // after the engine answered
+	// killedAfter: the helper is killed once it ran this verb (once),
+	// before its report is written
+	killedAfter     string
+	killedUnderSudo bool // ... and sudo reports it as exit status 137
 	// commands answers exec's command lines: the output and exit status
 	// (any other command still fails the test)
 	commands map[string]func(stdout, stderr io.Writer) int
@@ -181,6 +185,13 @@ func (c *fakeConn) Run(ctx context.Context, cmd remote.Cmd) error {
 	if h.onVerb != nil {
 		h.onVerb(verb, rep)
 	}
+	if verb == h.killedAfter {
+		h.killedAfter = ""
+		if h.killedUnderSudo {
+			return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: 137, Stderr: "Killed"}
+		}
+		return &remote.ExitError{Host: "fake", Command: cmd.Command, Status: -1, Signal: "KILL"}
+	}
 	return json.NewEncoder(cmd.Stdout).Encode(rep)
 }
 
@@ -303,6 +314,46 @@ func TestApplyOutcomes(t *testing.T) {
 				}
 			},
 			rules: newRules, want: NeedsRecovery, live: newRules, errLike: "timer",
+		},
+		{
+			// the helper armed the host, then died before it answered: the
+			// first connection still works, so lifeline aborts that tx
+			// (nothing applied) rather than leave the host held until the
+			// deadline, and nothing changed
+			name: "helper killed after it armed: aborted, refused",
+			setup: func(h *fakeHost) {
+				h.killedAfter = wire.VerbBegin
+				aborted := false
+				h.onVerb = func(verb string, rep *wire.Report) {
+					if verb == wire.VerbAbort {
+						aborted = rep.State == wire.StateReverted
+					}
+				}
+				h.t.Cleanup(func() {
+					if !aborted {
+						h.t.Error("the tx the lost begin armed was not aborted")
+					}
+				})
+			},
+			rules: newRules, want: Refused, live: liveRules, errLike: "killed by signal",
+		},
+		{
+			name: "helper killed under sudo after it armed: aborted, refused",
+			setup: func(h *fakeHost) {
+				h.killedAfter, h.killedUnderSudo = wire.VerbBegin, true
+				aborted := false
+				h.onVerb = func(verb string, rep *wire.Report) {
+					if verb == wire.VerbAbort {
+						aborted = rep.State == wire.StateReverted
+					}
+				}
+				h.t.Cleanup(func() {
+					if !aborted {
+						h.t.Error("the tx the lost begin armed was not aborted")
+					}
+				})
+			},
+			rules: newRules, want: Refused, live: liveRules, errLike: "exit status 137",
 		},
 	}
 	for _, tt := range tests {
@@ -487,7 +538,9 @@ func (f dialerFunc) Dial(ctx context.Context, t remote.Target) (remote.Runner, e
 // A helper that dies before its own check (a truncated copy faults in
 // its runtime) is checked the slow way: a corrupt file is replaced, with
 // the warning, and the verb sent again; an intact one that crashed is not
-// replaced and the crash is the error.
+// replaced and the crash is the error. A begin whose helper died may have
+// armed the host, and here status dies too: the outcome is unknown (with
+// what the host will do), never a "refused" lifeline did not see.
 func TestCrashedHelperVerified(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -495,7 +548,7 @@ func TestCrashedHelperVerified(t *testing.T) {
 		outcome Outcome
 	}{
 		{"corrupt: replaced", false, Confirmed},
-		{"intact: the crash stands", true, Refused},
+		{"intact: the crash stands", true, Unknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

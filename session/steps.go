@@ -75,8 +75,15 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// The begin may have armed the host even though its answer was lost
 		// (connection dropped mid-call): that host reverts by itself at its
 		// deadline, but we cannot tell; say so instead of claiming refused.
-		if !isTransport(err) {
+		var ee *remote.ExitError
+		// the helper was killed mid-begin: the signal, or a wrapper's
+		// (sudo, sh) 128+N for it; the helper's own exits are below 100
+		died := errors.As(err, &ee) && (ee.Signal != "" || ee.Status > 128)
+		if !isTransport(err) && !died {
 			h.end(Refused, err, transportHint(err)) // e.g. no passwordless sudo
+			return h.ended()
+		}
+		if died && h.endLostBegin(ctx, txID, err) {
 			return h.ended()
 		}
 		h.end(Unknown, err, fmt.Sprintf("the begin of tx %s may have armed the host; if it did, the host restores its snapshot by itself within %s", txID, h.s.opts.ConfirmTimeout))
@@ -104,6 +111,37 @@ func (h *Tx) Begin(ctx context.Context) error {
 	h.s.keepTx(h)
 	h.event(PhaseBegin, "info", fmt.Sprintf("armed tx %s, deadline %s (%s)", txID, rep.Deadline.Format(time.RFC3339), rep.Timer))
 	return nil
+}
+
+// endLostBegin ends a begin whose helper died before it answered, over
+// the first connection (which still works): the host may have armed txID.
+// Not recorded: refused. Armed (nothing applied yet): aborted, so that the
+// host is not held until the deadline by a tx nobody can confirm, then
+// refused. Reports false when it cannot tell.
+func (h *Tx) endLostBegin(ctx context.Context, txID string, cause error) bool {
+	ask := func(verb string) (*wire.Report, error) {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return h.call(actx, h.p1, verb, &wire.Request{Version: wire.ProtocolVersion, TxID: txID, Origin: h.s.opts.Origin})
+	}
+	rep, err := ask(wire.VerbStatus)
+	switch {
+	case err != nil:
+		return false
+	case rep.Error != nil && rep.Error.Code == wire.CodeNoTx:
+		h.end(Refused, cause, fmt.Sprintf("the helper died before it recorded tx %s: nothing was changed", txID))
+		return true
+	case rep.State == wire.StateArmed:
+		if rep, err = ask(wire.VerbAbort); err != nil || rep.Error != nil || rep.State != wire.StateReverted {
+			return false
+		}
+		h.end(Refused, cause, fmt.Sprintf("the helper died after it armed tx %s; lifeline aborted that tx: nothing was changed", txID))
+		return true
+	case rep.State == wire.StateReverted || rep.State == wire.StateRefused:
+		h.end(Refused, cause, fmt.Sprintf("the helper died during the begin; tx %s is %s: nothing was changed", txID, rep.State))
+		return true
+	}
+	return false
 }
 
 // Change has the host stage the change under the kernel guard, then makes
@@ -177,7 +215,15 @@ func (h *Tx) Confirm(ctx context.Context) error {
 		if rep.Live != nil && h.s.opts.History != nil {
 			h.s.opts.History(h.t, h.res.TxID, h.s.opts.Origin, rep.Live)
 		}
-		h.end(Confirmed, nil, "")
+		h.res.Warnings = append(h.res.Warnings, rep.Warnings...)
+		hint := ""
+		if rep.Reboot {
+			// a retried confirm: the host rebooted after the first one was
+			// recorded, before the change was persisted
+			h.res.Reboot = true
+			hint = "confirmed, but the host rebooted before the change was persisted: its boot config is live, not this change; apply it again"
+		}
+		h.end(Confirmed, nil, hint)
 		h.s.dropTx(h)
 		return nil
 	case errors.As(err, new(*lockedOutError)):

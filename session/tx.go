@@ -64,19 +64,22 @@ func NewTxID(now time.Time) string {
 //
 // A Tx is not safe for concurrent use; run one per host.
 type Tx struct {
-	s       *Session
-	t       Target
-	ch      Change
-	res     *Result
-	start   time.Time
-	helper  string // path on host
-	sha     string
-	data    []byte
-	op      wire.Operator
-	uid     int
-	token   string
-	localDL time.Time     // the host's deadline on the workstation's clock
-	c1      remote.Runner // the first connection (nil before Connect, after Close)
+	s      *Session
+	t      Target
+	ch     Change
+	res    *Result
+	start  time.Time
+	helper string // path on host
+	// helperIntact: the slow check found the helper's file intact after a
+	// call died; later crashes are not the file's and are not checked again
+	helperIntact bool
+	sha          string
+	data         []byte
+	op           wire.Operator
+	uid          int
+	token        string
+	localDL      time.Time     // the host's deadline on the workstation's clock
+	c1           remote.Runner // the first connection (nil before Connect, after Close)
 	// leaseFailing: the last heartbeat's fresh connection failed (shell);
 	// kept with the token, so that a confirm from elsewhere is refused
 	leaseFailing bool

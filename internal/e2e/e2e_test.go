@@ -48,7 +48,9 @@ func run(m *testing.M) int {
 	lifelineBin = filepath.Join(dir, "lifeline")
 	helperBin = filepath.Join(dir, "lifeline-helper")
 	builds := [][]string{
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", helperBin, "./cmd/lifeline-helper"},
+		// lifeline_faults: the fault matrix's pause points (faults_test.go),
+		// inert unless a test arms one in the host's state dir
+		{"build", "-trimpath", "-tags", "lifeline_faults", "-ldflags=-s -w", "-o", helperBin, "./cmd/lifeline-helper"},
 		{"build", "-o", lifelineBin, "./cmd/lifeline"},
 	}
 	for _, b := range builds {
@@ -80,6 +82,7 @@ type result struct {
 	Took          time.Duration `json:"took_ns"`
 	GuardChains   []string      `json:"guard_chains"`
 	Warnings      []string      `json:"warnings"`
+	Reboot        bool          `json:"reboot"`
 	Path          string        `json:"path"`
 	Timings       []struct {
 		Phase string        `json:"phase"`

@@ -245,7 +245,9 @@ func (l *Lab) StopSSHD(ctx context.Context, host string) error {
 	if err := syscall.Kill(pid, sigStopSSHD); err != nil {
 		return fmt.Errorf("stop sshd on lab host %s: signal init %d: %w", host, pid, err)
 	}
-	return pollUntil(ctx, 10*time.Second, func() bool { return len(sshdChildren(pid)) == 0 },
+	// the listener is gone once nothing listens: the sessions' sshd
+	// processes, reparented to the init when the listener exits, live on
+	return pollUntil(ctx, 10*time.Second, func() bool { return !listening(pid, h.Port) },
 		fmt.Sprintf("stop sshd on lab host %s", host))
 }
 
