@@ -99,6 +99,8 @@ type hostFirewall struct {
 	// local: the tools run in the helper's own network namespace (no Exec
 	// or NetNS of a test), so /proc/net and symlinks describe what they see.
 	local bool
+	// lastTrial: how long the last listed trial load took (TrialTook)
+	lastTrial time.Duration
 
 	// reads caches the output of read-only tool runs (saves, nft list,
 	// ip link show, --version) for readTTL: one begin reads the same tables

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/lifeline-dev/lifeline/internal/shquote"
@@ -87,16 +88,23 @@ func (f *hostFirewall) scratch(ctx context.Context, stdin []byte, loadCmd, listC
 	}
 	key, ok := f.trialKey(ctx, "lifeline trial listing 1", loadCmd, listCmd, stdin)
 	if ok {
-		if out, hit := f.memo(key); hit {
+		if out, took, hit := f.memo(key); hit {
+			f.lastTrial = took
 			return out, nil
 		}
 	}
+	start := time.Now()
 	out, err := f.scratchRun(ctx, stdin, loadCmd, listCmd)
+	f.lastTrial = time.Since(start)
 	if err == nil && ok {
-		f.keepMemo(key, out)
+		f.keepMemo(key, out, f.lastTrial)
 	}
 	return out, err
 }
+
+// TrialTook is how long the last listed trial load took, also when a
+// memo answered for it (the time the trial took then).
+func (f *hostFirewall) TrialTook() time.Duration { return f.lastTrial }
 
 func (f *hostFirewall) scratchRun(ctx context.Context, stdin []byte, loadCmd, listCmd []string) (string, error) {
 	ifaces, err := f.interfaces(ctx)

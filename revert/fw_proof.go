@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -104,28 +106,32 @@ func (f *hostFirewall) trialKey(ctx context.Context, kind string, load, list []s
 // interfaces: the same key) is not run twice — begin's validation lists
 // what the operator's ruleset leaves, and stage's verify compares the live
 // ruleset with that instead of loading it into a third namespace. The
-// first line is the key; a memo without it is no memo. At most maxMemos
+// first line is the key and how long the trial took (begin weighs a
+// ruleset's load time against the confirm timeout); a memo without them
+// is no memo. At most maxMemos
 // are kept (a listing of a large ruleset is megabytes).
 const maxMemos = 4
 
-func (f *hostFirewall) memo(key string) (string, bool) {
+func (f *hostFirewall) memo(key string) (out string, took time.Duration, ok bool) {
 	data, err := readTrusted(filepath.Join(f.opts.ProofDir, "list-"+key))
 	if err != nil {
-		return "", false
+		return "", 0, false
 	}
 	head, rest, ok := strings.Cut(string(data), "\n")
-	if !ok || head != key {
-		return "", false
+	name, ns, _ := strings.Cut(head, " ")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || name != key || err != nil || n < 0 {
+		return "", 0, false
 	}
-	return rest, true
+	return rest, time.Duration(n), true
 }
 
-func (f *hostFirewall) keepMemo(key, out string) {
+func (f *hostFirewall) keepMemo(key, out string, took time.Duration) {
 	dir := f.opts.ProofDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "list-"+key), []byte(key+"\n"+out), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, "list-"+key), []byte(fmt.Sprintf("%s %d\n%s", key, took.Nanoseconds(), out)), 0o600); err != nil {
 		f.opts.Log("keep a trial listing: %v", err)
 		return
 	}

@@ -109,6 +109,18 @@ func TestListingMemo(t *testing.T) {
 	if err := fw.Validate(ctx, FormatNft, rules); err != nil {
 		t.Fatal(err)
 	}
+	// a memo answers for the trial, and for how long it took: begin
+	// weighs that against the confirm timeout
+	took := fw.(*hostFirewall).TrialTook()
+	if took <= 0 {
+		t.Fatalf("TrialTook after a trial: %s", took)
+	}
+	if err := fw.Validate(ctx, FormatNft, rules); err != nil {
+		t.Fatal(err)
+	}
+	if again := fw.(*hostFirewall).TrialTook(); again != took {
+		t.Errorf("TrialTook after a memo hit: %s, want the trial's %s", again, took)
+	}
 	// the guard plan's trial (what Apply leaves) is the validation's when
 	// the ruleset replaces every live native table
 	before := trials.Load()
@@ -158,12 +170,12 @@ func TestProofsUntrusted(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "proofs")
 	f := &hostFirewall{opts: FirewallOptions{ProofDir: dir, Log: t.Logf}}
 	f.prove("abc")
-	f.keepMemo("def", "listing\n")
+	f.keepMemo("def", "listing\n", time.Second)
 	if !f.proven("abc") {
 		t.Fatal("a proof the helper wrote is not trusted")
 	}
-	if out, ok := f.memo("def"); !ok || out != "listing\n" {
-		t.Fatalf("memo: %q %v", out, ok)
+	if out, took, ok := f.memo("def"); !ok || out != "listing\n" || took != time.Second {
+		t.Fatalf("memo: %q %s %v", out, took, ok)
 	}
 	if err := os.Chmod(filepath.Join(dir, "abc"), 0o666); err != nil {
 		t.Fatal(err)
@@ -174,7 +186,7 @@ func TestProofsUntrusted(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.memo("def"); ok {
+	if _, _, ok := f.memo("def"); ok {
 		t.Error("a memo in a world-writable folder counts")
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -186,7 +198,7 @@ func TestProofsUntrusted(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dir, "abc"), filepath.Join(dir, "list-def")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.memo("def"); ok {
+	if _, _, ok := f.memo("def"); ok {
 		t.Error("a symlinked memo counts")
 	}
 }
