@@ -26,7 +26,10 @@ type wsRun struct {
 }
 
 func startWS(t *testing.T, cfg, host, path string, extra ...string) *wsRun {
-	args := append([]string{"-F", cfg, "apply", "--json-stream", host, path,
+	// --force: the matrix tests the revert of a lockout, which apply's
+	// preflight would refuse before anything changes (TestPreflight covers
+	// that); for a good ruleset it changes nothing
+	args := append([]string{"-F", cfg, "apply", "--json-stream", host, path, "--force",
 		"--confirm-timeout=" + faultTimeout.String(), "--revert-grace=" + faultGrace.String()}, extra...)
 	cmd := exec.Command(lifelineBin, args...)
 	cmd.Env = append(os.Environ(), "LIFELINE_HELPER_"+strings.ToUpper(runtime.GOARCH)+"="+helperBin, "XDG_STATE_HOME="+stateDir(t))
