@@ -191,6 +191,7 @@ func TestTamperedHelper(t *testing.T) {
 // folder others could write, is refused before any privileged step, with
 // the host and the path named, and the live ruleset stays as it was.
 func TestHelperIntegrity(t *testing.T) {
+	t.Parallel()
 	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
 	h := l.Hosts[0]
 	sh := func(script string) string { return execOn(t, l, h.Name, "sh", "-c", script) }

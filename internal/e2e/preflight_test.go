@@ -187,6 +187,7 @@ func TestPreflight(t *testing.T) {
 // refused before the live ruleset changes, naming the rule; with --force
 // it is applied and reverted by the host.
 func TestPreflightRefusesApply(t *testing.T) {
+	t.Parallel()
 	// h01 nft, h02 iptables-nft, h03 iptables-legacy (h04, behind h01,
 	// is left out: h01's forced lockout would cut its path)
 	l := labtest.Start(t, labtest.Options{Hosts: 4, InitExe: lifelineBin})

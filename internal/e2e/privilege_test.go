@@ -44,6 +44,7 @@ func userConfig(t *testing.T, l *lab.Lab, h *lab.Host, user string) string {
 // with the cause and a hint, a non-zero exit, the ruleset as it was, no
 // transaction begun, nothing armed.
 func TestPrivilegeRefused(t *testing.T) {
+	t.Parallel()
 	l := labtest.Start(t, labtest.Options{Hosts: 1, Backend: "nft", InitExe: lifelineBin})
 	h := l.Hosts[0]
 	if r, _, _ := apply(t, l, l.SSHConfig, h.Name, "good.nft"); r.Outcome != "confirmed" {
