@@ -42,6 +42,13 @@ type CommandChange struct {
 	// non-zero (when a fresh connection still gets in).
 	KeepOnError bool
 	Force       bool
+	// Rules is the ruleset the command is meant to leave (exec --rules):
+	// before the begin, the host's preflight evaluates it against this
+	// connection's SSH path, and a certain lockout is refused before
+	// anything runs (Force overrides). nil: no preflight (the command's
+	// effect is not known in advance; the guard and the fresh confirm
+	// protect it).
+	Rules *wire.RulesetChange
 	Protection
 }
 

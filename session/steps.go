@@ -58,6 +58,16 @@ func (h *Tx) Begin(ctx context.Context) error {
 		// and refuses a certain lockout (--force: ForceLockout)
 		req.Begin.Preflight = &wire.PreflightArgs{Paths: h.paths()}
 	}
+	if cc, ok := h.ch.(*CommandChange); ok && cc.Rules != nil && !h.s.opts.NoPreflight {
+		if err := h.preflightRules(ctx, cc); err != nil {
+			hint := ""
+			var we *wire.Error
+			if errors.As(err, &we) && we.Code == wire.CodePreflightLockout {
+				hint = "fix the ruleset (or the command), or pass --force to run it anyway (the revert timer and the kernel guard still protect the change)"
+			}
+			return h.endBeforeBegin(ctx, err, hint)
+		}
+	}
 	if ctx.Err() != nil {
 		return h.endBeforeBegin(ctx, ctx.Err(), "")
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lifeline-dev/lifeline/session"
+	"github.com/lifeline-dev/lifeline/wire"
 )
 
 type execOptions struct {
@@ -17,6 +19,8 @@ type execOptions struct {
 	force       bool
 	protect     []string
 	onRevert    []string
+	rules       string
+	format      string
 }
 
 func init() { subcommands = append(subcommands, newExecCmd) }
@@ -53,6 +57,15 @@ kept live as with apply. It does not undo anything else the command did
 it puts back too (content, mode, owner; a file that did not exist is
 removed), then it runs each --on-revert command, in that order.
 
+--rules FILE names the ruleset COMMAND is meant to leave (a file on this
+machine, nft or iptables-save syntax; e.g. the file COMMAND loads with the
+host's own tool). Before anything runs, each host's preflight evaluates it
+against this connection's SSH path in a sandbox of the host's kernel, and a
+host where it would certainly lock you out is refused, naming the rule
+(--force runs it anyway, guarded as always). Without --rules nothing is
+known of the command's effect in advance: the kernel guard and the fresh
+connection protect it.
+
 ` + runsRetentionHelp,
 		Example: `  # a rule typed by hand, guarded: a mistake reverts within 60 s
   lifeline exec web01 -- iptables -I INPUT -p tcp --dport 8080 -j ACCEPT
@@ -63,6 +76,9 @@ removed), then it runs each --on-revert command, in that order.
   # sshd's config: restored, and sshd restarted, if you lock yourself out
   lifeline exec web01 --protect /etc/ssh/sshd_config --on-revert 'systemctl restart ssh' -- \
     "sed -i 's/^#\\?Port .*/Port 2222/' /etc/ssh/sshd_config && systemctl restart ssh"
+
+  # a ruleset loaded by the host's own tool, preflighted from the same file first
+  lifeline exec db --rules new.v4 -- 'iptables-restore < /etc/iptables/new.v4'
 
   # look before keeping: leave the hosts armed, then confirm (or abort)
   lifeline exec db -- 'iptables-restore < /etc/iptables/new.v4' --no-confirm --window 5m
@@ -84,7 +100,9 @@ removed), then it runs each --on-revert command, in that order.
 	f.StringArrayVar(&o.protect, "protect", nil, "a file (absolute path) the host snapshots with the firewall and restores on revert: content, mode, owner; removed if it did not exist (repeatable, at most 64, 1 MiB each)")
 	f.StringArrayVar(&o.onRevert, "on-revert", nil, "a command (sh -c, as root) every revert runs after restoring the firewall and the protected files, e.g. 'systemctl restart ssh' (repeatable, in order)")
 	o.rolloutFlags.add(f, "the command")
-	f.BoolVar(&o.force, "force", false, "run even when the live ruleset has base chains the kernel guard cannot cover; only the revert timer then protects those")
+	f.BoolVar(&o.force, "force", false, "run even when the live ruleset has base chains the kernel guard cannot cover (only the revert timer then protects those), or when --rules would lock you out")
+	f.StringVar(&o.rules, "rules", "", "the ruleset COMMAND is meant to leave (local file): preflighted on each host first; a certain lockout is refused before anything runs")
+	f.StringVar(&o.format, "format", "", "--rules' format: nft, iptables or ip6tables (default: from the file name or content)")
 	return cmd
 }
 
@@ -106,6 +124,23 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
 		return emptyShard(g, err)
 	}
+	var rules *wire.RulesetChange
+	if o.rules != "" {
+		b, err := os.ReadFile(o.rules)
+		if err != nil {
+			return usagef("--rules: %v", err)
+		}
+		f, err := detectFormat(o.format, o.rules, string(b))
+		if err != nil {
+			return err
+		}
+		if err := wire.CheckRuleset(f, string(b), 0); err != nil {
+			return usagef("--rules %s: %v", o.rules, err)
+		}
+		rules = &wire.RulesetChange{Format: f, Text: string(b), FormatExplicit: o.format != ""}
+	} else if o.format != "" {
+		return usagef("--format goes with --rules")
+	}
 	targets := make([]session.Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
@@ -113,7 +148,7 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	return runRollout(ctx, g, inv, targets, &o.rolloutFlags, plan, " exec", session.Options{
 		ConfirmTimeout: o.window,
 		NewChange: func(session.Target) session.Change {
-			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force,
+			return &session.CommandChange{Command: command, KeepOnError: o.keepOnError, Force: o.force, Rules: rules,
 				Protection: session.Protection{Protect: o.protect, OnRevert: o.onRevert}}
 		},
 	})
