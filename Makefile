@@ -6,7 +6,7 @@ HELPER_FLAGS := -trimpath -ldflags='-s -w'
 HELPERS := internal/helperbin/bin/lifeline-helper-linux-amd64 internal/helperbin/bin/lifeline-helper-linux-arm64
 GOFILES := $(shell find . -name '*.go' -not -path './lab/*' 2>/dev/null)
 
-.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz faults bench bench-cpu bench-preflight clean
+.PHONY: all build man helper deps demo demo-down test test-short vet cross dist model fuzz faults bench bench-all bench-cpu bench-preflight clean
 
 all: build
 
@@ -90,6 +90,11 @@ bench: deps build
 ## bench-preflight: what the preflight adds to a begin on idle lab hosts (bench/preflight.sh)
 bench-preflight: build
 	bench/preflight.sh
+
+## bench-all: one run of both: bench-cpu (CPU against the SSH floor, 1/12/50-host wall times, 100 to 20,000 rules), then bench at 1 and 50 hosts (against Ansible's iptables_state)
+bench-all: deps build
+	bench/cpu.sh
+	BENCH_SIZES="$${BENCH_SIZES:-1 50}" bench/run.sh
 
 ## bench-cpu: CPU per host of a warm guarded apply against `run -- true` (the SSH floor), pids, 1/12/50-host wall times; see docs/benchmarks.md
 bench-cpu: deps build
