@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/lifeline-dev/lifeline/internal/rtnl"
 	"github.com/lifeline-dev/lifeline/internal/shquote"
 	"golang.org/x/sys/unix"
 )
@@ -178,13 +179,13 @@ func (f *hostFirewall) scratchThread(ctx context.Context, ifaces []string, sets 
 	defer t.close()
 	if len(ifaces) > 0 {
 		err := t.do(func() error {
-			r, err := openRtnl()
+			r, err := rtnl.Open()
 			if err != nil {
 				return err
 			}
 			defer r.Close()
 			for n, name := range ifaces {
-				if err := r.addVeth(name, nil, 0, fmt.Sprintf("llscratch%d", n), nil, 0, -1); err != nil {
+				if err := r.AddVeth(name, nil, 0, fmt.Sprintf("llscratch%d", n), nil, 0, -1); err != nil {
 					return fmt.Errorf("create link %s: %w", name, err)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/lifeline-dev/lifeline/internal/rtnl"
 	"github.com/lifeline-dev/lifeline/internal/trace"
 	"golang.org/x/sys/unix"
 )
@@ -258,12 +259,12 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 		}
 	}
 	err := sb.s.do(func() error {
-		r, err := openRtnl()
+		r, err := rtnl.Open()
 		if err != nil {
 			return err
 		}
 		defer r.Close()
-		if err := r.linkUp(1); err != nil {
+		if err := r.LinkUp(1); err != nil {
 			return fmt.Errorf("lo up: %w", err)
 		}
 		for n, hi := range hostIfs {
@@ -271,10 +272,10 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 			if !onPath {
 				// best effort, like the trial load's links: a name the
 				// kernel refuses only matters to a rule that names it
-				_ = r.addVeth(hi.name, nil, 0, fmt.Sprintf(pfPeerFmt, n), nil, 0, -1)
+				_ = r.AddVeth(hi.name, nil, 0, fmt.Sprintf(pfPeerFmt, n), nil, 0, -1)
 				continue
 			}
-			if err := r.addVeth(hi.name, pfServerMAC, pfServerIndex+k, fmt.Sprintf(pfClientFmt, k), pfClientMAC, pfClientIndex+k, sb.c.fd); err != nil {
+			if err := r.AddVeth(hi.name, pfServerMAC, pfServerIndex+k, fmt.Sprintf(pfClientFmt, k), pfClientMAC, pfClientIndex+k, sb.c.fd); err != nil {
 				return fmt.Errorf("create link %s: %w", hi.name, err)
 			}
 			ifc, err := net.InterfaceByName(hi.name)
@@ -282,21 +283,21 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 				return err
 			}
 			for _, a := range hi.addrs {
-				if err := r.addAddr(ifc.Index, a); err != nil {
+				if err := r.AddAddr(ifc.Index, a); err != nil {
 					return fmt.Errorf("address %s on %s: %w", a, hi.name, err)
 				}
 			}
-			if err := r.linkUp(ifc.Index); err != nil {
+			if err := r.LinkUp(ifc.Index); err != nil {
 				return err
 			}
 			for _, fl := range flows {
 				if fl.iface != hi.name {
 					continue
 				}
-				if err := r.addHostRoute(ifc.Index, fl.src); err != nil {
+				if err := r.AddHostRoute(ifc.Index, fl.src); err != nil {
 					return fmt.Errorf("route %s via %s: %w", fl.src, hi.name, err)
 				}
-				if err := r.addNeigh(ifc.Index, fl.src, pfClientMAC); err != nil {
+				if err := r.AddNeigh(ifc.Index, fl.src, pfClientMAC); err != nil {
 					return fmt.Errorf("neighbour %s on %s: %w", fl.src, hi.name, err)
 				}
 			}
@@ -307,12 +308,12 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 		return err
 	}
 	if err := sb.c.do(func() error {
-		r, err := openRtnl()
+		r, err := rtnl.Open()
 		if err != nil {
 			return err
 		}
 		defer r.Close()
-		if err := r.linkUp(1); err != nil {
+		if err := r.LinkUp(1); err != nil {
 			return fmt.Errorf("lo up: %w", err)
 		}
 		for iface, k := range pathIf {
@@ -321,20 +322,20 @@ func (sb *pfSandbox) links(hostIfs []hostIf, flows []*pfFlow) error {
 			if err != nil {
 				return err
 			}
-			if err := r.linkUp(ifc.Index); err != nil {
+			if err := r.LinkUp(ifc.Index); err != nil {
 				return err
 			}
 			for _, fl := range flows {
 				if fl.iface != iface {
 					continue
 				}
-				if err := r.addAddr(ifc.Index, netip.PrefixFrom(fl.src, fl.src.BitLen())); err != nil {
+				if err := r.AddAddr(ifc.Index, netip.PrefixFrom(fl.src, fl.src.BitLen())); err != nil {
 					return fmt.Errorf("address %s on the client: %w", fl.src, err)
 				}
-				if err := r.addHostRoute(ifc.Index, fl.dst); err != nil {
+				if err := r.AddHostRoute(ifc.Index, fl.dst); err != nil {
 					return fmt.Errorf("route %s on the client: %w", fl.dst, err)
 				}
-				if err := r.addNeigh(ifc.Index, fl.dst, pfServerMAC); err != nil {
+				if err := r.AddNeigh(ifc.Index, fl.dst, pfServerMAC); err != nil {
 					return fmt.Errorf("neighbour %s on the client: %w", fl.dst, err)
 				}
 			}

@@ -100,16 +100,9 @@ func runApply(ctx context.Context, g *globals, o *applyOptions, pattern, file st
 	if err := checkWindow("--confirm-timeout", o.confirmTimeout, o.revertGrace); err != nil {
 		return err
 	}
-	plan, err := o.plan()
-	if err != nil {
+	plan, inv, hosts, err := o.resolve(g, pattern)
+	if err != nil || len(hosts) == 0 {
 		return err
-	}
-	inv, hosts, err := resolveTargets(g, pattern, o.limit)
-	if err != nil {
-		return err
-	}
-	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
-		return emptyShard(g, err)
 	}
 	targets, err := applyTargets(hosts, file, o.format, o.maxRulesetSize)
 	if err != nil {

@@ -137,21 +137,11 @@ func runBlock(ctx context.Context, g *globals, o *blockOptions, pattern string, 
 	if len(cidrs) > wire.MaxBlockCIDRs {
 		return usagef("%d CIDRs, at most %d at once", len(cidrs), wire.MaxBlockCIDRs)
 	}
-	plan, err := o.plan()
-	if err != nil {
+	plan, inv, hosts, err := o.resolve(g, pattern)
+	if err != nil || len(hosts) == 0 {
 		return err
 	}
-	inv, hosts, err := resolveTargets(g, pattern, o.limit)
-	if err != nil {
-		return err
-	}
-	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
-		return emptyShard(g, err)
-	}
-	targets := make([]session.Target, len(hosts))
-	for i, h := range hosts {
-		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
-	}
+	targets := sessionTargets(hosts)
 	spec := &session.BlockSpec{Set: o.set, CIDRs: cidrs, TTL: o.ttl, Remove: remove, Force: o.force, Check: blockcheck.Check}
 	tool := " block"
 	if remove {

@@ -113,16 +113,9 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	if strings.TrimSpace(command) == "" {
 		return usagef("empty command")
 	}
-	plan, err := o.plan()
-	if err != nil {
+	plan, inv, hosts, err := o.resolve(g, pattern)
+	if err != nil || len(hosts) == 0 {
 		return err
-	}
-	inv, hosts, err := resolveTargets(g, pattern, o.limit)
-	if err != nil {
-		return err
-	}
-	if hosts, err = o.sharded(g, hosts); err != nil || len(hosts) == 0 {
-		return emptyShard(g, err)
 	}
 	var rules *wire.RulesetChange
 	if o.rules != "" {
@@ -141,10 +134,7 @@ func runExec(ctx context.Context, g *globals, o *execOptions, pattern, command s
 	} else if o.format != "" {
 		return usagef("--format goes with --rules")
 	}
-	targets := make([]session.Target, len(hosts))
-	for i, h := range hosts {
-		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
-	}
+	targets := sessionTargets(hosts)
 	return runRollout(ctx, g, inv, targets, &o.rolloutFlags, plan, " exec", session.Options{
 		ConfirmTimeout: o.window,
 		NewChange: func(session.Target) session.Change {

@@ -53,6 +53,33 @@ func (r *rolloutFlags) sharded(g *globals, hosts []*inventory.Host) ([]*inventor
 	return out, nil
 }
 
+// resolve is every rollout's start: the plan (--serial, --check), then
+// pattern's hosts (--limit, --shard). No host in this shard: the empty
+// report is printed and hosts is empty (callers return err then).
+func (r *rolloutFlags) resolve(g *globals, pattern string) (session.Plan, *inventory.Inventory, []*inventory.Host, error) {
+	plan, err := r.plan()
+	if err != nil {
+		return plan, nil, nil, err
+	}
+	inv, hosts, err := resolveTargets(g, pattern, r.limit)
+	if err != nil {
+		return plan, nil, nil, err
+	}
+	if hosts, err = r.sharded(g, hosts); err != nil || len(hosts) == 0 {
+		return plan, inv, nil, emptyShard(g, err)
+	}
+	return plan, inv, hosts, nil
+}
+
+// sessionTargets are hosts as targets with only their SSH settings.
+func sessionTargets(hosts []*inventory.Host) []session.Target {
+	targets := make([]session.Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
+	}
+	return targets
+}
+
 // emptyShard ends a rollout whose shard holds no host: err, or an empty
 // report (a JSON document with no results).
 func emptyShard(g *globals, err error) error {

@@ -116,10 +116,9 @@ func runTrace(ctx context.Context, g *globals, o *traceOptions, pattern string) 
 	if err != nil {
 		return err
 	}
-	targets := make([]session.Target, len(hosts))
+	targets := sessionTargets(hosts)
 	width := 0
-	for i, h := range hosts {
-		targets[i] = session.Target{Name: h.Name, SSH: targetOf(h)}
+	for _, h := range hosts {
 		width = max(width, len(h.Name))
 	}
 	runID, runDir, endRun := startRun(g)

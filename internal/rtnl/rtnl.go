@@ -1,4 +1,11 @@
-package revert
+//go:build linux
+
+// Package rtnl is a minimal rtnetlink client: the few link, address,
+// route and neighbour requests the lab's hosts and the helper's trial and
+// preflight namespaces need, without a process (every spawn costs
+// milliseconds) and without a netlink library. A Conn speaks to the
+// network namespace of the thread that opened it.
+package rtnl
 
 import (
 	"encoding/binary"
@@ -6,99 +13,19 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// The preflight's sandbox is built with rtnetlink and thread-private
-// network namespaces: every process spawned costs milliseconds, and the
-// preflight rides on begin, whose cost the operator waits for.
-
-// nsThread is one goroutine locked to an OS thread that has unshared its
-// network namespace: functions given to do run in that namespace (sockets
-// they create, processes they start, netlink they speak). The thread is
-// never unlocked, so it ends with the goroutine and the namespace goes
-// with its last user.
-type nsThread struct {
-	work chan func()
-	fd   int // the namespace (/proc/thread-self/ns/net), for moving links into it
-	once sync.Once
-	up   chan struct{} // closed once the goroutine is locked to a thread that is not the main one
-}
-
-func newNSThread() (*nsThread, error) {
-	t := &nsThread{work: make(chan func())}
-	ready := make(chan error, 1)
-	go t.run(ready)
-	if err := <-ready; err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// run is the thread's goroutine. Never on the process's main thread: the
-// runtime cannot end that one, so it would stay in the sandbox namespace,
-// and /proc/self/net (which is the main thread's) would then describe the
-// sandbox to every later reader in the process. On the main thread, run
-// starts itself again elsewhere, holding the main thread until the new one
-// is locked to its own.
-func (t *nsThread) run(ready chan error) {
-	runtime.LockOSThread()
-	if unix.Gettid() == unix.Getpid() {
-		go t.run(ready)
-		<-t.started()
-		runtime.UnlockOSThread()
-		return
-	}
-	t.markStarted()
-	t.body(ready)
-}
-
-func (t *nsThread) started() chan struct{} {
-	t.once.Do(func() { t.up = make(chan struct{}) })
-	return t.up
-}
-
-func (t *nsThread) markStarted() { close(t.started()) }
-
-func (t *nsThread) body(ready chan error) {
-	// the thread stays locked: it dies with the goroutine
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		ready <- fmt.Errorf("unshare the network namespace: %w", err)
-		return
-	}
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		ready <- fmt.Errorf("open the sandbox namespace: %w", err)
-		return
-	}
-	t.fd = fd
-	ready <- nil
-	for f := range t.work {
-		f()
-	}
-	unix.Close(fd)
-}
-
-// do runs f in the thread's namespace and waits for it.
-func (t *nsThread) do(f func() error) error {
-	done := make(chan error, 1)
-	t.work <- func() { done <- f() }
-	return <-done
-}
-
-func (t *nsThread) close() { close(t.work) }
-
-// rtnl is a minimal rtnetlink client, opened in the namespace of the
-// thread that opens it.
-type rtnl struct {
+// Conn is one rtnetlink socket, in the namespace of the thread that
+// opened it.
+type Conn struct {
 	fd  int
 	seq uint32
 }
 
-func openRtnl() (*rtnl, error) {
+// Open opens a Conn in the calling thread's network namespace.
+func Open() (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
@@ -107,10 +34,11 @@ func openRtnl() (*rtnl, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind rtnetlink: %w", err)
 	}
-	return &rtnl{fd: fd}, nil
+	return &Conn{fd: fd}, nil
 }
 
-func (r *rtnl) Close() error { return unix.Close(r.fd) }
+// Close closes the socket.
+func (r *Conn) Close() error { return unix.Close(r.fd) }
 
 func rtattr(typ uint16, data []byte) []byte {
 	l := unix.SizeofRtAttr + len(data)
@@ -129,7 +57,7 @@ func u32(v uint32) []byte {
 
 // request sends one message and waits for its ack; the error is the
 // kernel's errno.
-func (r *rtnl) request(typ, flags uint16, body []byte) error {
+func (r *Conn) request(typ, flags uint16, body []byte) error {
 	r.seq++
 	msg := make([]byte, unix.SizeofNlMsghdr+len(body))
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
@@ -178,7 +106,7 @@ func ifinfo(index int, flags, change uint32) []byte {
 	return b
 }
 
-// addVeth creates the veth pair name (mac, index) / peer (peerMAC,
+// AddVeth creates the veth pair name (mac, index) / peer (peerMAC,
 // peerIndex); with peerNS >= 0 the peer is created in that namespace (a
 // file descriptor). A nil MAC or a 0 index lets the kernel choose.
 //
@@ -186,7 +114,7 @@ func ifinfo(index int, flags, change uint32) []byte {
 // then takes the link's carrier change for a non-stacked device's and
 // applies it (the qdisc that lets packets out) up to a second late, which
 // drops the first SYN and costs a retransmit.
-func (r *rtnl) addVeth(name string, mac net.HardwareAddr, index int, peer string, peerMAC net.HardwareAddr, peerIndex, peerNS int) error {
+func (r *Conn) AddVeth(name string, mac net.HardwareAddr, index int, peer string, peerMAC net.HardwareAddr, peerIndex, peerNS int) error {
 	pb := ifinfo(peerIndex, 0, 0)
 	pb = append(pb, rtattr(unix.IFLA_IFNAME, append([]byte(peer), 0))...)
 	if peerMAC != nil {
@@ -207,7 +135,8 @@ func (r *rtnl) addVeth(name string, mac net.HardwareAddr, index int, peer string
 	return r.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL, b)
 }
 
-func (r *rtnl) linkUp(index int) error {
+// LinkUp sets the link up.
+func (r *Conn) LinkUp(index int) error {
 	return r.request(unix.RTM_NEWLINK, 0, ifinfo(index, unix.IFF_UP, unix.IFF_UP))
 }
 
@@ -218,9 +147,9 @@ func family(a netip.Addr) byte {
 	return unix.AF_INET6
 }
 
-// addAddr adds p to the link (no duplicate address detection: the
-// sandbox's addresses are usable at once).
-func (r *rtnl) addAddr(index int, p netip.Prefix) error {
+// AddAddr adds p to the link, without duplicate address detection (the
+// address is usable at once); an address already there is kept.
+func (r *Conn) AddAddr(index int, p netip.Prefix) error {
 	b := make([]byte, unix.SizeofIfAddrmsg)
 	b[0], b[1], b[2], b[3] = family(p.Addr()), byte(p.Bits()), unix.IFA_F_NODAD, unix.RT_SCOPE_UNIVERSE
 	binary.NativeEndian.PutUint32(b[4:], uint32(index))
@@ -235,8 +164,8 @@ func (r *rtnl) addAddr(index int, p netip.Prefix) error {
 	return err
 }
 
-// addHostRoute routes the one address a out of the link.
-func (r *rtnl) addHostRoute(index int, a netip.Addr) error {
+// AddHostRoute routes the one address a out of the link.
+func (r *Conn) AddHostRoute(index int, a netip.Addr) error {
 	b := make([]byte, 12) // rtmsg
 	b[0], b[1] = family(a), byte(a.BitLen())
 	b[4], b[5], b[6], b[7] = unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RT_SCOPE_LINK, unix.RTN_UNICAST
@@ -246,9 +175,9 @@ func (r *rtnl) addHostRoute(index int, a netip.Addr) error {
 	return err
 }
 
-// addNeigh pins a's link-layer address on the link: no ARP or neighbour
+// AddNeigh pins a's link-layer address on the link: no ARP or neighbour
 // discovery, which a candidate ruleset may drop, is needed to reach it.
-func (r *rtnl) addNeigh(index int, a netip.Addr, mac net.HardwareAddr) error {
+func (r *Conn) AddNeigh(index int, a netip.Addr, mac net.HardwareAddr) error {
 	b := make([]byte, 12) // ndmsg
 	b[0] = family(a)
 	binary.NativeEndian.PutUint32(b[4:], uint32(index))
