@@ -15,18 +15,27 @@ func (e *engine) preflight(ctx context.Context, req *Request, rep *Report) error
 	if a == nil {
 		return &Error{Code: CodeBadRequest, Message: "preflight without its payload (preflight)"}
 	}
-	if err := a.Change.Check(); err != nil {
-		return err
-	}
-	if a.Change.Kind != ChangeRuleset {
-		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("preflight evaluates a ruleset change, not a %s one", a.Change.Kind)}
-	}
-	rc := a.Change.Ruleset
 	var det *Detect
 	if err := e.phase(rep, "detect", func() (err error) { det, err = e.detectHost(ctx); return err }); err != nil {
 		return err
 	}
 	rep.Detect = det
+	return e.evaluateRules(ctx, det, &a.Change, a.Paths, rep)
+}
+
+// evaluateRules is the preflight of a ruleset nothing will load as such
+// (the preflight verb; begin of exec --rules): the change's checks, then
+// its validation and the preflight in one sandbox where the firewall can
+// (rep.Preflight holds the verdicts). An invalid ruleset, a missing
+// backend or a format that does not fit is the error.
+func (e *engine) evaluateRules(ctx context.Context, det *Detect, ch *Change, paths []SSHPath, rep *Report) error {
+	if err := ch.Check(); err != nil {
+		return err
+	}
+	if ch.Kind != ChangeRuleset {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("preflight evaluates a ruleset change, not a %s one", ch.Kind)}
+	}
+	rc := ch.Ruleset
 	if !backendOffers(det, rc.Format) {
 		return &Error{Code: CodeBackend, Message: fmt.Sprintf("no %s backend on this host (found: %s): install it or send another format", rc.Format, strings.Join(det.Backends, ", "))}
 	}
@@ -36,7 +45,7 @@ func (e *engine) preflight(ctx context.Context, req *Request, rep *Report) error
 	if pfw, ok := e.fw.(Preflighter); ok {
 		// one sandbox: the candidate's load there is its trial load
 		start := e.clock.Now()
-		pf, err := pfw.ValidatePreflight(ctx, rc.Format, rc.Text, a.Paths)
+		pf, err := pfw.ValidatePreflight(ctx, rc.Format, rc.Text, paths)
 		took := e.clock.Now().Sub(start)
 		if err != nil {
 			rep.Phases = append(rep.Phases, Phase{Name: "validate", Took: took})
@@ -50,7 +59,7 @@ func (e *engine) preflight(ctx context.Context, req *Request, rep *Report) error
 		return refusal(err, CodeInvalidRuleset, "")
 	}
 	return e.phase(rep, "preflight", func() error {
-		pf, err := e.runPreflight(ctx, rc, a.Paths)
+		pf, err := e.runPreflight(ctx, rc, paths)
 		rep.Preflight = pf
 		return err
 	})
@@ -102,24 +111,41 @@ func lockoutError(host string, rc *RulesetChange, pf *PreflightReport) *Error {
 	return safeError(e)
 }
 
-// preflightBegin is begin's preflight of a ruleset change (after its
-// validation and guard plan, before the snapshot): a certain lockout is
-// refused unless forced (then logged); an undecided verdict proceeds. The
-// validation stays the firewall's own (its trial's listing is a memo that
-// spares the guard plan and stage's verify a load, and a proven ruleset
-// needs no trial at all); the preflight's sandbox adds one candidate load.
-func (e *engine) preflightBegin(ctx context.Context, txID string, c *rulesetChange, a *BeginArgs, rep *Report) *Error {
-	var pf *PreflightReport
-	_ = e.phase(rep, "preflight", func() (err error) {
-		pf, err = e.runPreflight(ctx, &c.RulesetChange, preflightPaths(a))
-		return err
-	})
-	rep.Preflight = pf
-	if pf.Verdict != PreflightLockout {
+// preflightBegin is begin's preflight (after the change's validation and
+// guard plan, before the snapshot): of the ruleset a ruleset change swaps
+// in, or of the one Preflight.Change names for a change that loads none
+// itself (exec --rules: the ruleset its command is meant to leave,
+// validated and preflighted in one sandbox). A certain lockout is refused
+// unless forced (then logged); an undecided verdict proceeds. For a
+// ruleset change the validation stays the firewall's own (its trial's
+// listing is a memo that spares the guard plan and stage's verify a load,
+// and a proven ruleset needs no trial at all); the preflight's sandbox
+// adds one candidate load.
+func (e *engine) preflightBegin(ctx context.Context, txID string, ch hostChange, det *Detect, a *BeginArgs, rep *Report) *Error {
+	var rc *RulesetChange
+	force := a.Change.ForceLockout
+	switch c := ch.(type) {
+	case *rulesetChange:
+		rc, force = &c.RulesetChange, c.forceLockout
+		_ = e.phase(rep, "preflight", func() (err error) {
+			rep.Preflight, err = e.runPreflight(ctx, rc, preflightPaths(a))
+			return err
+		})
+	default:
+		if a.Preflight.Change.Ruleset == nil {
+			return nil // nothing to evaluate: the guard and the fresh confirm protect it
+		}
+		rc = a.Preflight.Change.Ruleset
+		if err := e.evaluateRules(ctx, det, &a.Preflight.Change, preflightPaths(a), rep); err != nil {
+			return refusal(err, CodeInvalidRuleset, "the ruleset to preflight: ")
+		}
+	}
+	pf := rep.Preflight
+	if pf == nil || pf.Verdict != PreflightLockout {
 		return nil
 	}
-	pe := lockoutError(e.env.Hostname, &c.RulesetChange, pf)
-	if !c.forceLockout {
+	pe := lockoutError(e.env.Hostname, rc, pf)
+	if !force {
 		return pe
 	}
 	e.logf(txID, "warning", "forced past the preflight's lockout verdict: %s", pe.Message)

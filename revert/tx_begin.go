@@ -62,8 +62,8 @@ func (e *engine) begin(ctx context.Context, req *Request, rep *Report) error {
 	if err := e.refuseUnguarded(req.TxID, plan, a.Change.Force, "this "+string(ch.kind())+" change"); err != nil {
 		return refuse(err.(*Error))
 	}
-	if rc, ok := ch.(*rulesetChange); ok && a.Preflight != nil {
-		if pe := e.preflightBegin(ctx, req.TxID, rc, a, rep); pe != nil {
+	if a.Preflight != nil {
+		if pe := e.preflightBegin(ctx, req.TxID, ch, det, a, rep); pe != nil {
 			return refuse(pe)
 		}
 	}

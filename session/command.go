@@ -43,9 +43,9 @@ type CommandChange struct {
 	KeepOnError bool
 	Force       bool
 	// Rules is the ruleset the command is meant to leave (exec --rules):
-	// before the begin, the host's preflight evaluates it against this
-	// connection's SSH path, and a certain lockout is refused before
-	// anything runs (Force overrides). nil: no preflight (the command's
+	// the host's begin validates it and evaluates it against this
+	// connection's SSH path, and refuses a certain lockout before anything
+	// is armed or runs (Force overrides). nil: no preflight (the command's
 	// effect is not known in advance; the guard and the fresh confirm
 	// protect it).
 	Rules *wire.RulesetChange
@@ -55,7 +55,7 @@ type CommandChange struct {
 var _ Change = (*CommandChange)(nil)
 
 func (c *CommandChange) Wire() wire.Change {
-	return c.wire(wire.Change{Kind: wire.ChangeGuarded, Force: c.Force})
+	return c.wire(wire.Change{Kind: wire.ChangeGuarded, Force: c.Force, ForceLockout: c.Force && c.Rules != nil})
 }
 func (c *CommandChange) Phase() string      { return PhaseStage }
 func (c *CommandChange) FailedHint() string { return "the kernel guard could not be installed; " }

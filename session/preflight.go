@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/lifeline-dev/lifeline/remote"
@@ -67,37 +66,4 @@ func (h *Tx) pathName() string {
 	}
 	hops := strings.Split(jump, ",")
 	return "via jump " + strings.TrimSpace(hops[len(hops)-1])
-}
-
-// preflightRules is exec --rules: the preflight verb, over the first
-// connection, of the ruleset the command is meant to leave. A certain
-// lockout is an error naming the deciding rule unless the change is
-// forced; "undecided" and "pass" go on (the report is kept in the result).
-func (h *Tx) preflightRules(ctx context.Context, cc *CommandChange) error {
-	req := &wire.Request{Version: wire.ProtocolVersion, Origin: h.s.opts.Origin,
-		Preflight: &wire.PreflightArgs{Change: wire.Change{Kind: wire.ChangeRuleset, Ruleset: cc.Rules}, Paths: h.paths()}}
-	var rep *wire.Report
-	err := h.phase(PhasePreflight, func() (err error) {
-		rep, err = h.call(ctx, h.p1, wire.VerbPreflight, req)
-		if err == nil {
-			err = reportErr(rep)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("preflight of --rules: %w", err)
-	}
-	h.absorb(rep)
-	h.res.Preflight = rep.Preflight
-	if rep.Preflight == nil || rep.Preflight.Verdict != wire.PreflightLockout || cc.Force {
-		return nil
-	}
-	var why []string
-	for _, v := range rep.Preflight.Paths {
-		if v.Verdict == wire.PreflightLockout {
-			why = append(why, v.String())
-		}
-	}
-	return &wire.Error{Code: wire.CodePreflightLockout, Message: fmt.Sprintf(
-		"the preflight found that the ruleset --rules names would lock you out of %s: %s; nothing was run", h.t.Name, strings.Join(why, "; "))}
 }

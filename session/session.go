@@ -49,22 +49,21 @@ func (o Outcome) OK() bool {
 
 // Phases of one host's transaction, in order.
 const (
-	PhaseConnect   = "connect"
-	PhaseProbe     = "probe"
-	PhaseUpload    = "upload"
-	PhasePreflight = "preflight" // exec --rules: the host evaluates the ruleset the command is meant to leave
-	PhaseBegin     = "begin"
-	PhaseApply     = "apply"
-	PhaseStage     = "stage"  // a guarded change: the host installs the kernel guard
-	PhaseChange    = "change" // a guarded change: the operator's commands run
-	PhaseExtend    = "extend"
-	PhaseRestore   = "restore" // recover: the host restores a confirmed state
-	PhaseCheck     = "check"
-	PhaseConfirm   = "confirm"
-	PhaseRevert    = "revert" // watching/forcing the revert after a failed confirm
-	PhaseDiff      = "diff"
-	PhaseTrace     = "trace" // trace: the host streams packet traces
-	PhaseUndo      = "undo"  // Options.Undo: the host restores its snapshot at the end, as asked
+	PhaseConnect = "connect"
+	PhaseProbe   = "probe"
+	PhaseUpload  = "upload"
+	PhaseBegin   = "begin"
+	PhaseApply   = "apply"
+	PhaseStage   = "stage"  // a guarded change: the host installs the kernel guard
+	PhaseChange  = "change" // a guarded change: the operator's commands run
+	PhaseExtend  = "extend"
+	PhaseRestore = "restore" // recover: the host restores a confirmed state
+	PhaseCheck   = "check"
+	PhaseConfirm = "confirm"
+	PhaseRevert  = "revert" // watching/forcing the revert after a failed confirm
+	PhaseDiff    = "diff"
+	PhaseTrace   = "trace" // trace: the host streams packet traces
+	PhaseUndo    = "undo"  // Options.Undo: the host restores its snapshot at the end, as asked
 )
 
 // Dialer opens a NEW connection on every call: new TCP handshake, full

@@ -59,14 +59,9 @@ func (h *Tx) Begin(ctx context.Context) error {
 		req.Begin.Preflight = &wire.PreflightArgs{Paths: h.paths()}
 	}
 	if cc, ok := h.ch.(*CommandChange); ok && cc.Rules != nil && !h.s.opts.NoPreflight {
-		if err := h.preflightRules(ctx, cc); err != nil {
-			hint := ""
-			var we *wire.Error
-			if errors.As(err, &we) && we.Code == wire.CodePreflightLockout {
-				hint = "fix the ruleset (or the command), or pass --force to run it anyway (the revert timer and the kernel guard still protect the change)"
-			}
-			return h.endBeforeBegin(ctx, err, hint)
-		}
+		// exec --rules: the ruleset the command is meant to leave, for
+		// the begin to validate and preflight before anything is armed
+		req.Begin.Preflight = &wire.PreflightArgs{Change: wire.Change{Kind: wire.ChangeRuleset, Ruleset: cc.Rules}, Paths: h.paths()}
 	}
 	if ctx.Err() != nil {
 		return h.endBeforeBegin(ctx, ctx.Err(), "")
