@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lifeline-dev/lifeline/internal/textsafe"
+	"github.com/lifeline-dev/lifeline/inventory"
 	"github.com/lifeline-dev/lifeline/remote"
 	"github.com/lifeline-dev/lifeline/wire"
 )
@@ -440,12 +441,8 @@ func ParseCheck(c string) (string, error) {
 	if err != nil || n < 1 || n > 65535 {
 		return bad("the port must be 1 to 65535")
 	}
-	if _, err := netip.ParseAddr(host); err != nil {
-		if host == "" || len(host) > 253 || strings.HasPrefix(host, "-") || strings.IndexFunc(host, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
-		}) >= 0 {
-			return bad("the host must be a DNS name or an IP address")
-		}
+	if _, err := netip.ParseAddr(host); err != nil && inventory.CheckHostName(host) != nil {
+		return bad("the host must be a DNS name or an IP address")
 	}
 	return net.JoinHostPort(host, port), nil
 }
