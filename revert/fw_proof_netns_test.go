@@ -10,23 +10,28 @@ import (
 	"time"
 )
 
-// TestSnapshotProofs: a snapshot that loaded once is not trial-loaded
-// again while nothing that decides its load changed; a corrupt or foreign
-// proof counts as none; a changed snapshot is trial-loaded; and a snapshot
-// that does not load is refused whatever proofs exist (issue #12: no cache
-// lets a broken snapshot through).
-func TestSnapshotProofs(t *testing.T) {
+// proofFirewall is a firewall in a test namespace with a proof folder,
+// and the count of the trial loads it ran (each an unshare there).
+func proofFirewall(t *testing.T) (ns, dir string, fw Firewall, trials *atomic.Int32) {
 	requireTools(t)
-	ns := testNetns(t)
-	dir := t.TempDir()
-	var trials atomic.Int32
+	ns, dir, trials = testNetns(t), t.TempDir(), new(atomic.Int32)
 	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, []byte, error) {
 		if name == "unshare" {
 			trials.Add(1)
 		}
 		return nsExec(ns)(ctx, stdin, name, args...)
 	}
-	fw := NewFirewall(FirewallOptions{Exec: exec, NetNS: "/run/netns/" + ns, Log: t.Logf, Timeout: 20 * time.Second, ProofDir: dir})
+	fw = NewFirewall(FirewallOptions{Exec: exec, NetNS: "/run/netns/" + ns, Log: t.Logf, Timeout: 20 * time.Second, ProofDir: dir})
+	return ns, dir, fw, trials
+}
+
+// TestSnapshotProofs: a snapshot that loaded once is not trial-loaded
+// again while nothing that decides its load changed; a corrupt or foreign
+// proof counts as none; a changed snapshot is trial-loaded; and a snapshot
+// that does not load is refused whatever proofs exist (issue #12: no cache
+// lets a broken snapshot through).
+func TestSnapshotProofs(t *testing.T) {
+	ns, dir, fw, trials := proofFirewall(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	nsRun(t, ns, "table inet filter {\n chain input {\n type filter hook input priority 0; policy accept;\n tcp dport 22 accept\n }\n}\n", "nft", "-f", "-")
@@ -90,17 +95,7 @@ func TestSnapshotProofs(t *testing.T) {
 // instead of a third trial load; a corrupt memo is no memo, and a verify
 // still tells a live ruleset that differs.
 func TestListingMemo(t *testing.T) {
-	requireTools(t)
-	ns := testNetns(t)
-	dir := t.TempDir()
-	var trials atomic.Int32
-	exec := func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, []byte, error) {
-		if name == "unshare" {
-			trials.Add(1)
-		}
-		return nsExec(ns)(ctx, stdin, name, args...)
-	}
-	fw := NewFirewall(FirewallOptions{Exec: exec, NetNS: "/run/netns/" + ns, Log: t.Logf, Timeout: 20 * time.Second, ProofDir: dir})
+	ns, dir, fw, trials := proofFirewall(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rules := "table inet filter {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport 22 accept\n  tcp dport 8080 accept\n }\n}\n"
